@@ -18,6 +18,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("loopnerf.synth.command", "synth", "Render the built-in synthetic capture (exactly periodic motion, ground truth)."),
     "info": ("loopnerf.info", "info", "Print what a capture, checkpoint or baked .loop file holds."),
+    "select": ("loopnerf.select", "select", "Find the still segments of a run's camera path (segments.json + segments.png)."),
 }
 
 

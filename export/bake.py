@@ -1,0 +1,269 @@
+"""Bake a loop model's planes and decoder into a `BakedLoop` (then `save_loop` it).
+
+What baking does beyond copying the planes:
+- fp16 planes (half the size; the fidelity test checks the render stays >= 40 dB);
+- an occupancy grid: the maximum density over the loop, which holds the still
+  part of the scene in every frame (every loop frame and the half-way phases between frames, because a product of
+  linearly blended planes can peak between samples), evaluated at several points per
+  cell and dilated by one cell, so thin parts are not lost and a renderer can skip
+  empty space without changing the image;
+- the view-direction basis of the `linear` decoder tabulated on a lat-long grid of
+  unit directions, so a renderer needs no MLP per ray.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from loopnerf.export.loop_format import BakedLoop, LoopFormatError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+def direction_grid(height: int, width: int) -> "torch.Tensor":
+    """Unit directions [Hd, Wd, 3] at the cells of the lat-long direction table:
+    row r has theta = r / (Hd - 1) * pi (angle from +y), column c has
+    phi = c / Wd * 2 pi - pi, d = (sin theta cos phi, cos theta, sin theta sin phi)."""
+    import torch
+
+    theta = torch.arange(height, dtype=torch.float64) / (height - 1) * math.pi
+    phi = torch.arange(width, dtype=torch.float64) / width * 2 * math.pi - math.pi
+    th, ph = torch.meshgrid(theta, phi, indexing="ij")
+    d = torch.stack([torch.sin(th) * torch.cos(ph), torch.cos(th), torch.sin(th) * torch.sin(ph)], dim=-1)
+    return d.float()
+
+
+def bake_direction_table(direction_basis: Callable, size: tuple[int, int], feature_dim: int) -> "torch.Tensor":
+    """Evaluate `direction_basis(dirs [M, 3]) -> [M, 3, C*S]` on the lat-long grid ->
+    table [Hd, Wd, 3, C*S] float32."""
+    import torch
+
+    Hd, Wd = int(size[0]), int(size[1])
+    if Hd < 2 or Wd < 1:
+        raise LoopFormatError(f"direction_table must be at least (2, 1), got {size}")
+    dirs = direction_grid(Hd, Wd).reshape(-1, 3)
+    with torch.no_grad():
+        basis = direction_basis(dirs)
+    basis = torch.as_tensor(basis).detach().float().cpu()
+    if tuple(basis.shape) != (Hd * Wd, 3, feature_dim):
+        raise LoopFormatError(
+            f"direction_basis returned shape {list(basis.shape)}, expected [{Hd * Wd}, 3, {feature_dim}]"
+        )
+    return basis.reshape(Hd, Wd, 3, feature_dim).contiguous()
+
+
+def _infer_scales(static_planes: Sequence[Sequence["torch.Tensor"]]) -> tuple[tuple[int, ...], tuple[int, int, int]]:
+    """Scale multipliers and base resolution from the planes' shapes (scale 0 = x1)."""
+    res = []
+    for s, (xy, xz, _) in enumerate(static_planes):
+        res.append((int(xy.shape[1]), int(xy.shape[0]), int(xz.shape[0])))
+    base = res[0]
+    scales = []
+    for s, r in enumerate(res):
+        m = r[0] // base[0]
+        if tuple(b * m for b in base) != r:
+            raise LoopFormatError(
+                f"scale {s} planes have resolution {r}, not an integer multiple of scale 0's {base}"
+            )
+        scales.append(m)
+    return tuple(scales), base
+
+
+def compute_occupancy(
+    baked: BakedLoop,
+    resolution: tuple[int, int, int],
+    threshold: float,
+    *,
+    samples_per_axis: int = 2,
+    include_static: bool = False,
+    chunk: int = 1 << 17,
+    progress: bool = False,
+) -> "torch.Tensor":
+    """Occupancy [Gx, Gy, Gz] uint8 of a BakedLoop (fp16 or fp32 planes).
+
+    A cell is set when the density at any of its samples_per_axis^3 stratified
+    points exceeds `threshold` at any loop phase k / (2F), k = 0..2F-1 (every frame
+    and the half-way phases); then the grid is dilated by one cell. The still part
+    of the scene is in every frame, so it is covered. `include_static=True` also
+    adds the static planes with the loop planes at 1 (the stage-1 initial state);
+    off by default, because no loop phase renders that combination and it can mark
+    whole slabs (a static plane's profile extended along the missing axis).
+    The static products are computed once per point and reused for every phase.
+    """
+    import torch
+
+    from loopnerf.export.reference_render import _bilinear, _linear, loop_slice
+
+    G = torch.tensor(resolution)
+    k = samples_per_axis
+    # Stratified offsets inside a cell, in cell units.
+    off = (torch.arange(k, dtype=torch.float32) + 0.5) / k
+    ox, oy, oz = torch.meshgrid(off, off, off, indexing="ij")
+    offsets = torch.stack([ox, oy, oz], dim=-1).reshape(-1, 3)
+    gx, gy, gz = (torch.arange(int(g), dtype=torch.float32) for g in resolution)
+    cx, cy, cz = torch.meshgrid(gx, gy, gz, indexing="ij")
+    cells = torch.stack([cx, cy, cz], dim=-1).reshape(-1, 3)  # [Ncell, 3], in (ix, iy, iz) order
+    F = baked.frames
+    phases = [i / (2 * F) for i in range(2 * F)]
+    S = len(baked.scales)
+    static = [[p.float() for p in baked.static_planes[s]] for s in range(S)]
+    loop_lines = [[[loop_slice(p, ph) for p in baked.loop_planes[s]] for s in range(S)] for ph in phases]
+    w = baked.sigma_weight.float()
+    b = float(baked.sigma_bias.float()[0])
+    max_logit = torch.full((cells.shape[0],), -float("inf"))
+    n_off = offsets.shape[0]
+    starts = range(0, cells.shape[0], max(1, chunk // n_off))
+    iterator: Any = starts
+    if progress:
+        from rich.progress import track
+
+        iterator = track(starts, description="occupancy grid")
+    step = max(1, chunk // n_off)
+    for start in iterator:
+        c = cells[start : start + step]
+        pts = ((c[:, None, :] + offsets[None]) / G.float() * 2.0 - 1.0).reshape(-1, 3)
+        base = []
+        for s in range(S):
+            xy, xz, yz = static[s]
+            base.append(
+                _bilinear(xy, pts[:, 0], pts[:, 1]) * _bilinear(xz, pts[:, 0], pts[:, 2]) * _bilinear(yz, pts[:, 1], pts[:, 2])
+            )
+        best = torch.full((pts.shape[0],), -float("inf"))
+        if include_static:
+            best = torch.cat(base, dim=-1) @ w
+        for lines in loop_lines:
+            f = torch.cat(
+                [base[s] * _linear(lines[s][0], pts[:, 0]) * _linear(lines[s][1], pts[:, 1]) * _linear(lines[s][2], pts[:, 2]) for s in range(S)],
+                dim=-1,
+            )
+            best = torch.maximum(best, f @ w)
+        max_logit[start : start + step] = best.reshape(-1, n_off).amax(dim=1)
+    # density = exp(logit + b - 1) > threshold  <=>  logit > log(threshold) + 1 - b
+    cut = math.log(max(threshold, 1e-30)) + 1.0 - b
+    occ = (max_logit > cut).reshape(*[int(g) for g in resolution]).float()
+    occ = torch.nn.functional.max_pool3d(occ[None, None], kernel_size=3, stride=1, padding=1)[0, 0]
+    return occ.to(torch.uint8)
+
+
+def _camera_dict(camera: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    missing = [k for k in ("c2w", "fx", "fy", "cx", "cy", "width", "height") if k not in camera]
+    if missing:
+        raise LoopFormatError(f"camera is missing {missing}")
+    c2w = np.asarray(camera["c2w"], dtype=np.float64).reshape(4, 4)
+    return {
+        "c2w": c2w.tolist(),
+        "fx": float(camera["fx"]),
+        "fy": float(camera["fy"]),
+        "cx": float(camera["cx"]),
+        "cy": float(camera["cy"]),
+        "width": int(camera["width"]),
+        "height": int(camera["height"]),
+    }
+
+
+def bake_loop(
+    static_planes: Sequence[Sequence["torch.Tensor"]],
+    loop_planes: Sequence[Sequence["torch.Tensor"]],
+    sigma_weight: "torch.Tensor",
+    sigma_bias: "torch.Tensor",
+    direction_basis: Callable[["torch.Tensor"], "torch.Tensor"],
+    box: Any,
+    frames: int,
+    fps: float,
+    camera: dict[str, Any],
+    up: Sequence[float],
+    background: Sequence[float],
+    near: float,
+    far: float,
+    *,
+    occupancy_resolution: int | Sequence[int] = 64,
+    direction_table: tuple[int, int] = (32, 64),
+    density_threshold: float = 0.01,
+    step: float | None = None,
+    scales: Sequence[int] | None = None,
+    progress: bool = False,
+) -> BakedLoop:
+    """Bake a loop model into a `BakedLoop` (format version 1, `linear` decoder).
+
+    Args:
+        static_planes: per scale [xy [Ry_s, Rx_s, C], xz [Rz_s, Rx_s, C], yz [Rz_s, Ry_s, C]],
+            float32 channel-last (the loop model's frozen space planes).
+        loop_planes: per scale [xt [F, Rx_s, C], yt [F, Ry_s, C], zt [F, Rz_s, C]].
+        sigma_weight: [C * S]; sigma_bias: [1] or scalar: density = exp(f @ w + b - 1).
+        direction_basis: unit world directions [M, 3] -> colour basis [M, 3, C * S]
+            (the linear decoder's basis MLP); tabulated on a lat-long grid.
+        box: [2, 3] world scene box (min, max corners).
+        frames: F, loop length (must match the loop planes); fps: playback rate.
+        camera: default camera {"c2w" 4x4 camera-to-world (OpenGL), "fx", "fy", "cx",
+            "cy" (pixels), "width", "height"}.
+        up: world up vector; background: RGB in [0, 1]; near, far: ray range (world units).
+        occupancy_resolution: occupancy grid cells per axis (int or (Gx, Gy, Gz)).
+        direction_table: (Hd, Wd) of the lat-long direction table.
+        density_threshold: occupancy cut, density per world unit.
+        step: suggested marching step (world units); default half the finest plane
+            cell along the box's shortest cell size.
+        scales: plane multipliers; default inferred from the plane shapes.
+    """
+    import torch
+
+    S = len(static_planes)
+    if S == 0 or len(loop_planes) != S:
+        raise LoopFormatError(f"need the same non-zero number of scales of static and loop planes, got {S} and {len(loop_planes)}")
+    inferred, base = _infer_scales(static_planes)
+    if scales is None:
+        scales = inferred
+    else:
+        scales = tuple(int(m) for m in scales)
+        base = tuple(int(r) // scales[0] for r in base)  # type: ignore[assignment]
+    C = int(static_planes[0][0].shape[-1])
+    F = int(loop_planes[0][0].shape[0])
+    if F != int(frames):
+        raise LoopFormatError(f"frames={frames} but the loop planes have {F} time samples")
+    for s in range(S):
+        for p in list(static_planes[s]) + list(loop_planes[s]):
+            if not bool(torch.isfinite(p).all()):
+                raise LoopFormatError(f"scale {s}: a plane holds non-finite values; cannot bake")
+            if float(p.detach().abs().max()) > 65000.0:
+                raise LoopFormatError(f"scale {s}: a plane value exceeds the float16 range; cannot bake")
+    if isinstance(occupancy_resolution, int):
+        occupancy_resolution = (occupancy_resolution,) * 3
+    occ_res = tuple(int(g) for g in occupancy_resolution)
+    box_t = torch.as_tensor(box, dtype=torch.float64).reshape(2, 3)
+    if step is None:
+        finest = [r * max(scales) for r in base]
+        step = 0.5 * float(min((box_t[1, i] - box_t[0, i]) / finest[i] for i in range(3)))
+    half = lambda t: t.detach().float().cpu().half().contiguous()  # noqa: E731
+    table = bake_direction_table(direction_basis, direction_table, C * S)
+    baked = BakedLoop(
+        box=(tuple(float(v) for v in box_t[0]), tuple(float(v) for v in box_t[1])),  # type: ignore[arg-type]
+        frames=F,
+        fps=float(fps),
+        scales=tuple(scales),
+        features=C,
+        resolution=tuple(int(r) for r in base),  # type: ignore[arg-type]
+        occupancy_resolution=occ_res,  # type: ignore[arg-type]
+        density_threshold=float(density_threshold),
+        camera=_camera_dict(camera),
+        up=tuple(float(u) for u in up),  # type: ignore[arg-type]
+        background=tuple(float(c) for c in background),  # type: ignore[arg-type]
+        near=float(near),
+        far=float(far),
+        step=float(step),
+        static_planes=[[half(p) for p in static_planes[s]] for s in range(S)],
+        loop_planes=[[half(p) for p in loop_planes[s]] for s in range(S)],
+        sigma_weight=torch.as_tensor(sigma_weight).detach().float().cpu().reshape(-1).contiguous(),
+        sigma_bias=torch.as_tensor(sigma_bias).detach().float().cpu().reshape(1).contiguous(),
+        dir_table=table,
+        occupancy=torch.zeros(occ_res, dtype=torch.uint8),
+    )
+    # Occupancy from the fp16 planes: exactly what a renderer of the file will see.
+    baked.occupancy = compute_occupancy(baked, occ_res, float(density_threshold), progress=progress)
+    # Run the reader's checks now, so a bad bake fails here and not in the viewer.
+    from loopnerf.export.loop_format import _validate
+
+    _validate(baked.header(), baked.tensors(), "<baked loop>")
+    return baked

@@ -1,0 +1,308 @@
+"""Plain-PyTorch renderer of a baked loop: the twin the Taichi viewer is tested against.
+
+Everything follows `docs/ARCHITECTURE.md` ("Baked .loop format, version 1"):
+
+- world point X maps to the normalised cube by the scene box, per axis:
+  x = 2 (X - box_min) / (box_max - box_min) - 1;
+- features at (x, phase p) = concat over scales of prod(static xy, xz, yz bilinear at x)
+  * prod(loop xt, yt, zt at (x_i, p)); space axes use align_corners=True with border
+  clamp, the loop time axis is periodic: continuous sample index p * F, sample F-1
+  blends into sample 0;
+- density = exp(f @ sigma_weight + sigma_bias - 1), per world unit of ray length
+  (trunc_exp's forward is exp);
+- colour = sigmoid(dir_table(d) @ f), d the unit world direction of the ray, looked
+  up bilinearly in the lat-long table (row theta / pi * (Hd - 1), theta = acos(d_y);
+  column (atan2(d_z, d_x) + pi) / (2 pi) * Wd, periodic);
+- rays: unit world directions, samples uniform in [max(near, t_enter), min(far, t_exit)]
+  of the box, NeRF quadrature (`loopnerf.kernels.reference.volume_render`),
+  composited over the header's background.
+
+All functions take float32 torch tensors (CPU or GPU) and return float32.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from loopnerf.export.loop_format import BakedLoop
+
+
+# ------------------------------------------------------------------ coordinates
+def world_to_normalized(baked: "BakedLoop", x_world: "torch.Tensor") -> "torch.Tensor":
+    """World points [N, 3] -> normalised-cube points [N, 3] (box -> [-1, 1]^3)."""
+    box = baked.box_tensor().to(x_world.device)
+    return 2.0 * (x_world - box[0]) / (box[1] - box[0]) - 1.0
+
+
+def normalized_to_world(baked: "BakedLoop", x: "torch.Tensor") -> "torch.Tensor":
+    """Normalised-cube points [N, 3] -> world points [N, 3]."""
+    box = baked.box_tensor().to(x.device)
+    return (x + 1.0) * 0.5 * (box[1] - box[0]) + box[0]
+
+
+# ------------------------------------------------------------------ plane lookups
+def _bilinear(plane: "torch.Tensor", a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
+    """Channel-last plane [H, W, C] at coordinate a (indexes W) and b (indexes H),
+    both [N] in [-1, 1]; bilinear, align_corners=True, border clamp -> [N, C]."""
+    import torch
+    from torch.nn.functional import grid_sample
+
+    grid = torch.stack([a, b], dim=-1).to(plane.dtype)[None, :, None, :]  # [1, N, 1, 2]
+    out = grid_sample(plane.permute(2, 0, 1)[None], grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out[0, :, :, 0].T.contiguous()  # [N, C]
+
+
+def loop_slice(plane: "torch.Tensor", phase: float) -> "torch.Tensor":
+    """Loop plane [F, R, C] at phase p in [0, 1) (periodic) -> [R, C] float32.
+
+    Sample k sits at phase k / F; between samples the plane is linear, and sample
+    F - 1 blends into sample 0 (the loop has no seam)."""
+    F = plane.shape[0]
+    u = (float(phase) % 1.0) * F
+    k0 = int(math.floor(u)) % F
+    w = u - math.floor(u)
+    k1 = (k0 + 1) % F
+    return plane[k0].float() * (1.0 - w) + plane[k1].float() * w
+
+
+def _linear(line: "torch.Tensor", a: "torch.Tensor") -> "torch.Tensor":
+    """Line [R, C] at coordinate a [N] in [-1, 1] (linear, align_corners, clamp) -> [N, C].
+
+    A [1, R, C] plane sampled at height coordinate 0: with align_corners=True a
+    height-1 axis always reads row 0, so this is exact linear interpolation."""
+    return _bilinear(line[None], a, a.new_zeros(a.shape))
+
+
+def query_features(baked: "BakedLoop", x: "torch.Tensor", phase: float) -> "torch.Tensor":
+    """Feature vectors [N, C * S] (float32) at normalised points x [N, 3] and loop phase.
+
+    Evaluated by `loopnerf.kernels.reference.hexplane_features` on the 4D point
+    (x, 2 p - 1) with each scale's planes in hex-plane order (xy, xz, xt, yz, yt, zt)
+    and `wrap_time=True`: the static planes are the space pairs, the loop planes the
+    space-time pairs."""
+    import torch
+
+    from loopnerf.kernels.reference import hexplane_features
+
+    x = x.float()
+    t = torch.full_like(x[:, :1], 2.0 * (float(phase) % 1.0) - 1.0)
+    planes = []
+    for s in range(len(baked.scales)):
+        xy, xz, yz = (p.to(x.device).float() for p in baked.static_planes[s])
+        xt, yt, zt = (p.to(x.device).float() for p in baked.loop_planes[s])
+        planes.append([xy, xz, xt, yz, yt, zt])
+    return hexplane_features(torch.cat([x, t], dim=-1), planes, wrap_time=True, channels_last=True)
+
+
+def density_from_features(baked: "BakedLoop", features: "torch.Tensor") -> "torch.Tensor":
+    """Density [N] (per world unit) from features [N, C * S]."""
+    import torch
+
+    w = baked.sigma_weight.to(features.device).float()
+    b = baked.sigma_bias.to(features.device).float()
+    return torch.exp(features @ w + b[0] - 1.0)
+
+
+def query_density(baked: "BakedLoop", x: "torch.Tensor", phase: float) -> "torch.Tensor":
+    """Density [N] (per world unit) at normalised points x [N, 3] and loop phase p."""
+    return density_from_features(baked, query_features(baked, x, phase))
+
+
+def direction_basis(baked: "BakedLoop", dirs: "torch.Tensor") -> "torch.Tensor":
+    """Colour basis [N, 3, C * S] for unit world directions dirs [N, 3], looked up
+    bilinearly in the baked lat-long direction table."""
+    return lookup_direction_table(baked.dir_table.to(dirs.device).float(), dirs)
+
+
+def lookup_direction_table(table: "torch.Tensor", dirs: "torch.Tensor") -> "torch.Tensor":
+    """Bilinear lookup of a lat-long table [Hd, Wd, 3, K] at unit dirs [N, 3] -> [N, 3, K]."""
+    import torch
+
+    Hd, Wd = table.shape[0], table.shape[1]
+    d = dirs.float()
+    d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    theta = torch.acos(d[:, 1].clamp(-1.0, 1.0))
+    row = (theta / math.pi * (Hd - 1)).clamp(0, Hd - 1)
+    r0 = torch.floor(row).long().clamp(max=Hd - 2)
+    wr = (row - r0.to(row.dtype))[:, None, None]
+    col = (torch.atan2(d[:, 2], d[:, 0]) + math.pi) / (2 * math.pi) * Wd
+    c0f = torch.floor(col)
+    wc = (col - c0f)[:, None, None]
+    c0 = c0f.long() % Wd
+    c1 = (c0 + 1) % Wd
+    r1 = r0 + 1
+    top = table[r0, c0] * (1 - wc) + table[r0, c1] * wc
+    bottom = table[r1, c0] * (1 - wc) + table[r1, c1] * wc
+    return top * (1 - wr) + bottom * wr
+
+
+def color_from_features(baked: "BakedLoop", features: "torch.Tensor", dirs: "torch.Tensor") -> "torch.Tensor":
+    """RGB [N, 3] in (0, 1) from features [N, C * S] and unit world dirs [N, 3]."""
+    import torch
+
+    basis = direction_basis(baked, dirs)
+    return torch.sigmoid(torch.einsum("nck,nk->nc", basis, features))
+
+
+def query_color(baked: "BakedLoop", x: "torch.Tensor", dirs: "torch.Tensor", phase: float) -> "torch.Tensor":
+    """RGB [N, 3] at normalised points x [N, 3] seen along unit world dirs [N, 3]."""
+    return color_from_features(baked, query_features(baked, x, phase), dirs)
+
+
+def occupied(baked: "BakedLoop", x: "torch.Tensor") -> "torch.Tensor":
+    """[N] bool: whether the occupancy cell holding normalised point x [N, 3] is set
+    (points outside the cube are never occupied)."""
+    import torch
+
+    occ = baked.occupancy.to(x.device)
+    G = torch.tensor(occ.shape, device=x.device)
+    idx = torch.floor((x + 1.0) * 0.5 * G).long()
+    inside = ((x >= -1.0) & (x <= 1.0)).all(dim=-1)
+    idx = torch.minimum(idx.clamp_min(0), G - 1)
+    return inside & (occ[idx[:, 0], idx[:, 1], idx[:, 2]] > 0)
+
+
+# ------------------------------------------------------------------ rays
+def ray_box_intersection(baked: "BakedLoop", origins: "torch.Tensor", dirs: "torch.Tensor"):
+    """Slab test against the scene box. origins, dirs [R, 3] world -> (t_enter [R],
+    t_exit [R]) along dirs (world units when dirs are unit); t_exit < t_enter = miss."""
+    import torch
+
+    box = baked.box_tensor().to(origins.device)
+    safe = torch.where(dirs.abs() < 1e-12, torch.full_like(dirs, 1e-12), dirs)
+    inv = 1.0 / safe
+    t0 = (box[0] - origins) * inv
+    t1 = (box[1] - origins) * inv
+    t_enter = torch.minimum(t0, t1).amax(dim=-1)
+    t_exit = torch.maximum(t0, t1).amin(dim=-1)
+    return t_enter, t_exit
+
+
+def ray_samples(baked: "BakedLoop", origins: "torch.Tensor", dirs: "torch.Tensor", n_samples: int):
+    """Uniform samples on each ray's visible part of the box.
+
+    Returns (t [R, S] sample distances at bin midpoints, deltas [R, S] bin lengths,
+    hit [R] bool). Rays that miss the box get zero-length bins."""
+    import torch
+
+    t_enter, t_exit = ray_box_intersection(baked, origins, dirs)
+    t_start = torch.clamp(t_enter, min=baked.near)
+    t_end = torch.clamp(t_exit, max=baked.far)
+    hit = t_end > t_start
+    t_end = torch.where(hit, t_end, t_start)
+    edges = torch.linspace(0.0, 1.0, n_samples + 1, device=origins.device)
+    bins = t_start[:, None] + (t_end - t_start)[:, None] * edges[None, :]
+    t = 0.5 * (bins[:, 1:] + bins[:, :-1])
+    deltas = bins[:, 1:] - bins[:, :-1]
+    return t, deltas, hit
+
+
+def render_rays(
+    baked: "BakedLoop",
+    origins: "torch.Tensor",
+    dirs: "torch.Tensor",
+    phase: float,
+    n_samples: int = 192,
+    *,
+    use_occupancy: bool = True,
+    chunk: int = 8192,
+    basis_fn: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
+) -> dict[str, "torch.Tensor"]:
+    """Render rays of the baked loop at loop phase p in [0, 1).
+
+    Args:
+        origins: [R, 3] world ray origins; dirs: [R, 3] unit world directions.
+        n_samples: uniform samples per ray over the ray's part of the box within
+            [near, far].
+        use_occupancy: zero the density in unoccupied cells (as the viewer skips them).
+        chunk: rays per batch (memory bound).
+        basis_fn: optional exact direction basis (unit dirs [R, 3] -> [R, 3, C * S])
+            used instead of the baked table (to measure what baking costs).
+
+    Returns dict with rgb [R, 3] (composited over the header's background), depth
+    [R] (expected distance along the ray, background counted at `far`), acc [R]
+    (opacity in [0, 1]).
+    """
+    import torch
+
+    from loopnerf.kernels.reference import volume_render
+
+    origins = origins.float()
+    dirs = dirs.float()
+    bg = torch.tensor(baked.background, dtype=torch.float32, device=origins.device)
+    rgbs, depths, accs = [], [], []
+    for i in range(0, origins.shape[0], chunk):
+        o, d = origins[i : i + chunk], dirs[i : i + chunk]
+        R = o.shape[0]
+        t, deltas, _ = ray_samples(baked, o, d, n_samples)
+        pts_world = o[:, None, :] + d[:, None, :] * t[..., None]
+        x = world_to_normalized(baked, pts_world.reshape(-1, 3))
+        feats = query_features(baked, x, phase)
+        sigma = density_from_features(baked, feats)
+        if use_occupancy:
+            sigma = torch.where(occupied(baked, x), sigma, torch.zeros_like(sigma))
+        # One basis lookup per ray (every sample of a ray shares its direction).
+        basis = direction_basis(baked, d) if basis_fn is None else basis_fn(d).float()
+        rgb_s = torch.sigmoid(torch.einsum("rck,rsk->rsc", basis, feats.reshape(R, n_samples, -1)))
+        rgb, w = volume_render(sigma.reshape(R, n_samples), rgb_s, deltas)
+        acc = w.sum(dim=1)
+        rgbs.append(rgb + (1.0 - acc[:, None]) * bg)
+        depths.append((w * t).sum(dim=1) + (1.0 - acc) * baked.far)
+        accs.append(acc)
+    return {"rgb": torch.cat(rgbs), "depth": torch.cat(depths), "acc": torch.cat(accs)}
+
+
+def camera_intrinsics(intrinsics: Any) -> dict[str, float]:
+    """fx, fy, cx, cy, width, height from a dict (the header's camera) or an object
+    with those attributes (`loopnerf.data.capture.Intrinsics`)."""
+    keys = ("fx", "fy", "cx", "cy", "width", "height")
+    if isinstance(intrinsics, dict):
+        return {k: intrinsics[k] for k in keys}
+    return {k: getattr(intrinsics, k) for k in keys}
+
+
+def pinhole_rays(c2w: Any, intrinsics: Any):
+    """Rays of every pixel: (origins [H*W, 3], unit dirs [H*W, 3]) in world space.
+
+    c2w: 4x4 camera-to-world (OpenGL axes: camera looks down -Z, +Y up); pixel
+    (u, v) has its centre at (u + 0.5, v + 0.5), camera-space direction
+    ((u + 0.5 - cx) / fx, -(v + 0.5 - cy) / fy, -1). Row-major pixel order."""
+    import torch
+
+    k = camera_intrinsics(intrinsics)
+    W, H = int(k["width"]), int(k["height"])
+    c2w = torch.as_tensor(c2w, dtype=torch.float32).reshape(4, 4)
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+    d_cam = torch.stack([(u + 0.5 - k["cx"]) / k["fx"], -(v + 0.5 - k["cy"]) / k["fy"], -torch.ones_like(u)], dim=-1)
+    d = d_cam.reshape(-1, 3) @ c2w[:3, :3].T
+    d = d / d.norm(dim=-1, keepdim=True)
+    o = c2w[:3, 3].expand_as(d).contiguous()
+    return o, d
+
+
+def render_camera(
+    baked: "BakedLoop",
+    c2w: Any = None,
+    intrinsics: Any = None,
+    phase: float = 0.0,
+    n_samples: int = 192,
+    *,
+    use_occupancy: bool = True,
+    basis_fn: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
+) -> dict[str, "torch.Tensor"]:
+    """Render a pinhole camera at loop phase p. c2w [4, 4] camera-to-world (default:
+    the header's camera), intrinsics as in `camera_intrinsics` (default: the header's).
+    Returns rgb [H, W, 3], depth [H, W], acc [H, W] (float32)."""
+    if c2w is None:
+        c2w = baked.camera["c2w"]
+    if intrinsics is None:
+        intrinsics = baked.camera
+    k = camera_intrinsics(intrinsics)
+    H, W = int(k["height"]), int(k["width"])
+    o, d = pinhole_rays(c2w, k)
+    out = render_rays(baked, o, d, phase, n_samples, use_occupancy=use_occupancy, basis_fn=basis_fn)
+    return {"rgb": out["rgb"].reshape(H, W, 3), "depth": out["depth"].reshape(H, W), "acc": out["acc"].reshape(H, W)}

@@ -1,0 +1,84 @@
+"""Lazy Taichi start-up for the kernels: `ti.init` on first use, never at import.
+
+`ensure_taichi(device)` initialises Taichi once with the arch that matches the torch
+tensors (CUDA tensors -> Taichi CUDA, everything else -> Taichi CPU), the offline cache
+on (so a second process does not pay the kernel compile time again) and the default
+float type left at float32 (the kernels are typed per call, float32 and float64).
+
+If Taichi was already initialised by someone else in the process (the viewer, say) with
+the right arch, that runtime is reused as is. Kernels are compiled per Taichi runtime:
+`runtime_token()` changes whenever the runtime is replaced, so kernel caches keyed on it
+rebuild themselves.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+_lock = threading.Lock()
+
+
+def _taichi():
+    import taichi as ti  # heavy import (and a banner line): only when a kernel runs
+
+    return ti
+
+
+def _current_arch_name() -> str | None:
+    """The arch of the live Taichi runtime, or None when Taichi is not initialised."""
+    ti = _taichi()
+    from taichi.lang import impl
+
+    runtime = impl.get_runtime()
+    if runtime.prog is None:
+        return None
+    return str(runtime.prog.config().arch).split(".")[-1]
+
+
+def ensure_taichi(device) -> "object":
+    """Initialise Taichi for tensors on `device` (a torch.device) if needed; returns the `taichi` module."""
+    ti = _taichi()
+    want_cuda = getattr(device, "type", str(device)) == "cuda"
+    with _lock:
+        arch = _current_arch_name()
+        if arch is not None and (arch == "cuda") == want_cuda:
+            return ti
+        kwargs = dict(
+            arch=ti.cuda if want_cuda else ti.cpu,
+            offline_cache=True,
+            default_fp=ti.f32,
+            log_level=ti.WARN,
+        )
+        cache_dir = os.environ.get("LOOPNERF_TAICHI_CACHE")
+        if cache_dir:
+            kwargs["offline_cache_file_path"] = cache_dir
+        threads = os.environ.get("LOOPNERF_CPU_THREADS")
+        if threads and not want_cuda:
+            kwargs["cpu_max_num_threads"] = int(threads)
+        ti.init(**kwargs)
+    return ti
+
+
+def runtime_token() -> int:
+    """An id of the live Taichi runtime; compiled-kernel caches key on it."""
+    from taichi.lang import impl
+
+    return id(impl.get_runtime().prog)
+
+
+def is_cuda() -> bool:
+    return _current_arch_name() == "cuda"
+
+
+def cpu_threads() -> int:
+    """Threads Taichi's CPU backend uses (its per-thread gradient buffers are this many)."""
+    ti = _taichi()
+    from taichi.lang import impl
+
+    prog = impl.get_runtime().prog
+    if prog is not None:
+        try:
+            return max(1, int(prog.config().cpu_max_num_threads))
+        except AttributeError:
+            pass
+    return max(1, os.cpu_count() or 1)

@@ -1,0 +1,139 @@
+"""NeRF volume rendering quadrature in Taichi with a hand-written backward.
+
+`volume_render(sigmas [R, S], colors [R, S, C], deltas [R, S]) -> (color [R, C],
+weights [R, S])`, the Taichi twin of `loopnerf.kernels.reference.volume_render`:
+tau_s = sigma_s delta_s, alpha_s = 1 - exp(-tau_s), T_s = exp(-sum_{k<s} tau_k) (T_0 = 1),
+weight_s = T_s alpha_s, color = sum_s weight_s colors_s.
+
+Backward (by hand; Taichi's autodiff gets loop-carried transmittance wrong, DESIGN.md
+section 8). With e_s = dL/dweight_s + sum_c dL/dcolor_c colors_{s,c} (the total effect of
+weight_s on the loss):
+    dL/dcolors_{s,c} = dL/dcolor_c * weight_s
+    dL/dtau_s       = e_s T_{s+1} - sum_{k>s} e_k weight_k
+(a weight depends on its own tau through alpha and on every earlier tau through T), so
+one reverse pass per ray with a running suffix sum; dL/dsigma = dL/dtau delta and
+dL/ddelta = dL/dtau sigma. The forward keeps T_s for it, so no subtraction of
+cumulative sums (which would cancel catastrophically in float32) is needed.
+"""
+import torch
+
+from . import runtime
+
+_KERNELS: dict = {}
+
+
+def _build_kernels(real_name: str):
+    ti = runtime._taichi()
+    real = ti.f64 if real_name == "float64" else ti.f32
+    nd = ti.types.ndarray()
+
+    @ti.kernel
+    def forward(sigmas: nd, colors: nd, deltas: nd, color: nd, weights: nd, transmittance: nd):
+        n_samples = sigmas.shape[1]
+        channels = colors.shape[2]
+        for r in range(sigmas.shape[0]):  # parallel over rays; serial along each ray
+            trans = ti.cast(1.0, real)
+            for s in range(n_samples):
+                survive = ti.exp(-sigmas[r, s] * deltas[r, s])
+                w = trans * (1.0 - survive)
+                weights[r, s] = w
+                transmittance[r, s] = trans
+                for c in range(channels):
+                    color[r, c] = color[r, c] + w * colors[r, s, c]  # plain add: this ray only
+                trans *= survive
+
+    @ti.kernel
+    def backward(
+        sigmas: nd, colors: nd, deltas: nd, weights: nd, transmittance: nd,
+        grad_color: nd, grad_weights: nd,
+        grad_sigmas: nd, grad_colors: nd, grad_deltas: nd,
+    ):
+        n_samples = sigmas.shape[1]
+        channels = colors.shape[2]
+        for r in range(sigmas.shape[0]):
+            suffix = ti.cast(0.0, real)  # sum_{k>s} e_k weight_k
+            for i in range(n_samples):
+                s = n_samples - 1 - i
+                sigma = sigmas[r, s]
+                delta = deltas[r, s]
+                w = weights[r, s]
+                effect = grad_weights[r, s]
+                for c in range(channels):
+                    effect += grad_color[r, c] * colors[r, s, c]
+                    grad_colors[r, s, c] = grad_color[r, c] * w
+                trans_next = transmittance[r, s] * ti.exp(-sigma * delta)
+                d_tau = effect * trans_next - suffix
+                suffix += effect * w
+                grad_sigmas[r, s] = d_tau * delta
+                grad_deltas[r, s] = d_tau * sigma
+
+    return forward, backward
+
+
+def _kernels(dtype: torch.dtype):
+    key = (runtime.runtime_token(), str(dtype).split(".")[-1])
+    if key not in _KERNELS:
+        _KERNELS[key] = _build_kernels(key[1])
+    return _KERNELS[key]
+
+
+class _VolumeRenderFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, sigmas, colors, deltas):
+        # Detached views go to Taichi: its launcher sets `.grad = zeros` on any tensor
+        # that requires grad (an allocation per call, and the root of taichi#8101).
+        sigmas, colors, deltas = sigmas.detach(), colors.detach(), deltas.detach()
+        runtime.ensure_taichi(sigmas.device)
+        forward, _ = _kernels(sigmas.dtype)
+        rays, samples = sigmas.shape
+        color = torch.zeros(rays, colors.shape[2], dtype=sigmas.dtype, device=sigmas.device)
+        weights = torch.empty(rays, samples, dtype=sigmas.dtype, device=sigmas.device)
+        transmittance = torch.empty_like(weights)
+        if rays > 0 and samples > 0:
+            forward(sigmas, colors, deltas, color, weights, transmittance)
+        ctx.save_for_backward(sigmas, colors, deltas, weights, transmittance)
+        return color, weights
+
+    @staticmethod
+    def backward(ctx, grad_color, grad_weights):
+        sigmas, colors, deltas, weights, transmittance = (t.detach() for t in ctx.saved_tensors)
+        if grad_color is None:
+            grad_color = torch.zeros(sigmas.shape[0], colors.shape[2], dtype=sigmas.dtype, device=sigmas.device)
+        if grad_weights is None:
+            grad_weights = torch.zeros_like(sigmas)
+        # fresh buffers: never hand back a tensor's own .grad (taichi#8101)
+        grad_sigmas = torch.empty_like(sigmas)
+        grad_colors = torch.empty_like(colors)
+        grad_deltas = torch.empty_like(deltas)
+        if sigmas.numel() > 0:
+            runtime.ensure_taichi(sigmas.device)
+            _, backward = _kernels(sigmas.dtype)
+            backward(
+                sigmas, colors, deltas, weights, transmittance,
+                grad_color.detach().contiguous(), grad_weights.detach().contiguous(),
+                grad_sigmas, grad_colors, grad_deltas,
+            )
+        return (
+            grad_sigmas if ctx.needs_input_grad[0] else None,
+            grad_colors if ctx.needs_input_grad[1] else None,
+            grad_deltas if ctx.needs_input_grad[2] else None,
+        )
+
+
+def volume_render(sigmas: torch.Tensor, colors: torch.Tensor, deltas: torch.Tensor):
+    """NeRF quadrature (Taichi): (sigmas [R, S] >= 0, colors [R, S, C], deltas [R, S]) -> (color [R, C], weights [R, S]).
+
+    float32 or float64, all three on one device. Differentiable w.r.t. all inputs;
+    matches `reference.volume_render`.
+    """
+    if sigmas.dim() != 2 or deltas.shape != sigmas.shape or colors.dim() != 3 or colors.shape[:2] != sigmas.shape:
+        raise ValueError(
+            f"expected sigmas [R, S], colors [R, S, C], deltas [R, S]; got "
+            f"{tuple(sigmas.shape)}, {tuple(colors.shape)}, {tuple(deltas.shape)}"
+        )
+    if sigmas.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"volume_render needs float32 or float64, got {sigmas.dtype}")
+    for name, t in (("colors", colors), ("deltas", deltas)):
+        if t.dtype != sigmas.dtype or t.device != sigmas.device:
+            raise ValueError(f"{name} is {t.dtype} on {t.device}; sigmas are {sigmas.dtype} on {sigmas.device}")
+    return _VolumeRenderFunction.apply(sigmas.contiguous(), colors.contiguous(), deltas.contiguous())

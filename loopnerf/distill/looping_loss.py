@@ -1,0 +1,295 @@
+"""VideoLoop3D's patch-based looping loss, and the 3D-patch nearest-neighbour machinery.
+
+The looping loss (Ma et al., "3D Video Loops from Asynchronous Input", CVPR 2023; their
+`utils_vid.py` gpnn loss, here with squared error) makes a short video of F frames
+(the loop) look, patch by patch, like a long reference video, *including across the
+wrap from its last frame back to its first*:
+
+1. pad the loop circularly with its first `frames - 1` frames, so patches that straddle
+   the seam exist;
+2. cut both videos into 3D patches of `frames` x `patch` x `patch` pixels (time strides
+   `frame_stride`, space strides `stride`);
+3. for every spatial patch position, match each loop patch to its nearest reference
+   patch *at the same position* (the search runs over time only) by mean squared
+   difference; with `alpha` set, each distance is divided by (alpha + that reference
+   patch's smallest distance to any loop patch): the completeness normalisation, which
+   pushes loop patches towards reference patches nothing in the loop resembles yet;
+4. fold the matched reference patches back into a video (averaging where they overlap):
+   the target, computed without gradient;
+5. loss = mean squared difference between the padded loop and the target.
+
+Conventions: videos are `[T, H, W, C]` float tensors (frames, rows, columns, channels;
+C = 3 for RGB, values usually in [0, 1]). Patch distances are mean squared differences
+per element (sum of squares / (C * frames * patch * patch)), so thresholds and alpha
+do not depend on the patch size.
+
+Patch grid: along each axis the patch starts are 0, step, 2 step, ... plus, where the
+last regular patch stops short of the border, one more patch flush with the border, so
+every pixel of every frame is covered by at least one patch (VideoLoop3D instead crops
+the uncovered border away). The same grid cuts both videos, so positions correspond.
+
+Memory: the distances of one spatial position are [Tq, Tp] (query x pool time patches);
+positions are processed in blocks of `block` (default: sized to ~16M numbers), and the
+result does not depend on the block size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import torch
+
+# Default budget for one block: numbers held for the distance matrix plus the gathered
+# patches of one block of spatial positions (float32: 4 bytes each, so ~64 MB).
+_BLOCK_BUDGET = 1 << 24
+
+
+def patch_starts(length: int, size: int, step: int) -> torch.Tensor:
+    """[n] int64 start indices of patches of `size` along an axis of `length`, every `step`.
+
+    A last start flush with the end is added when the regular ones leave a border
+    uncovered, so the patches cover all `length` entries.
+    """
+    if size > length:
+        raise ValueError(f"patch size {size} is larger than the axis ({length})")
+    if step < 1:
+        raise ValueError(f"stride must be >= 1, got {step}")
+    starts = list(range(0, length - size + 1, step))
+    if starts[-1] != length - size:
+        starts.append(length - size)
+    return torch.tensor(starts, dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """Where the 3D patches of a set of videos of one size [T, H, W, C] lie.
+
+    Attributes:
+        frames, patch: patch extent in frames and in pixels (square).
+        t_starts: [nt] first frame of each time position (of the query video).
+        y_starts: [ny] first row of each spatial position.
+        x_starts: [nx] first column of each spatial position.
+    """
+
+    frames: int
+    patch: int
+    t_starts: torch.Tensor
+    y_starts: torch.Tensor
+    x_starts: torch.Tensor
+
+    @property
+    def positions(self) -> int:
+        """Number of spatial patch positions (ny * nx)."""
+        return len(self.y_starts) * len(self.x_starts)
+
+    def position_starts(self, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row and column starts ([B], [B]) of the spatial positions first..last-1 (row-major)."""
+        idx = torch.arange(first, last)
+        nx = len(self.x_starts)
+        return self.y_starts[idx // nx], self.x_starts[idx % nx]
+
+
+def _gather_patches(
+    video: torch.Tensor, t_starts: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, frames: int, patch: int
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Patches of `video` [T, H, W, C] at time starts [nt] and spatial starts [B].
+
+    Returns (patches [B, nt, frames * patch * patch * C], index) where `index` is the
+    tuple of broadcastable index tensors into video's first three axes (shape
+    [B, nt, frames, patch, patch]) for folding values back.
+    """
+    dev = video.device
+    ar_t = torch.arange(frames, device=dev)
+    ar_p = torch.arange(patch, device=dev)
+    ti = (t_starts.to(dev)[:, None] + ar_t)[None, :, :, None, None]  # [1, nt, f, 1, 1]
+    yi = (ys.to(dev)[:, None] + ar_p)[:, None, None, :, None]  # [B, 1, 1, p, 1]
+    xi = (xs.to(dev)[:, None] + ar_p)[:, None, None, None, :]  # [B, 1, 1, 1, p]
+    patches = video[ti, yi, xi]  # [B, nt, f, p, p, C]
+    b, nt = patches.shape[:2]
+    return patches.reshape(b, nt, -1), (ti, yi, xi)
+
+
+def _mean_squared_distances(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """[B, nq, np] mean squared differences between patches q [B, nq, d] and p [B, np, d]."""
+    qq = (q * q).sum(-1, keepdim=True)  # [B, nq, 1]
+    pp = (p * p).sum(-1)[:, None, :]  # [B, 1, np]
+    # |q|^2 + |p|^2 - 2 q.p: one batched matmul instead of a [B, nq, np, d] difference.
+    dist = torch.baddbmm(qq + pp, q, p.transpose(1, 2), alpha=-2.0)
+    return dist.clamp_min_(0.0) / q.shape[-1]
+
+
+def _check_videos(query: torch.Tensor, pool: torch.Tensor, frames: int, patch: int) -> None:
+    if query.ndim != 4 or pool.ndim != 4:
+        raise ValueError(f"videos must be [T, H, W, C], got {tuple(query.shape)} and {tuple(pool.shape)}")
+    if query.shape[1:] != pool.shape[1:]:
+        raise ValueError(
+            f"videos must share [H, W, C]: {tuple(query.shape[1:])} vs {tuple(pool.shape[1:])}"
+        )
+    if frames > query.shape[0] or frames > pool.shape[0]:
+        raise ValueError(
+            f"patches of {frames} frames do not fit videos of {query.shape[0]} and {pool.shape[0]} frames"
+        )
+    if patch > query.shape[1] or patch > query.shape[2]:
+        raise ValueError(f"patches of {patch} px do not fit frames of {query.shape[2]}x{query.shape[1]}")
+
+
+@dataclass
+class PatchMatchBlock:
+    """Nearest neighbours of one block of spatial positions.
+
+    Attributes:
+        query: [B, nq, d] query patches; pool_matched: [B, nq, d] the matched pool patches.
+        distance: [B, nq] mean squared difference of each query patch to its match
+            (the plain distance, also when alpha was used to choose the match).
+        pool_min_distance: [B, np] each pool patch's smallest distance to any query patch.
+        query_index: index tensors into the query video for folding ([B, nq, f, p, p] broadcast).
+    """
+
+    query: torch.Tensor
+    pool_matched: torch.Tensor
+    distance: torch.Tensor
+    pool_min_distance: torch.Tensor
+    query_index: tuple
+
+
+@torch.no_grad()
+def match_patches(
+    query: torch.Tensor,
+    pool: torch.Tensor,
+    *,
+    patch: int = 3,
+    frames: int = 3,
+    stride: int = 2,
+    frame_stride: int = 1,
+    alpha: Optional[float] = None,
+    block: Optional[int] = None,
+) -> Iterator[PatchMatchBlock]:
+    """Match every 3D patch of `query` to its nearest patch of `pool` at the same position.
+
+    Args:
+        query: [Tq, H, W, C] video whose patches are matched (e.g. the padded loop).
+        pool: [Tp, H, W, C] video whose patches are the candidates (e.g. the reference).
+        patch, frames, stride, frame_stride: patch size in pixels / frames and strides;
+            the same grid cuts both videos (see the module docstring).
+        alpha: None = plain nearest neighbour; a float = completeness normalisation
+            (distance / (alpha + pool patch's smallest distance to any query patch),
+            with the denominator clamped at 1e-12 so alpha = 0 stays finite).
+        block: spatial positions per block (None = sized to ~16M numbers).
+
+    Yields one `PatchMatchBlock` per block of spatial positions, in row-major order.
+    """
+    _check_videos(query, pool, frames, patch)
+    pool = pool.detach().to(query.dtype)
+    query = query.detach()
+    h, w = query.shape[1:3]
+    grid_y = patch_starts(h, patch, stride)
+    grid_x = patch_starts(w, patch, stride)
+    tq = patch_starts(query.shape[0], frames, frame_stride)
+    tp = patch_starts(pool.shape[0], frames, frame_stride)
+    d = frames * patch * patch * query.shape[3]
+    n_pos = len(grid_y) * len(grid_x)
+    if block is None:
+        per_position = len(tq) * len(tp) + 2 * (len(tq) + len(tp)) * d
+        block = max(1, _BLOCK_BUDGET // per_position)
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    grid = PatchGrid(frames, patch, tq, grid_y, grid_x)
+    for first in range(0, n_pos, block):
+        ys, xs = grid.position_starts(first, min(first + block, n_pos))
+        q, q_index = _gather_patches(query, tq, ys, xs, frames, patch)
+        p, _ = _gather_patches(pool, tp, ys, xs, frames, patch)
+        dist = _mean_squared_distances(q, p)  # [B, nq, np]
+        pool_min = dist.min(dim=1).values  # [B, np]
+        if alpha is None:
+            choice = dist
+        else:
+            choice = dist / (alpha + pool_min[:, None, :]).clamp_min(1e-12)
+        nn = choice.argmin(dim=2)  # [B, nq]
+        matched = torch.gather(p, 1, nn[..., None].expand(-1, -1, d))
+        yield PatchMatchBlock(
+            query=q,
+            pool_matched=matched,
+            distance=torch.gather(dist, 2, nn[..., None])[..., 0],
+            pool_min_distance=pool_min,
+            query_index=q_index,
+        )
+
+
+@torch.no_grad()
+def nearest_patch_target(
+    query: torch.Tensor,
+    pool: torch.Tensor,
+    *,
+    patch: int = 3,
+    frames: int = 3,
+    stride: int = 2,
+    frame_stride: int = 1,
+    alpha: Optional[float] = None,
+    block: Optional[int] = None,
+) -> torch.Tensor:
+    """[Tq, H, W, C] the video made of `query`'s nearest `pool` patches, folded back.
+
+    Each query patch is replaced by its match (see `match_patches`); where patches
+    overlap their values are averaged. The grid covers every pixel, so every entry is
+    defined. No gradient.
+    """
+    total = torch.zeros_like(query, dtype=query.dtype)
+    count = torch.zeros(query.shape[:3], dtype=query.dtype, device=query.device)
+    c = query.shape[3]
+    for m in match_patches(
+        query, pool, patch=patch, frames=frames, stride=stride, frame_stride=frame_stride, alpha=alpha, block=block
+    ):
+        b, nq = m.pool_matched.shape[:2]
+        index = torch.broadcast_tensors(*m.query_index)  # each [B, nq, f, p, p]
+        values = m.pool_matched.reshape(b, nq, frames, patch, patch, c)
+        total.index_put_(index, values, accumulate=True)
+        count.index_put_(index, torch.ones_like(values[..., 0]), accumulate=True)
+    return total / count[..., None]
+
+
+def pad_loop(rendered: torch.Tensor, frames: int) -> torch.Tensor:
+    """[F + frames - 1, H, W, C]: the loop followed by its first `frames - 1` frames (circularly).
+
+    The padding repeats the loop as often as needed when F < frames - 1.
+    """
+    f = rendered.shape[0]
+    idx = torch.arange(f + frames - 1, device=rendered.device) % f
+    return rendered[idx]
+
+
+def looping_loss(
+    rendered: torch.Tensor,
+    reference: torch.Tensor,
+    *,
+    patch: int = 3,
+    frames: int = 3,
+    stride: int = 2,
+    frame_stride: int = 1,
+    alpha: Optional[float] = None,
+    block: Optional[int] = None,
+) -> torch.Tensor:
+    """VideoLoop3D's looping loss (squared error) of a loop against a reference video.
+
+    Args:
+        rendered: [F, H, W, C] the loop's frames (one period), differentiable.
+        reference: [T, H, W, C] the video to imitate (T >= frames); never gets a gradient.
+        patch: patch side in pixels (VideoLoop3D default 3; 11 on reference views).
+        frames: patch length in frames (default 3).
+        stride: spatial stride between patches in pixels (default 2; 4 on reference views).
+        frame_stride: temporal stride between patches in frames (default 1).
+        alpha: None = plain nearest neighbours; a float enables the completeness
+            normalisation (VideoLoop3D uses 0 on reference views).
+        block: spatial patch positions per block (memory bound; no effect on the value).
+
+    Returns:
+        scalar tensor: mean over the padded loop [F + frames - 1, H, W, C] of the squared
+        difference to the folded nearest-neighbour target. Exactly 0 when every loop
+        patch, seam included, occurs in the reference at the same position.
+    """
+    padded = pad_loop(rendered, frames)
+    target = nearest_patch_target(
+        padded, reference, patch=patch, frames=frames, stride=stride,
+        frame_stride=frame_stride, alpha=alpha, block=block,
+    )
+    return ((padded - target) ** 2).mean()

@@ -1,0 +1,85 @@
+"""Decoders from k-Planes features to density and colour.
+
+- `LinearDecoder` (K-Planes "explicit"): density = linear(features); colour =
+  sigmoid(basis(d) @ features), where basis(d) [3, C*S] is a small MLP of the SH
+  encoding of the ray direction, evaluated once per ray. A renderer can bake the
+  basis into a direction table, so no MLP runs per sample: the viewer's choice.
+- `MLPDecoder` (K-Planes "hybrid"): a 64-wide sigma net gives density and 15 geometry
+  features; a colour net reads them with the SH degree-4 direction encoding.
+Density activation: trunc_exp(x - 1) in both.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from loopnerf.fields.activations import trunc_exp
+from loopnerf.fields.spherical_harmonics import sh_encode
+
+SH_DEGREE = 4
+
+
+def _mlp(n_in: int, n_hidden: int, n_layers: int, n_out: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    n = n_in
+    for _ in range(n_layers):
+        layers += [nn.Linear(n, n_hidden), nn.ReLU(inplace=True)]
+        n = n_hidden
+    layers.append(nn.Linear(n, n_out))
+    return nn.Sequential(*layers)
+
+
+class LinearDecoder(nn.Module):
+    """features [R, S, F] + ray directions [R, 3] -> density [R, S], rgb [R, S, 3]."""
+
+    kind = "linear"
+
+    def __init__(self, feature_dim: int, hidden: int = 64, layers: int = 2) -> None:
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.sigma = nn.Linear(feature_dim, 1)
+        self.basis = _mlp(SH_DEGREE**2, hidden, layers, 3 * feature_dim)
+
+    def density(self, features: torch.Tensor) -> torch.Tensor:
+        return trunc_exp(self.sigma(features).squeeze(-1) - 1.0)
+
+    def direction_basis(self, dirs: torch.Tensor) -> torch.Tensor:
+        """Unit directions [M, 3] -> colour basis [M, 3, F]."""
+        return self.basis(sh_encode(dirs, SH_DEGREE)).view(-1, 3, self.feature_dim)
+
+    def forward(self, features: torch.Tensor, dirs: torch.Tensor):
+        basis = self.direction_basis(dirs)  # once per ray
+        rgb = torch.sigmoid(torch.einsum("rsf,rcf->rsc", features, basis))
+        return self.density(features), rgb
+
+
+class MLPDecoder(nn.Module):
+    """The hybrid decoder: features [R, S, F] + directions [R, 3] -> density, rgb."""
+
+    kind = "mlp"
+
+    def __init__(self, feature_dim: int, hidden: int = 64, geo_features: int = 15) -> None:
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.geo_features = geo_features
+        self.sigma_net = _mlp(feature_dim, hidden, 1, 1 + geo_features)
+        self.color_net = _mlp(SH_DEGREE**2 + geo_features, hidden, 2, 3)
+
+    def density(self, features: torch.Tensor) -> torch.Tensor:
+        return trunc_exp(self.sigma_net(features)[..., 0] - 1.0)
+
+    def forward(self, features: torch.Tensor, dirs: torch.Tensor):
+        h = self.sigma_net(features)
+        density = trunc_exp(h[..., 0] - 1.0)
+        sh = sh_encode(dirs, SH_DEGREE)[:, None, :].expand(*h.shape[:-1], SH_DEGREE**2)
+        rgb = torch.sigmoid(self.color_net(torch.cat([sh, h[..., 1:]], dim=-1)))
+        return density, rgb
+
+
+def make_decoder(kind: str, feature_dim: int) -> nn.Module:
+    if kind == "linear":
+        return LinearDecoder(feature_dim)
+    if kind == "mlp":
+        return MLPDecoder(feature_dim)
+    raise ValueError(f"unknown decoder {kind!r}: use 'linear' or 'mlp'")

@@ -1,0 +1,148 @@
+"""Stage-1 configuration: model, losses, training schedule, and the named presets.
+
+Presets:
+- `tiny`: seconds, for tests (small grids, few samples, 150 steps).
+- `cpu`: the default; a good fit on a 2-core CPU in about 10 minutes (sizes chosen by
+  measurement, see README "Presets").
+- `paper`: the report's / nerfstudio kplanes-dynamic settings, for a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loopnerf.errors import ConfigError
+from loopnerf.fields.field import FieldConfig, ProposalConfig
+
+
+@dataclass
+class LossWeights:
+    """Loss weights (nerfstudio kplanes-dynamic defaults)."""
+
+    interlevel: float = 1.0
+    distortion: float = 0.01
+    plane_tv: float = 0.1
+    plane_tv_proposal: float = 1e-4
+    l1_time: float = 1e-3
+    l1_time_proposal: float = 1e-4
+    time_smoothness: float = 0.1
+    time_smoothness_proposal: float = 1e-3
+
+
+@dataclass
+class ModelConfig:
+    field: FieldConfig = field(default_factory=FieldConfig)
+    proposals: tuple[ProposalConfig, ...] = (
+        ProposalConfig((64, 64, 64, 24), 8),
+        ProposalConfig((128, 128, 128, 24), 8),
+    )
+    proposal_samples: tuple[int, ...] = (64, 32)
+    """Samples per ray drawn at each proposal level."""
+    samples: int = 24
+    """Samples per ray of the main field."""
+    contraction: str = "none"
+    """'none' (bounded scene: rays sampled inside the box) or 'mipnerf360' (unbounded)."""
+    near: float = 0.05
+    """Nearest sample distance from the camera, world units."""
+    far: float = 100.0
+    """Farthest sample distance (used with contraction), world units."""
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Colour behind the scene (RGB in [0, 1])."""
+    kernel_backend: str = "taichi"
+    """'taichi' (fast kernels) or 'torch' (the plain reference twins)."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 3000
+    rays: int = 1024
+    """Rays per step."""
+    lr: float = 1e-2
+    warmup_steps: int = 200
+    proposal_anneal_steps: int = 1000
+    """Steps over which the proposal weights' exponent anneals from 0 to 1 (mip-NeRF 360)."""
+    eval_every: int = 1000
+    checkpoint_every: int = 500
+    eval_frames: int = 4
+    """Held-out frames rendered at each periodic evaluation (all of them at the end)."""
+    seed: int = 0
+    losses: LossWeights = field(default_factory=LossWeights)
+
+
+@dataclass
+class Stage1Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "cpu"
+
+
+def preset(name: str) -> Stage1Config:
+    """The named preset ('tiny', 'cpu', 'paper')."""
+    if name == "tiny":
+        return Stage1Config(
+            model=ModelConfig(
+                field=FieldConfig(resolution=(16, 16, 16, 12), multiscale=(1, 2), features=8),
+                proposals=(ProposalConfig((16, 16, 16, 12), 4),),
+                proposal_samples=(32,),
+                samples=16,
+            ),
+            train=TrainConfig(steps=150, rays=512, warmup_steps=20, proposal_anneal_steps=50, eval_every=0, checkpoint_every=100, eval_frames=2),
+            preset="tiny",
+        )
+    if name == "cpu":
+        return Stage1Config(preset="cpu")
+    if name == "paper":
+        return Stage1Config(
+            model=ModelConfig(
+                field=FieldConfig(resolution=(64, 64, 64, 150), multiscale=(1, 2, 4, 8), features=32, decoder="mlp"),
+                proposals=(ProposalConfig((128, 128, 128, 150), 8), ProposalConfig((256, 256, 256, 150), 8)),
+                proposal_samples=(256, 128),
+                samples=48,
+            ),
+            train=TrainConfig(steps=30000, rays=4096, warmup_steps=512, proposal_anneal_steps=1000, eval_every=5000, checkpoint_every=2000),
+            preset="paper",
+        )
+    raise ConfigError(f"unknown preset {name!r}: use tiny, cpu or paper")
+
+
+def config_to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _build(cls, data):
+    if not dataclasses.is_dataclass(cls):
+        return data
+    kwargs = {}
+    hints = {f.name: f for f in dataclasses.fields(cls)}
+    for name, value in data.items():
+        if name not in hints:
+            raise ConfigError(f"unknown config key {name!r} for {cls.__name__}")
+        f = hints[name]
+        sub = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(sub):
+            kwargs[name] = _build(type(sub), value)
+        elif name == "proposals":
+            kwargs[name] = tuple(ProposalConfig(tuple(p["resolution"]), p["features"]) for p in value)
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> Stage1Config:
+    return _build(Stage1Config, data)
+
+
+def save_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON through a temporary file and rename, so a crash never leaves half a file."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)

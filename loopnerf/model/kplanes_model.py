@@ -1,0 +1,168 @@
+"""Stage-1 model: box normalisation, proposal sampling, the k-Planes field, rendering.
+
+`KPlanesModel.forward(origins, dirs, times)` renders rays given in world units:
+origins [R, 3], unit directions [R, 3], times [R] in [0, 1]. Depth is the expected
+distance along the ray in world units.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from loopnerf.fields.field import KPlanesField, ProposalField, contract
+from loopnerf.model import losses as L
+from loopnerf.model.config import ModelConfig
+from loopnerf.model.sampling import intersect_box, sample_pdf, uniform_edges, weights_from_density
+
+
+def _volume_render(backend: str):
+    if backend == "taichi":
+        from loopnerf.kernels import volume_render
+    else:
+        from loopnerf.kernels.reference import volume_render
+    return volume_render
+
+
+def anneal_exponent(step: int | None, anneal_steps: int, slope: float = 10.0) -> float:
+    """mip-NeRF 360 proposal-weight annealing: bias(step / N, slope), 1 at evaluation."""
+    if step is None or anneal_steps <= 0:
+        return 1.0
+    x = min(max(step / anneal_steps, 0.0), 1.0)
+    return slope * x / ((slope - 1.0) * x + 1.0)
+
+
+class KPlanesModel(nn.Module):
+    """The stage-1 dynamic radiance field with its proposal samplers."""
+
+    def __init__(self, cfg: ModelConfig, box: np.ndarray, *, seed: int = 0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        box = np.asarray(box, dtype=np.float64)
+        self.register_buffer("box_min", torch.tensor(box[0], dtype=torch.float32))
+        self.register_buffer("box_max", torch.tensor(box[1], dtype=torch.float32))
+        g = torch.Generator().manual_seed(seed)
+        self.field = KPlanesField(cfg.field, backend=cfg.kernel_backend, generator=g)
+        self.proposals = nn.ModuleList(ProposalField(p, backend=cfg.kernel_backend, generator=g) for p in cfg.proposals)
+        if len(cfg.proposals) != len(cfg.proposal_samples):
+            raise ValueError("one proposal sample count per proposal field")
+
+    # ------------------------------------------------------------- geometry
+    @property
+    def box(self) -> np.ndarray:
+        return np.stack([self.box_min.cpu().numpy(), self.box_max.cpu().numpy()]).astype(np.float64)
+
+    def to_normalised(self, x: torch.Tensor) -> torch.Tensor:
+        """World points [..., 3] -> normalised cube coordinates (box -> [-1, 1]^3)."""
+        centre = (self.box_min + self.box_max) * 0.5
+        half = (self.box_max - self.box_min) * 0.5
+        return (x - centre) / half
+
+    def field_coords(self, x_world: torch.Tensor) -> torch.Tensor:
+        x = self.to_normalised(x_world)
+        if self.cfg.contraction == "mipnerf360":
+            x = contract(x)
+        return x
+
+    def ray_range(self, origins: torch.Tensor, dirs: torch.Tensor):
+        """Per-ray [t_near, t_far] in world units."""
+        if self.cfg.contraction == "none":
+            half = (self.box_max - self.box_min) * 0.5
+            return intersect_box(self.to_normalised(origins), dirs / half, self.cfg.near, 1e10)
+        n = torch.full_like(origins[:, 0], self.cfg.near)
+        return n, torch.full_like(n, self.cfg.far)
+
+    def s_to_t(self, s: torch.Tensor, t_near: torch.Tensor, t_far: torch.Tensor) -> torch.Tensor:
+        """Normalised ray coordinate s in [0, 1] -> distance t (linear, or in disparity when unbounded)."""
+        if self.cfg.contraction == "none":
+            return t_near[:, None] + s * (t_far - t_near)[:, None]
+        inv_n, inv_f = 1.0 / t_near[:, None], 1.0 / t_far[:, None]
+        return 1.0 / (inv_n + s * (inv_f - inv_n))
+
+    # -------------------------------------------------------------- render
+    def forward(
+        self,
+        origins: torch.Tensor,
+        dirs: torch.Tensor,
+        times: torch.Tensor,
+        *,
+        step: int | None = None,
+        anneal_steps: int = 1000,
+        training: bool = False,
+        static: bool = False,
+        background: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict:
+        """Render R rays. Returns rgb [R, 3], depth [R], acc [R], and for training the
+        sample histograms needed by the interlevel and distortion losses."""
+        cfg = self.cfg
+        t_near, t_far = self.ray_range(origins, dirs)
+        hit = t_far > t_near
+        s_edges = uniform_edges(torch.zeros_like(t_near), torch.ones_like(t_near), cfg.proposal_samples[0], training, generator)
+        prop_edges, prop_weights = [], []
+        exponent = anneal_exponent(step if training else None, anneal_steps)
+        for level, prop in enumerate(self.proposals):
+            if level > 0:
+                s_edges = sample_pdf(s_edges, prop_weights[-1] ** exponent, cfg.proposal_samples[level], training, generator=generator)
+            t_edges = self.s_to_t(s_edges, t_near, t_far)
+            density = prop(self._points(origins, dirs, t_edges), times, static=static)
+            w = weights_from_density(density, t_edges)
+            prop_edges.append(s_edges)
+            prop_weights.append(w)
+        s_edges = sample_pdf(s_edges, prop_weights[-1] ** exponent, cfg.samples, training, generator=generator)
+        t_edges = self.s_to_t(s_edges, t_near, t_far)
+        x = self._points(origins, dirs, t_edges)
+        density, rgb = self.field(x, times, dirs, static=static)
+        deltas = (t_edges[:, 1:] - t_edges[:, :-1]).contiguous()
+        density = density * hit[:, None].to(density.dtype)
+        color, weights = _volume_render(cfg.kernel_backend)(density.contiguous(), rgb.contiguous(), deltas)
+        acc = weights.sum(-1)
+        mid = 0.5 * (t_edges[:, 1:] + t_edges[:, :-1])
+        depth = (weights * mid).sum(-1) / acc.clamp_min(1e-6)
+        if background is None:
+            background = torch.tensor(cfg.background, dtype=color.dtype, device=color.device)
+        color = color + (1.0 - acc[:, None]) * background
+        out = {"rgb": color, "depth": depth, "acc": acc}
+        if training:
+            out.update(s_edges=s_edges, weights=weights, prop_edges=prop_edges, prop_weights=prop_weights)
+        return out
+
+    def _points(self, origins, dirs, t_edges) -> torch.Tensor:
+        mid = 0.5 * (t_edges[:, 1:] + t_edges[:, :-1])
+        return self.field_coords(origins[:, None, :] + dirs[:, None, :] * mid[..., None])
+
+    # ------------------------------------------------------------- losses
+    def regularizers(self, w) -> dict:
+        """Plane regularizers of the field and the proposal fields, weighted by `w` (LossWeights)."""
+        g = self.field.grid
+        out = {}
+        if w.plane_tv:
+            out["plane_tv"] = w.plane_tv * L.grid_tv(g.space_planes(), g.space_time_planes())
+        if g.dim == 4 and w.time_smoothness:
+            out["time_smoothness"] = w.time_smoothness * L.time_smoothness(g.space_time_planes())
+        if g.dim == 4 and w.l1_time:
+            out["l1_time"] = w.l1_time * L.l1_time_planes(g.space_time_planes())
+        props = [p.grid for p in self.proposals]
+        if props and w.plane_tv_proposal:
+            out["plane_tv_proposal"] = w.plane_tv_proposal * sum(L.grid_tv(p.space_planes(), p.space_time_planes()) for p in props)
+        if props and props[0].dim == 4:
+            if w.time_smoothness_proposal:
+                out["time_smoothness_proposal"] = w.time_smoothness_proposal * sum(L.time_smoothness(p.space_time_planes()) for p in props)
+            if w.l1_time_proposal:
+                out["l1_time_proposal"] = w.l1_time_proposal * sum(L.l1_time_planes(p.space_time_planes()) for p in props)
+        return out
+
+    def sampling_losses(self, out: dict, w) -> dict:
+        res = {}
+        if w.interlevel and self.proposals:
+            res["interlevel"] = w.interlevel * L.interlevel_loss(out["s_edges"], out["weights"], out["prop_edges"], out["prop_weights"])
+        if w.distortion:
+            res["distortion"] = w.distortion * L.distortion_loss(out["s_edges"], out["weights"])
+        return res
+
+    def parameter_count(self) -> dict:
+        g = self.field.grid
+        time_params = sum(p.numel() for p in g.space_time_planes())
+        total = sum(p.numel() for p in self.parameters())
+        return {"total": int(total), "time_dependent": int(time_params), "field": int(sum(p.numel() for p in self.field.parameters()))}

@@ -1,0 +1,314 @@
+"""`Renderer`: real-time rendering of a baked `.loop` with one Taichi kernel.
+
+The window (`loopnerf view`), headless videos and the benchmarks all call
+`Renderer.render`, so what a user sees and what they export match.
+
+Time convention: `render(c2w, time)` takes `time` in **seconds of playback**; the loop
+phase is `p = (time * fps / F) mod 1` (fps and F from the .loop header), so frame k of
+the loop shows at time k / fps and the loop repeats every F / fps seconds with no jump.
+`render_phase(c2w, phase)` takes the phase p in [0, 1) directly (1.0 is 0.0 again).
+Between the F baked samples the loop planes are interpolated linearly (periodically),
+so playback at any speed is smooth.
+
+Cameras are camera-to-world 4x4 matrices with OpenGL axes (looking down -Z, +Y up);
+intrinsics default to the .loop's camera scaled to the render size (vertical field
+of view kept; see `intrinsics_for`).
+"""
+
+from __future__ import annotations
+
+import os
+import time as _time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from loopnerf.export.loop_format import BakedLoop
+
+STOP_TRANSMITTANCE = 1e-3  # a ray stops once less than this much light gets through
+MIN_SAMPLE_WEIGHT = 1e-5  # samples weighing less skip their colour lookup (|error| <= this each)
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics in pixels for an image of width x height."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+
+def _to_numpy(t, dtype) -> np.ndarray:
+    """A torch tensor or array -> contiguous numpy array of `dtype`."""
+    if hasattr(t, "detach"):
+        t = t.detach().cpu().numpy()
+    return np.ascontiguousarray(np.asarray(t), dtype=dtype)
+
+
+class Renderer:
+    """Renders a baked loop at any camera and playback time (Taichi CUDA or CPU).
+
+    Args:
+        loop: a `BakedLoop` or the path of a `.loop` file (read with `load_loop`, which
+            raises `LoopFormatError` for a missing or invalid file).
+        width, height: image size in pixels (change later with `resize`).
+        arch: "cuda", "cpu" or None (CUDA when a GPU is there, else CPU). Taichi starts
+            on the first render (never at import), with its offline cache on.
+
+    Attributes after the first render: `compile_seconds` (Taichi start + kernel
+    compile, measured on a tiny warm-up image) and `last_frame_seconds` (the latest
+    render's wall time, steady state).
+    """
+
+    def __init__(self, loop: Union["BakedLoop", str, os.PathLike], width: int, height: int, *, arch: str | None = None):
+        if isinstance(loop, (str, os.PathLike)):
+            from loopnerf.export.loop_format import load_loop
+
+            loop = load_loop(Path(loop))
+        self.loop = loop
+        self._arch_request = arch
+        self.arch: str | None = None
+        self.compile_seconds: float | None = None
+        self.last_frame_seconds: float | None = None
+        self.frames = int(loop.frames)
+        self.fps = float(loop.fps)
+        self.background = tuple(float(c) for c in loop.background)
+        self._pack_scene()
+        self._gpu = None  # device copies of the scene arrays (Taichi ndarrays), made lazily
+        self.width = 0
+        self.height = 0
+        self.resize(width, height)
+
+    # ------------------------------------------------------------------ set-up
+    def _pack_scene(self) -> None:
+        """Flatten the planes into the layout the kernel reads (float32, channel-last)."""
+        loop = self.loop
+        C = int(loop.features)
+        S = len(loop.scales)
+        self.n_channels = C
+        self.n_scales = S
+        static_chunks, static_meta, offset = [], [], 0
+        for s in range(S):
+            for plane in loop.static_planes[s]:  # xy [Ry, Rx, C], xz [Rz, Rx, C], yz [Rz, Ry, C]
+                arr = _to_numpy(plane, np.float32)
+                static_chunks.append(arr.reshape(-1))
+                static_meta.append((offset, arr.shape[1], arr.shape[0]))  # (offset, W, H)
+                offset += arr.size
+        self._static_planes = np.concatenate(static_chunks)
+        self._static_meta = np.asarray(static_meta, dtype=np.int32)
+        # Loop planes kept as [F, R, C] float32; each frame collapses them into `_lines`.
+        self._loop_planes = [_to_numpy(p, np.float32) for s in range(S) for p in loop.loop_planes[s]]
+        line_meta, offset = [], 0
+        for arr in self._loop_planes:
+            line_meta.append((offset, arr.shape[1]))
+            offset += arr.shape[1] * C
+        self._line_meta = np.asarray(line_meta, dtype=np.int32)
+        self._lines = np.zeros(offset, dtype=np.float32)
+        self._sigma_weight = _to_numpy(loop.sigma_weight, np.float32).reshape(-1)
+        self._sigma_bias = float(_to_numpy(loop.sigma_bias, np.float32).reshape(-1)[0])
+        self._dir_table = _to_numpy(loop.dir_table, np.float32)
+        self._occupancy = _to_numpy(loop.occupancy, np.uint8)
+
+    def _ensure_runtime(self) -> None:
+        """Start Taichi, move the scene to the device and compile the kernel (once)."""
+        if self._gpu is not None:
+            return
+        t0 = _time.perf_counter()
+        from loopnerf.viewer.taichi_runtime import ensure_taichi
+
+        self.arch = ensure_taichi(self._arch_request)
+        import taichi as ti
+
+        def upload(arr: np.ndarray, dtype):
+            nd = ti.ndarray(dtype, shape=arr.shape)
+            nd.from_numpy(arr)
+            return nd
+
+        self._gpu = {
+            "static_planes": upload(self._static_planes, ti.f32),
+            "static_meta": upload(self._static_meta, ti.i32),
+            "line_meta": upload(self._line_meta, ti.i32),
+            "sigma_weight": upload(self._sigma_weight, ti.f32),
+            "dir_table": upload(self._dir_table, ti.f32),
+            "occupancy": upload(self._occupancy, ti.u8),
+            "lines": ti.ndarray(ti.f32, shape=self._lines.shape),
+            "params": ti.ndarray(ti.f32, shape=(_kernel().N_PARAMS,)),
+        }
+        self._targets = {}
+        # Warm-up on a 2x2 image compiles the kernel (or loads it from the offline cache).
+        width, height = self.width, self.height
+        self._render_into(np.eye(4, dtype=np.float32), 0.0, self.intrinsics_for(2, 2))
+        self.compile_seconds = _time.perf_counter() - t0
+        self.width, self.height = width, height
+
+    def _target(self, width: int, height: int):
+        """Output and scratch ndarrays for one image size (kept for reuse)."""
+        key = (width, height)
+        if key not in self._targets:
+            import taichi as ti
+
+            if len(self._targets) > 4:  # sizes change while a window is resized: keep few
+                self._targets.clear()
+            self._targets[key] = (
+                ti.ndarray(ti.u8, shape=(height, width, 3)),
+                ti.ndarray(ti.f32, shape=(height, width)),
+                ti.ndarray(ti.f32, shape=(height, width)),
+                ti.ndarray(ti.f32, shape=(height * width, self.n_channels * self.n_scales)),
+            )
+        return self._targets[key]
+
+    # ------------------------------------------------------------------ cameras
+    def resize(self, width: int, height: int) -> None:
+        """Set the image size (pixels) used by `render` when no intrinsics are given."""
+        width, height = int(width), int(height)
+        if width < 1 or height < 1:
+            raise ValueError(f"image size must be positive, got {width}x{height}")
+        self.width, self.height = width, height
+
+    def intrinsics_for(self, width: int, height: int) -> Intrinsics:
+        """The .loop camera's intrinsics for an image of width x height pixels.
+
+        The focal lengths scale with the height (the vertical field of view is kept, so
+        a wider window shows more at the sides), the principal point keeps its relative
+        position. For the .loop's own size this is exactly its camera.
+        """
+        cam = self.loop.camera
+        k = height / float(cam["height"])
+        return Intrinsics(
+            fx=float(cam["fx"]) * k,
+            fy=float(cam["fy"]) * k,
+            cx=float(cam["cx"]) / float(cam["width"]) * width,
+            cy=float(cam["cy"]) / float(cam["height"]) * height,
+            width=int(width),
+            height=int(height),
+        )
+
+    def default_c2w(self) -> np.ndarray:
+        """[4, 4] float32 camera-to-world of the .loop's default camera (OpenGL axes)."""
+        return np.asarray(self.loop.camera["c2w"], dtype=np.float32)
+
+    # ------------------------------------------------------------------ time
+    def phase_at(self, seconds: float) -> float:
+        """Loop phase in [0, 1) at `seconds` of playback: (seconds * fps / F) mod 1."""
+        return float(np.mod(seconds * self.fps / self.frames, 1.0))
+
+    def collapse_loop_planes(self, phase: float) -> np.ndarray:
+        """The loop planes at `phase` (periodic, linear between the F samples).
+
+        Sample position u = (phase mod 1) * F; returns the flat float32 buffer of every
+        [R, C] line (xt, yt, zt per scale) the kernel reads, = (1 - a) L[i] + a L[i+1 mod F].
+        """
+        F = self.frames
+        u = float(np.mod(phase, 1.0)) * F
+        i0 = int(np.floor(u)) % F
+        i1 = (i0 + 1) % F
+        a = np.float32(u - np.floor(u))
+        C = self.n_channels
+        for arr, (offset, length) in zip(self._loop_planes, self._line_meta):
+            out = self._lines[offset : offset + length * C].reshape(length, C)
+            np.multiply(arr[i0], 1.0 - a, out=out)
+            out += a * arr[i1]
+        return self._lines
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, c2w, time: float, *, intrinsics: Intrinsics | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Render at `time` seconds of playback (phase = (time * fps / F) mod 1).
+
+        Args:
+            c2w: [4, 4] camera-to-world (OpenGL axes), array or tensor.
+            time: seconds since the loop's start (any real number; the loop repeats).
+            intrinsics: pixels; default `intrinsics_for(self.width, self.height)`.
+        Returns:
+            rgb uint8 [H, W, 3] (background from the .loop header where the rays miss)
+            and depth float32 [H, W]: expected distance along the unit ray (world
+            units), sum(w_i t_i) + (1 - opacity) * far — what the rays miss counts at
+            `far`, as in `loopnerf.export.reference_render`.
+        """
+        return self.render_phase(c2w, self.phase_at(time), intrinsics=intrinsics)
+
+    def render_phase(self, c2w, phase: float, *, intrinsics: Intrinsics | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Render at loop phase `phase` (in [0, 1), periodic). Same outputs as `render`."""
+        rgb, depth, _ = self.render_phase_with_opacity(c2w, phase, intrinsics=intrinsics)
+        return rgb, depth
+
+    def render_phase_with_opacity(self, c2w, phase: float, *, intrinsics: Intrinsics | None = None):
+        """`render_phase` plus opacity float32 [H, W] (1 - final transmittance)."""
+        self._ensure_runtime()
+        intr = intrinsics or self.intrinsics_for(self.width, self.height)
+        t0 = _time.perf_counter()
+        out = self._render_into(c2w, phase, intr)
+        self.last_frame_seconds = _time.perf_counter() - t0
+        return out
+
+    def _render_into(self, c2w, phase: float, intr: Intrinsics):
+        kern = _kernel()
+        loop = self.loop
+        c2w = _to_numpy(c2w, np.float32).reshape(4, 4)
+        params = np.zeros(kern.N_PARAMS, dtype=np.float32)
+        params[kern.P_C2W : kern.P_C2W + 12] = c2w[:3, :4].reshape(-1)
+        params[kern.P_FX], params[kern.P_FY] = intr.fx, intr.fy
+        params[kern.P_CX], params[kern.P_CY] = intr.cx, intr.cy
+        params[kern.P_BOX_MIN : kern.P_BOX_MIN + 3] = loop.box[0]
+        params[kern.P_BOX_MAX : kern.P_BOX_MAX + 3] = loop.box[1]
+        params[kern.P_NEAR], params[kern.P_FAR], params[kern.P_STEP] = loop.near, loop.far, loop.step
+        params[kern.P_SIGMA_BIAS] = self._sigma_bias
+        params[kern.P_BG : kern.P_BG + 3] = self.background
+        params[kern.P_MIN_ALPHA] = MIN_SAMPLE_WEIGHT
+        params[kern.P_STOP_T] = STOP_TRANSMITTANCE
+        g = self._gpu
+        g["params"].from_numpy(params)
+        g["lines"].from_numpy(self.collapse_loop_planes(phase))
+        rgb, depth, opacity, scratch = self._target(intr.width, intr.height)
+        kern.render_loop_kernel(
+            g["static_planes"], g["static_meta"], g["lines"], g["line_meta"], g["sigma_weight"],
+            g["dir_table"], g["occupancy"], g["params"], scratch, rgb, depth, opacity,
+            self.n_channels, self.n_scales,
+        )
+        return rgb.to_numpy(), depth.to_numpy(), opacity.to_numpy()
+
+
+class FrameCache:
+    """Replays rendered loop frames while the camera is still (DESIGN §7).
+
+    A still camera sees the same F images over and over; `get(c2w, frame, size)`
+    renders frame k (phase k / F) once per camera and size and returns the stored
+    image afterwards. Any change of camera, size or mode empties the cache.
+    """
+
+    def __init__(self, renderer: Renderer):
+        self.renderer = renderer
+        self._key = None
+        self._frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.hits = 0
+
+    def get(self, c2w, frame: int, intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+        """(rgb, depth) of loop frame `frame` (mod F) seen by `c2w` with `intrinsics`."""
+        key = (np.asarray(c2w, dtype=np.float32).tobytes(), intrinsics)
+        if key != self._key:
+            self._key = key
+            self._frames.clear()
+        k = int(frame) % self.renderer.frames
+        if k in self._frames:
+            self.hits += 1
+        else:
+            self._frames[k] = self.renderer.render_phase(c2w, k / self.renderer.frames, intrinsics=intrinsics)
+        return self._frames[k]
+
+
+_KERNEL_MODULE = None
+
+
+def _kernel():
+    """The kernel module, imported on first use (it imports taichi)."""
+    global _KERNEL_MODULE
+    if _KERNEL_MODULE is None:
+        from loopnerf.viewer import render_kernel
+
+        _KERNEL_MODULE = render_kernel
+    return _KERNEL_MODULE
