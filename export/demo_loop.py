@@ -1,7 +1,7 @@
 """A small procedural loop for tests and demos: a soft blob that circles and
 changes colour periodically (red at phase 0, blue at phase 1/2).
 
-`test_loop_ingredients` returns the float32 planes and an exact (analytic)
+`demo_loop_ingredients` returns the float32 planes and an exact (analytic)
 direction basis, exactly what `bake_loop` takes; `make_test_loop` bakes them.
 Everything is deterministic for a given seed.
 """
@@ -14,16 +14,16 @@ from typing import Any, Sequence
 # Blob in normalised coordinates: centre (AMP_X sin 2 pi p, AMP_Y cos 2 pi p, 0), Gaussian width WIDTH.
 AMP_X = 0.35
 AMP_Y = 0.15
-WIDTH = 0.4
+WIDTH = 0.3
 TEST_BOX = ((-1.5, -1.0, -1.0), (1.5, 1.0, 1.0))
 
 
-def test_loop_camera(width: int = 40, height: int = 30, fov_y_deg: float = 40.0) -> dict[str, Any]:
-    """Default camera of the test loop: at world (0, 0.4, 3.5) looking at the origin,
+def demo_loop_camera(width: int = 40, height: int = 30, fov_y_deg: float = 40.0) -> dict[str, Any]:
+    """Default camera of the test loop: at world (0, 0.4, 3) looking at the origin,
     OpenGL axes, vertical field of view fov_y_deg."""
     import numpy as np
 
-    eye = np.array([0.0, 0.4, 3.5])
+    eye = np.array([0.0, 0.4, 3.0])
     forward = -eye / np.linalg.norm(eye)  # camera looks down -Z: z axis = -forward
     right = np.cross(forward, [0.0, 1.0, 0.0])
     right /= np.linalg.norm(right)
@@ -34,7 +34,7 @@ def test_loop_camera(width: int = 40, height: int = 30, fov_y_deg: float = 40.0)
     return {"c2w": c2w.tolist(), "fx": f, "fy": f, "cx": width / 2, "cy": height / 2, "width": width, "height": height}
 
 
-def test_loop_ingredients(
+def demo_loop_ingredients(
     frames: int = 8, resolution: int = 16, features: int = 8, scales: Sequence[int] = (1, 2), seed: int = 0
 ) -> dict[str, Any]:
     """Float32 planes, decoder and an exact direction basis of the test loop.
@@ -90,8 +90,8 @@ def test_loop_ingredients(
         loop_planes.append([xt, yt, zt])
 
     sigma_weight = torch.zeros(C * S)
-    sigma_weight[torch.arange(S) * C] = 10.0 / S
-    sigma_bias = torch.tensor([-5.0])
+    sigma_weight[torch.arange(S) * C] = 14.0 / S
+    sigma_bias = torch.tensor([-8.0])
     mix = torch.randn(3, C * S, generator=g) * 0.3  # texture channels: small, fixed colour mix
     for s in range(S):
         mix[:, s * C : s * C + 3] = 0.0
@@ -119,7 +119,7 @@ def test_loop_ingredients(
         "box": [list(TEST_BOX[0]), list(TEST_BOX[1])],
         "frames": F,
         "fps": 12.0,
-        "camera": test_loop_camera(),
+        "camera": demo_loop_camera(),
         "up": (0.0, 1.0, 0.0),
         "background": (1.0, 1.0, 1.0),
         "near": 0.1,
@@ -142,7 +142,7 @@ def make_test_loop(
     turning blue at phase 1/2, on a white background; default camera 40 x 30 px."""
     from loopnerf.export.bake import bake_loop
 
-    ingredients = test_loop_ingredients(frames, resolution, features, scales, seed)
+    ingredients = demo_loop_ingredients(frames, resolution, features, scales, seed)
     return bake_loop(
         **ingredients, occupancy_resolution=occupancy_resolution, direction_table=direction_table
     )

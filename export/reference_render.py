@@ -201,6 +201,35 @@ def ray_samples(baked: "BakedLoop", origins: "torch.Tensor", dirs: "torch.Tensor
     return t, deltas, hit
 
 
+def sample_rays(
+    baked: "BakedLoop",
+    origins: "torch.Tensor",
+    dirs: "torch.Tensor",
+    phase: float,
+    n_samples: int,
+    *,
+    use_occupancy: bool = True,
+    basis_fn: "Callable[[torch.Tensor], torch.Tensor] | None" = None,
+):
+    """Samples of rays before compositing: (t [R, S] distances, deltas [R, S],
+    sigma [R, S] density per world unit, rgb [R, S, 3]) at loop phase p.
+    Arguments as in `render_rays`."""
+    import torch
+
+    R = origins.shape[0]
+    t, deltas, _ = ray_samples(baked, origins, dirs, n_samples)
+    pts_world = origins[:, None, :] + dirs[:, None, :] * t[..., None]
+    x = world_to_normalized(baked, pts_world.reshape(-1, 3))
+    feats = query_features(baked, x, phase)
+    sigma = density_from_features(baked, feats)
+    if use_occupancy:
+        sigma = torch.where(occupied(baked, x), sigma, torch.zeros_like(sigma))
+    # One basis lookup per ray (every sample of a ray shares its direction).
+    basis = direction_basis(baked, dirs) if basis_fn is None else basis_fn(dirs).float()
+    rgb = torch.sigmoid(torch.einsum("rck,rsk->rsc", basis, feats.reshape(R, n_samples, -1)))
+    return t, deltas, sigma.reshape(R, n_samples), rgb
+
+
 def render_rays(
     baked: "BakedLoop",
     origins: "torch.Tensor",
@@ -237,18 +266,10 @@ def render_rays(
     rgbs, depths, accs = [], [], []
     for i in range(0, origins.shape[0], chunk):
         o, d = origins[i : i + chunk], dirs[i : i + chunk]
-        R = o.shape[0]
-        t, deltas, _ = ray_samples(baked, o, d, n_samples)
-        pts_world = o[:, None, :] + d[:, None, :] * t[..., None]
-        x = world_to_normalized(baked, pts_world.reshape(-1, 3))
-        feats = query_features(baked, x, phase)
-        sigma = density_from_features(baked, feats)
-        if use_occupancy:
-            sigma = torch.where(occupied(baked, x), sigma, torch.zeros_like(sigma))
-        # One basis lookup per ray (every sample of a ray shares its direction).
-        basis = direction_basis(baked, d) if basis_fn is None else basis_fn(d).float()
-        rgb_s = torch.sigmoid(torch.einsum("rck,rsk->rsc", basis, feats.reshape(R, n_samples, -1)))
-        rgb, w = volume_render(sigma.reshape(R, n_samples), rgb_s, deltas)
+        t, deltas, sigma, rgb_s = sample_rays(
+            baked, o, d, phase, n_samples, use_occupancy=use_occupancy, basis_fn=basis_fn
+        )
+        rgb, w = volume_render(sigma, rgb_s, deltas)
         acc = w.sum(dim=1)
         rgbs.append(rgb + (1.0 - acc[:, None]) * bg)
         depths.append((w * t).sum(dim=1) + (1.0 - acc) * baked.far)

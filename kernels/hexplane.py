@@ -9,9 +9,10 @@ concatenated over scales; `wrap_time=True` makes the time axis periodic.
 Implementation notes (DESIGN.md section 8):
 
 * One kernel launch per scale, parallel over points; planes are read channel-last
-  ([H, W, C]) with a plain `for c in range(C)` loop (contiguous, vectorisable); only the
-  planes (<= 6) and their 4 corners are unrolled. Channel-first planes are permuted to
-  channel-last once per call (and their gradients permuted back).
+  ([H, W, C]) as cells of a compile-time `ti.Vector` of C channels (kernels are compiled
+  per C, dtype, D and wrap_time); the planes (<= 6) and their 4 corners are unrolled,
+  nothing else. Channel-first planes are permuted to channel-last once per call (and
+  their gradients permuted back by autograd).
 * Backward recomputes the bilinear samples (nothing but the inputs is saved) and
   scatters plane gradients. On the CPU each of a few point chunks (one per thread)
   scatters into its own private gradient buffer with plain read-add-write (float
@@ -20,45 +21,41 @@ Implementation notes (DESIGN.md section 8):
 * Gradients are returned in fresh buffers (never a tensor's own `.grad`: taichi#8101).
 """
 
-import warnings
-
 import torch
 
 from . import runtime
 from .reference import plane_pairs
 
-# The kernels build small Python lists of Taichi values while they are compiled (an
-# unrolled loop over the planes); Taichi warns about the `.append` calls, harmlessly.
-warnings.filterwarnings(
-    "ignore", message=r".*Calling non-taichi function \"(cells|vals|dus|dvs)\.append\"", category=SyntaxWarning
-)
 
 _KERNELS: dict = {}
 
 
-def _axis_sources(dims: int) -> list[tuple[int, int]]:
-    """For each coordinate axis: (plane index, shape dim) whose size is that axis' resolution."""
-    pairs = plane_pairs(dims)
-    sources = []
-    for axis in range(dims):
-        for k, (i, j) in enumerate(pairs):
-            if axis == i:
-                sources.append((k, 1))  # coordinate i indexes W = shape[1] (channel-last)
-                break
-            if axis == j:
-                sources.append((k, 0))  # coordinate j indexes H = shape[0]
-                break
-    return sources
+def _axis_resolutions(dims: int, scale: list) -> list[int]:
+    """Samples along each coordinate axis (x, y, z[, t]) of one scale's channel-last planes; 4 values (t = 1 for 3D)."""
+    res: dict[int, int] = {}
+    for (i, j), plane in zip(plane_pairs(dims), scale):
+        res.setdefault(i, plane.shape[1])  # coordinate i indexes W
+        res.setdefault(j, plane.shape[0])  # coordinate j indexes H
+    return [res.get(a, 1) for a in range(4)]
 
 
-def _build_kernels(real_name: str, dims: int, wrap_time: bool):
-    """Compile-on-first-call Taichi kernels for one (dtype, D, wrap_time) combination."""
+def _build_kernels(real_name: str, dims: int, wrap_time: bool, channels: int):
+    """Taichi kernels (compiled on first call) for one (dtype, D, wrap_time, C) combination.
+
+    The channel vector is a compile-time `ti.Vector` of C values per plane cell: its loads,
+    products and read-add-writes are straight-line code that LLVM packs into SIMD
+    registers. (A runtime `for c in range(C)` loop did not vectorise here: with a dozen
+    opaque plane and gradient pointers LLVM cannot rule out aliasing between them.)
+    """
     ti = runtime._taichi()
     real = ti.f64 if real_name == "float64" else ti.f32
     pairs = plane_pairs(dims)
     n_planes = len(pairs)
-    sources = _axis_sources(dims)
-    nd = ti.types.ndarray()
+    vec = ti.types.vector(channels, real)
+    points_t = ti.types.ndarray(dtype=real, ndim=2)
+    plane_t = ti.types.ndarray(dtype=vec, ndim=2)  # [H, W] cells of C channels
+    rows_t = ti.types.ndarray(dtype=vec, ndim=2)  # features / their gradient [N, S] of C
+    buffer_t = ti.types.ndarray(dtype=vec, ndim=3)  # gradient buffers [chunks, H, W] of C
 
     @ti.func
     def locate(x, res, periodic: ti.template()):
@@ -90,47 +87,44 @@ def _build_kernels(real_name: str, dims: int, wrap_time: bool):
         return i0, i1, w, dpos
 
     @ti.func
-    def locate_all(points: ti.template(), n, planes: ti.template()):
-        """Per axis (static list) the located cell of point n."""
-        cells = []
-        for a in ti.static(range(dims)):
-            k, d = ti.static(sources[a])
-            res = planes[k].shape[d]
-            cells.append(locate(ti.cast(points[n, a], real), res, ti.static(wrap_time and a == 3)))
-        return cells
+    def bilerp(plane: ti.template(), cu: ti.template(), cv: ti.template()):
+        """Bilinear sample of a plane at cells cu (along W) and cv (along H): (value, d/du, d/dv) per channel."""
+        a00 = plane[cv[0], cu[0]]
+        a01 = plane[cv[0], cu[1]]
+        a10 = plane[cv[1], cu[0]]
+        a11 = plane[cv[1], cu[1]]
+        lo = a00 + cu[2] * (a01 - a00)
+        hi = a10 + cu[2] * (a11 - a10)
+        return lo + cv[2] * (hi - lo), (a01 - a00) + cv[2] * ((a11 - a10) - (a01 - a00)), hi - lo
 
     @ti.kernel
-    def forward(points: nd, p0: nd, p1: nd, p2: nd, p3: nd, p4: nd, p5: nd, out: nd, col0: ti.i32):
+    def forward(
+        points: points_t, p0: plane_t, p1: plane_t, p2: plane_t, p3: plane_t, p4: plane_t, p5: plane_t,
+        out: rows_t, scale: ti.i32, rx: ti.i32, ry: ti.i32, rz: ti.i32, rt: ti.i32,
+    ):
         planes = ti.static((p0, p1, p2, p3, p4, p5))
-        channels = p0.shape[2]
         for n in range(points.shape[0]):
-            cells = locate_all(points, n, planes)
-            for c in range(channels):
-                value = ti.cast(1.0, real)
-                for k in ti.static(range(n_planes)):
-                    i, j = ti.static(pairs[k])
-                    u0, u1, wu, _du = cells[i]
-                    v0, v1, wv, _dv = cells[j]
-                    plane = ti.static(planes[k])
-                    lo = plane[v0, u0, c] + wu * (plane[v0, u1, c] - plane[v0, u0, c])
-                    hi = plane[v1, u0, c] + wu * (plane[v1, u1, c] - plane[v1, u0, c])
-                    value *= lo + wv * (hi - lo)
-                out[n, col0 + c] = value
+            res = ti.Vector([rx, ry, rz, rt])
+            cells = [locate(points[n, a], res[a], ti.static(wrap_time and a == 3)) for a in ti.static(range(dims))]
+            value = bilerp(planes[0], cells[pairs[0][0]], cells[pairs[0][1]])[0]
+            for k in ti.static(range(1, n_planes)):
+                value *= bilerp(planes[k], cells[pairs[k][0]], cells[pairs[k][1]])[0]
+            out[n, scale] = value
 
     def make_backward(private: bool, need_points: bool):
         @ti.kernel
         def backward(
-            points: nd, p0: nd, p1: nd, p2: nd, p3: nd, p4: nd, p5: nd,
-            grad_out: nd, col0: ti.i32,
-            g0: nd, g1: nd, g2: nd, g3: nd, g4: nd, g5: nd,
-            grad_points: nd, n_chunks: ti.i32,
+            points: points_t, p0: plane_t, p1: plane_t, p2: plane_t, p3: plane_t, p4: plane_t, p5: plane_t,
+            grad_out: rows_t, scale: ti.i32, rx: ti.i32, ry: ti.i32, rz: ti.i32, rt: ti.i32,
+            g0: buffer_t, g1: buffer_t, g2: buffer_t, g3: buffer_t, g4: buffer_t, g5: buffer_t,
+            grad_points: points_t, n_chunks: ti.i32,
         ):
             planes = ti.static((p0, p1, p2, p3, p4, p5))
             grads = ti.static((g0, g1, g2, g3, g4, g5))
-            channels = p0.shape[2]
             n_points = points.shape[0]
             if ti.static(private):
-                # a few chunks, one per thread; block_dim=1 so that each chunk is its own task
+                # a few chunks, one per thread: block_dim=1 makes each chunk its own task
+                # (by default a CPU loop of < 512 iterations runs as one task on one thread)
                 ti.loop_config(block_dim=1)
             for chunk in range(n_chunks):
                 start = chunk
@@ -141,57 +135,40 @@ def _build_kernels(real_name: str, dims: int, wrap_time: bool):
                     stop = ti.cast(ti.cast(chunk + 1, ti.i64) * n_points // n_chunks, ti.i32)
                     buf = chunk
                 for n in range(start, stop):  # serial inside a chunk
-                    cells = locate_all(points, n, planes)
-                    dx = [ti.cast(0.0, real) for _ in ti.static(range(dims))]
-                    for c in range(channels):
-                        g = ti.cast(grad_out[n, col0 + c], real)
-                        vals = []
-                        dus = []
-                        dvs = []
-                        for k in ti.static(range(n_planes)):
-                            i, j = ti.static(pairs[k])
-                            u0, u1, wu, _du = cells[i]
-                            v0, v1, wv, _dv = cells[j]
-                            plane = ti.static(planes[k])
-                            a00 = plane[v0, u0, c]
-                            a01 = plane[v0, u1, c]
-                            a10 = plane[v1, u0, c]
-                            a11 = plane[v1, u1, c]
-                            lo = a00 + wu * (a01 - a00)
-                            hi = a10 + wu * (a11 - a10)
-                            vals.append(lo + wv * (hi - lo))
-                            if ti.static(need_points):
-                                dus.append((a01 - a00) + wv * ((a11 - a10) - (a01 - a00)))
-                                dvs.append(hi - lo)
-                        for k in ti.static(range(n_planes)):
-                            i, j = ti.static(pairs[k])
-                            u0, u1, wu, du = cells[i]
-                            v0, v1, wv, dv = cells[j]
-                            others = g
-                            for m in ti.static(range(n_planes)):
-                                if ti.static(m != k):
-                                    others *= vals[m]
-                            gp = ti.static(grads[k])
-                            w00 = (1.0 - wu) * (1.0 - wv) * others
-                            w01 = wu * (1.0 - wv) * others
-                            w10 = (1.0 - wu) * wv * others
-                            w11 = wu * wv * others
-                            if ti.static(private):
-                                gp[buf, v0, u0, c] = gp[buf, v0, u0, c] + w00
-                                gp[buf, v0, u1, c] = gp[buf, v0, u1, c] + w01
-                                gp[buf, v1, u0, c] = gp[buf, v1, u0, c] + w10
-                                gp[buf, v1, u1, c] = gp[buf, v1, u1, c] + w11
-                            else:
-                                ti.atomic_add(gp[0, v0, u0, c], w00)
-                                ti.atomic_add(gp[0, v0, u1, c], w01)
-                                ti.atomic_add(gp[0, v1, u0, c], w10)
-                                ti.atomic_add(gp[0, v1, u1, c], w11)
-                            if ti.static(need_points):
-                                dx[i] += others * dus[k] * du
-                                dx[j] += others * dvs[k] * dv
+                    res = ti.Vector([rx, ry, rz, rt])
+                    cells = [
+                        locate(points[n, a], res[a], ti.static(wrap_time and a == 3)) for a in ti.static(range(dims))
+                    ]
+                    samples = [
+                        bilerp(planes[k], cells[pairs[k][0]], cells[pairs[k][1]]) for k in ti.static(range(n_planes))
+                    ]
+                    g = grad_out[n, scale]
+                    dx = ti.Vector([0.0] * dims, dt=real)
+                    for k in ti.static(range(n_planes)):
+                        i, j = ti.static(pairs[k])
+                        u0, u1, wu, du = cells[i]
+                        v0, v1, wv, dv = cells[j]
+                        others = g
+                        for m in ti.static(range(n_planes)):
+                            if ti.static(m != k):
+                                others = others * samples[m][0]
+                        gp = ti.static(grads[k])
+                        if ti.static(private):
+                            gp[buf, v0, u0] = gp[buf, v0, u0] + ((1.0 - wu) * (1.0 - wv)) * others
+                            gp[buf, v0, u1] = gp[buf, v0, u1] + (wu * (1.0 - wv)) * others
+                            gp[buf, v1, u0] = gp[buf, v1, u0] + ((1.0 - wu) * wv) * others
+                            gp[buf, v1, u1] = gp[buf, v1, u1] + (wu * wv) * others
+                        else:
+                            gp[0, v0, u0] += ((1.0 - wu) * (1.0 - wv)) * others  # atomic (CUDA)
+                            gp[0, v0, u1] += (wu * (1.0 - wv)) * others
+                            gp[0, v1, u0] += ((1.0 - wu) * wv) * others
+                            gp[0, v1, u1] += (wu * wv) * others
+                        if ti.static(need_points):
+                            dx[i] += (others * samples[k][1]).sum() * du
+                            dx[j] += (others * samples[k][2]).sum() * dv
                     if ti.static(need_points):
                         for a in ti.static(range(dims)):
-                            grad_points[n, a] = grad_points[n, a] + dx[a]
+                            grad_points[n, a] = grad_points[n, a] + dx[a]  # summed over scales
 
         return backward
 
@@ -204,10 +181,10 @@ def _build_kernels(real_name: str, dims: int, wrap_time: bool):
     }
 
 
-def _kernels(dtype: torch.dtype, dims: int, wrap_time: bool):
-    key = (runtime.runtime_token(), str(dtype).split(".")[-1], dims, wrap_time)
+def _kernels(dtype: torch.dtype, dims: int, wrap_time: bool, channels: int):
+    key = (runtime.runtime_token(), str(dtype).split(".")[-1], dims, wrap_time, channels)
     if key not in _KERNELS:
-        _KERNELS[key] = _build_kernels(key[1], dims, wrap_time)
+        _KERNELS[key] = _build_kernels(*key[1:])
     return _KERNELS[key]
 
 
@@ -227,17 +204,20 @@ class _HexplaneFunction(torch.autograd.Function):
         planes_flat = [p.detach() for p in planes_flat]
         dims = points.shape[1]
         per_scale = len(planes_flat) // n_scales
-        runtime.ensure_taichi(points.device)
-        kern = _kernels(points.dtype, dims, wrap_time)
         channels = planes_flat[0].shape[2]
-        out = torch.empty(points.shape[0], channels * n_scales, dtype=points.dtype, device=points.device)
-        for s in range(n_scales):
-            scale = list(planes_flat[s * per_scale:(s + 1) * per_scale])
-            kern["forward"](points, *_padded(scale), out, s * channels)
         ctx.wrap_time = wrap_time
         ctx.n_scales = n_scales
         ctx.save_for_backward(points, *planes_flat)
-        return out
+        if points.shape[0] == 0:
+            return points.new_zeros(0, n_scales * channels)
+        runtime.ensure_taichi(points.device)
+        kern = _kernels(points.dtype, dims, wrap_time, channels)
+        # [N, S, C] written scale by scale; viewed as [N, S * C] (concatenation over scales)
+        out = torch.empty(points.shape[0], n_scales, channels, dtype=points.dtype, device=points.device)
+        for s in range(n_scales):
+            scale = list(planes_flat[s * per_scale:(s + 1) * per_scale])
+            kern["forward"](points, *_padded(scale), out, s, *_axis_resolutions(dims, scale))
+        return out.view(points.shape[0], n_scales * channels)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -250,14 +230,20 @@ class _HexplaneFunction(torch.autograd.Function):
         need_planes = any(ctx.needs_input_grad[3:])
         if not (need_points or need_planes):
             return (None,) * (3 + len(planes_flat))
+        if points.shape[0] == 0:
+            return (
+                torch.zeros_like(points) if need_points else None, None, None,
+                *(torch.zeros_like(p) if need else None for p, need in zip(planes_flat, ctx.needs_input_grad[3:])),
+            )
         runtime.ensure_taichi(points.device)
-        kern = _kernels(points.dtype, dims, ctx.wrap_time)
-        grad_out = grad_out.detach().contiguous()
+        kern = _kernels(points.dtype, dims, ctx.wrap_time, channels)
+        grad_out = grad_out.detach().contiguous().view(points.shape[0], n_scales, channels)
         private = not runtime.is_cuda()
         n_points = points.shape[0]
         n_chunks = max(1, min(runtime.cpu_threads(), n_points)) if private else n_points
         n_buffers = n_chunks if private else 1
-        grad_points = torch.zeros_like(points)
+        # (a placeholder when the points need no gradient: the kernel then never touches it)
+        grad_points = torch.zeros_like(points) if need_points else points.new_zeros(1, dims)
         plane_grads = []
         backward = kern[("backward", private, need_points)]
         for s in range(n_scales):
@@ -266,7 +252,7 @@ class _HexplaneFunction(torch.autograd.Function):
                 torch.zeros((n_buffers,) + tuple(p.shape), dtype=p.dtype, device=p.device) for p in scale
             ]
             backward(
-                points, *_padded(scale), grad_out, s * channels,
+                points, *_padded(scale), grad_out, s, *_axis_resolutions(dims, scale),
                 *_padded(buffers), grad_points, n_chunks,
             )
             plane_grads.extend(b.sum(dim=0) if n_buffers > 1 else b[0] for b in buffers)

@@ -28,23 +28,22 @@ def _build_kernels(real_name: str):
     nd = ti.types.ndarray()
 
     @ti.kernel
-    def forward(sigmas: nd, colors: nd, deltas: nd, color: nd, weights: nd, transmittance: nd):
-        n_samples = sigmas.shape[1]
+    def forward(survive: nd, colors: nd, color: nd, weights: nd, transmittance: nd):
+        n_samples = survive.shape[1]
         channels = colors.shape[2]
-        for r in range(sigmas.shape[0]):  # parallel over rays; serial along each ray
+        for r in range(survive.shape[0]):  # parallel over rays; serial along each ray
             trans = ti.cast(1.0, real)
             for s in range(n_samples):
-                survive = ti.exp(-sigmas[r, s] * deltas[r, s])
-                w = trans * (1.0 - survive)
+                w = trans * (1.0 - survive[r, s])
                 weights[r, s] = w
                 transmittance[r, s] = trans
                 for c in range(channels):
                     color[r, c] = color[r, c] + w * colors[r, s, c]  # plain add: this ray only
-                trans *= survive
+                trans *= survive[r, s]
 
     @ti.kernel
     def backward(
-        sigmas: nd, colors: nd, deltas: nd, weights: nd, transmittance: nd,
+        sigmas: nd, colors: nd, deltas: nd, survive: nd, weights: nd, transmittance: nd,
         grad_color: nd, grad_weights: nd,
         grad_sigmas: nd, grad_colors: nd, grad_deltas: nd,
     ):
@@ -61,7 +60,7 @@ def _build_kernels(real_name: str):
                 for c in range(channels):
                     effect += grad_color[r, c] * colors[r, s, c]
                     grad_colors[r, s, c] = grad_color[r, c] * w
-                trans_next = transmittance[r, s] * ti.exp(-sigma * delta)
+                trans_next = transmittance[r, s] * survive[r, s]
                 d_tau = effect * trans_next - suffix
                 suffix += effect * w
                 grad_sigmas[r, s] = d_tau * delta
@@ -86,17 +85,19 @@ class _VolumeRenderFunction(torch.autograd.Function):
         runtime.ensure_taichi(sigmas.device)
         forward, _ = _kernels(sigmas.dtype)
         rays, samples = sigmas.shape
+        # exp(-sigma delta) by torch's vectorised exp; the kernel then only multiplies and adds
+        survive = torch.exp(-(sigmas * deltas))
         color = torch.zeros(rays, colors.shape[2], dtype=sigmas.dtype, device=sigmas.device)
         weights = torch.empty(rays, samples, dtype=sigmas.dtype, device=sigmas.device)
         transmittance = torch.empty_like(weights)
         if rays > 0 and samples > 0:
-            forward(sigmas, colors, deltas, color, weights, transmittance)
-        ctx.save_for_backward(sigmas, colors, deltas, weights, transmittance)
+            forward(survive, colors, color, weights, transmittance)
+        ctx.save_for_backward(sigmas, colors, deltas, survive, weights, transmittance)
         return color, weights
 
     @staticmethod
     def backward(ctx, grad_color, grad_weights):
-        sigmas, colors, deltas, weights, transmittance = (t.detach() for t in ctx.saved_tensors)
+        sigmas, colors, deltas, survive, weights, transmittance = (t.detach() for t in ctx.saved_tensors)
         if grad_color is None:
             grad_color = torch.zeros(sigmas.shape[0], colors.shape[2], dtype=sigmas.dtype, device=sigmas.device)
         if grad_weights is None:
@@ -109,7 +110,7 @@ class _VolumeRenderFunction(torch.autograd.Function):
             runtime.ensure_taichi(sigmas.device)
             _, backward = _kernels(sigmas.dtype)
             backward(
-                sigmas, colors, deltas, weights, transmittance,
+                sigmas, colors, deltas, survive, weights, transmittance,
                 grad_color.detach().contiguous(), grad_weights.detach().contiguous(),
                 grad_sigmas, grad_colors, grad_deltas,
             )

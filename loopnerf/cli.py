@@ -18,7 +18,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("loopnerf.synth.command", "synth", "Render the built-in synthetic capture (exactly periodic motion, ground truth)."),
     "info": ("loopnerf.info", "info", "Print what a capture, checkpoint or baked .loop file holds."),
+    "train": ("loopnerf.model.train", "train", "Stage 1: fit a dynamic k-Planes field to a capture."),
+    "render": ("loopnerf.render", "render", "Render a camera file from a run (fit or loop) or a baked .loop."),
     "select": ("loopnerf.select", "select", "Find the still segments of a run's camera path (segments.json + segments.png)."),
+    "export": ("loopnerf.export.command", "export", "Export a baked .loop for other engines: glTF (.glb), PLY sequence, VideoLoop3D layers."),
 }
 
 

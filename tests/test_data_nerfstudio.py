@@ -103,6 +103,7 @@ def test_explicit_times_and_train_only_split(tmp_path):
     frames = write_frames(tmp_path, 4)
     for i, f in enumerate(frames):
         f["time"] = [0.5, 0.0, 1.0, 0.25][i]
+    frames[3]["file_path"] = "images/f3"  # without extension: .png is found
     write_json(tmp_path, {"fl_x": 10.0, "frames": frames, "train_filenames": ["./images/f0.png", "images/f2.png"]})
     cap = load_nerfstudio(tmp_path)
     assert cap.times.tolist() == [0.5, 0.0, 1.0, 0.25]
@@ -174,7 +175,8 @@ def test_opencv_distortion_is_undistorted_on_load(tmp_path):
     inner = (slice(4, -4), slice(4, -4))
     err = np.abs(cap.images[0][inner] - ideal[inner]).max()
     naive = np.abs(distorted[inner] - ideal[inner]).max()
-    assert err < 0.02, err
+    print(f"undistortion max error {err:.4f}, without undistortion {naive:.4f}")
+    assert err < 0.01, err
     assert naive > 5 * err  # the distortion was really there
 
 

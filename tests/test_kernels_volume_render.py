@@ -53,7 +53,10 @@ def test_only_color_or_only_weights_used():
     inputs = make_rays(8, 16, 3, torch.float64, seed=5)
     for pick in (0, 1):
         got = torch.autograd.grad(volume_render(*inputs)[pick].sum(), inputs)
-        want = torch.autograd.grad(reference.volume_render(*inputs)[pick].sum(), inputs)
+        # weights alone do not depend on the colors: their reference gradient is zero
+        want = torch.autograd.grad(
+            reference.volume_render(*inputs)[pick].sum(), inputs, allow_unused=True, materialize_grads=True
+        )
         for g, w in zip(got, want):
             assert rel_err(g, w) <= 1e-9
 

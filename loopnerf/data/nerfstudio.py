@@ -9,6 +9,8 @@ The format (https://docs.nerf.studio/quickstart/data_conventions.html):
  "train_filenames": [...], "val_filenames": [...],
  "loopnerf_box": [[xmin, ymin, zmin], [xmax, ymax, zmax]]}
 ```
+- `file_path` is relative to the json's folder; a path without extension gets
+  `.png` / `.jpg` appended if only that file exists.
 - `transform_matrix` is camera-to-world in the OpenGL convention (nerfstudio's own);
   a 3x4 matrix gets the row [0, 0, 0, 1] appended.
 - Intrinsics (`fl_x, fl_y, cx, cy, w, h`) are global, or per frame (a frame's keys
@@ -169,7 +171,7 @@ def load_nerfstudio(
                 f"{where}: field 'camera_model' = {frame_model} is not supported "
                 "(only pinhole / OPENCV captures; undistort the images first, e.g. with COLMAP's image_undistorter)"
             )
-        raw = read_image(Path(names[-1]), referenced_by=where, field="file_path")
+        raw = read_image(with_extension(Path(names[-1])), referenced_by=where, field="file_path")
         img_h, img_w = raw.shape[:2]
         k = intrinsics_of(frame, meta, img_w, img_h, where)
         dist = [parse_number(frame.get(key, meta.get(key, 0.0)), where, key) for key in DISTORTION_KEYS]
@@ -238,6 +240,18 @@ def load_nerfstudio(
         name=base.name or "capture",
         meta={"format": "nerfstudio", "file_paths": [f["file_path"] for f in frames], "extra": extra},
     )
+
+
+def with_extension(path: Path) -> Path:
+    """`path`, or `path` + .png / .jpg when the file was named without its extension
+    (as D-NeRF-derived files do) and only the extended name exists."""
+    if path.is_file() or path.suffix:
+        return path
+    for ext in (".png", ".jpg", ".jpeg", ".PNG", ".JPG"):
+        candidate = path.with_name(path.name + ext)
+        if candidate.is_file():
+            return candidate
+    return path
 
 
 def _resolve(base: Path, rel: str) -> Path:

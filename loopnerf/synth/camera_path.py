@@ -7,8 +7,9 @@ and radius (world units), and always looks at the centre (with +Y up). The path 
     still 0, move 0, still 1, move 1, ..., still n-1
 
 with n = 3 or 4 still stretches of 40-60 frames (a tripod-ish hold with tiny
-jitter) and moves of 20-40 frames that change the azimuth by 20-40 degrees and the
-elevation by a few degrees with a cosine ease-in/out. When `frames` cannot hold
+jitter) and moves of 20-40 frames that change the azimuth by 20-40 degrees (the
+whole path centred on azimuth 0 +- 5 degrees), the elevation (15-30 degrees) and
+the radius (2.5-2.9) with a cosine ease-in/out. When `frames` cannot hold
 those ranges (short test captures), every length is scaled by the same factor.
 
 On top of every frame (still or moving) sits a smooth handheld jitter: a sum of three
@@ -87,7 +88,10 @@ def segment_lengths(frames: int, rng: np.random.Generator) -> tuple[list[int], l
     deficit over the segments in proportion to their room, so every length stays in its
     (possibly scaled) range.
     """
-    counts = [n for n in (3, 4) if n * STILL_RANGE[0] + (n - 1) * MOVE_RANGE[0] <= frames <= n * STILL_RANGE[1] + (n - 1) * MOVE_RANGE[1]]
+    def fits(n: int) -> bool:
+        return n * STILL_RANGE[0] + (n - 1) * MOVE_RANGE[0] <= frames <= n * STILL_RANGE[1] + (n - 1) * MOVE_RANGE[1]
+
+    counts = [n for n in (3, 4) if fits(n)]
     if counts:
         n = int(rng.choice(counts))
         scale = 1.0
@@ -126,11 +130,13 @@ def make_camera_path(frames: int, rng: np.random.Generator) -> CameraPath:
     """Sample the path of `frames` frames (see the module docstring)."""
     still_len, move_len = segment_lengths(frames, rng)
     n = len(still_len)
-    az = rng.uniform(-50.0, -30.0)
+    turns = rng.uniform(20.0, 40.0, n - 1)  # degrees of orbit per move
+    # centre the path on the front of the scene (azimuth 0), give or take 5 degrees
+    az = -0.5 * turns.sum() + rng.uniform(-5.0, 5.0)
     holds = []
     for i in range(n):
         if i:
-            az += rng.uniform(20.0, 40.0)
+            az += turns[i - 1]
         holds.append(OrbitPoint(float(az), float(rng.uniform(15.0, 30.0)), float(rng.uniform(2.5, 2.9))))
     params = []
     stills = []
@@ -192,5 +198,8 @@ def ground_truth_cameras(path: CameraPath) -> dict:
     return {
         "supervised": (mean_pose(path.c2w[s0:s1]), f"mean pose of still stretch {mid} (frames {s0}-{s1 - 1})"),
         "novel": (orbit_pose(novel), "between still stretches 0 and 1 (mid azimuth and radius, 3 degrees higher)"),
-        "extrapolated": (orbit_pose(extra), "15 degrees of azimuth past the last still stretch, 8 degrees above the highest, 10% closer"),
+        "extrapolated": (
+            orbit_pose(extra),
+            "15 degrees of azimuth past the last still stretch, 8 degrees above the highest, 10% closer",
+        ),
     }

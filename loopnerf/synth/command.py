@@ -32,9 +32,10 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
+import tyro
 
 from loopnerf.data.capture import Capture, Intrinsics
 from loopnerf.errors import ConfigError
@@ -193,6 +194,33 @@ def make_synthetic_capture(config: SynthConfig | None = None, *, progress: bool 
     return capture, gt
 
 
+def render_true_frames(
+    config: SynthConfig, c2w: np.ndarray, frames, intrinsics: Intrinsics | None = None
+) -> np.ndarray:
+    """Render the true scene from any camera at the given integer frame indices.
+
+    For scoring from cameras other than the 3 stored ones (e.g. the pose a still
+    segment was found at). Frame index f shows loop phase (f mod period) / period,
+    i.e. capture time f / (frames - 1) (see the module docstring).
+
+    Args:
+        config: the capture's settings (scene, period, seed, size, fov, supersample).
+        c2w: [4, 4] camera-to-world, OpenGL axes.
+        frames: iterable of integer frame indices.
+        intrinsics: camera intrinsics (default: the capture's).
+    Returns: uint8 [len(frames), H, W, 3].
+    """
+    from loopnerf.data.images import to_uint8
+    from loopnerf.synth.raycast import render_view
+    from loopnerf.synth.scene import SyntheticScene
+
+    config.check()
+    scene = SyntheticScene(config.scene, config.period, config.seed)
+    k = intrinsics or config.intrinsics()
+    out = [to_uint8(render_view(scene.parts(int(f)), np.asarray(c2w, float), k, supersample=config.supersample)) for f in frames]
+    return np.stack(out) if out else np.zeros((0, k.height, k.width, 3), np.uint8)
+
+
 def gt_meta(gt: dict, cfg: SynthConfig) -> dict:
     """The JSON-able description of the ground truth written to `gt/meta.json`."""
     n = gt["frames"]
@@ -263,7 +291,7 @@ def write_synthetic_capture(out_dir, capture: Capture, gt: dict) -> Path:
 
 
 def synth(
-    out: Path,
+    out: Annotated[Path, tyro.conf.arg(metavar="OUT")],
     /,
     scene: Literal["flag", "windmill", "water", "all"] = "flag",
     frames: int = 240,

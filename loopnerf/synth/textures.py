@@ -36,17 +36,17 @@ class ValueNoise:
         f = (q - i0).astype(np.float32)
         f = f * f * (3.0 - 2.0 * f)
         n = self.size
+        flat = self.table.ravel()
+        lo, hi = i0 % n, (i0 + 1) % n
         out = np.zeros(len(q), dtype=np.float32)
         for dx in (0, 1):
             wx = f[:, 0] if dx else 1.0 - f[:, 0]
-            ix = (i0[:, 0] + dx) % n
+            ix = (hi if dx else lo)[:, 0] * (n * n)
             for dy in (0, 1):
-                wy = f[:, 1] if dy else 1.0 - f[:, 1]
-                iy = (i0[:, 1] + dy) % n
-                for dz in (0, 1):
-                    wz = f[:, 2] if dz else 1.0 - f[:, 2]
-                    iz = (i0[:, 2] + dz) % n
-                    out += wx * wy * wz * self.table[ix, iy, iz]
+                wxy = wx * (f[:, 1] if dy else 1.0 - f[:, 1])
+                ixy = ix + (hi if dy else lo)[:, 1] * n
+                out += wxy * (1.0 - f[:, 2]) * flat[ixy + lo[:, 2]]
+                out += wxy * f[:, 2] * flat[ixy + hi[:, 2]]
         return out
 
 
