@@ -72,29 +72,31 @@ def measure(name: str, loop: np.ndarray, reference: np.ndarray, extra: dict) -> 
     return row
 
 
-def optimise(reference: torch.Tensor, init: torch.Tensor, *, steps: int, lr: float, alpha, patch: int,
-             stride: int, frames: int, window: int, seed: int) -> tuple[np.ndarray, list]:
-    """Adam on the pixels (through a logit, so they stay in [0, 1]) with random temporal windows."""
-    gen = torch.Generator().manual_seed(seed)
-    logits = torch.logit(init.clamp(1e-3, 1 - 1e-3)).clone().requires_grad_()
-    opt = torch.optim.Adam([logits], lr=lr)
-    t_total = reference.shape[0]
+def optimise(reference: torch.Tensor, init: torch.Tensor, *, steps: int, gamma: float, alpha, patch: int,
+             stride: int, frames: int) -> tuple[np.ndarray, list]:
+    """Gradient descent on the pixels, clamped to [0, 1], against the whole reference.
+
+    The loss is mean((pad(x) - target)^2) over N numbers with the target fixed, so plain
+    SGD with learning rate gamma * N / 2 moves each pixel the fraction `gamma` of the way
+    to its (overlap-averaged, seam-wrapped) nearest-neighbour target: VideoLoop3D's
+    patch-matching fixed point. (Adam is a poor fit here: it moves every pixel by about
+    its learning rate whatever the gradient, which adds noise to a loop that is already
+    right almost everywhere.)
+    """
+    x = init.clone().requires_grad_()
+    n = (init.shape[0] + frames - 1) * init[0].numel()
+    opt = torch.optim.SGD([x], lr=gamma * n / 2)
     history = []
     for step in range(steps):
-        # A random temporal window of the reference per step (the report: T >= F frames),
-        # as stage 2 does; the full reference every 10th step keeps all of it in play.
-        if window and window < t_total and step % 10:
-            s = int(torch.randint(0, t_total - window + 1, (1,), generator=gen))
-            ref = reference[s : s + window]
-        else:
-            ref = reference
         opt.zero_grad()
-        loss = looping_loss(torch.sigmoid(logits), ref, patch=patch, frames=frames, stride=stride, alpha=alpha)
+        loss = looping_loss(x, reference, patch=patch, frames=frames, stride=stride, alpha=alpha)
         loss.backward()
         opt.step()
-        if step % 25 == 0 or step == steps - 1:
-            history.append((step, round(loss.item(), 6)))
-    return torch.sigmoid(logits).detach().numpy(), history
+        with torch.no_grad():
+            x.clamp_(0.0, 1.0)
+        if step % 10 == 0 or step == steps - 1:
+            history.append((step, float(f"{loss.item():.3g}")))
+    return x.detach().numpy(), history
 
 
 def main(argv=None) -> int:
@@ -102,12 +104,11 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=24, help="loop length F")
     ap.add_argument("--size", default="80x60", help="working resolution WxH")
     ap.add_argument("--last", type=int, default=330, help="last reference frame (a hand enters at ~340)")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--lr", type=float, default=0.05)
-    ap.add_argument("--window", type=int, default=96, help="reference frames per step (0 = all)")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--gamma", type=float, default=0.5, help="fraction of the way to the target per step")
     ap.add_argument("--patch", type=int, default=5)
     ap.add_argument("--stride", type=int, default=2)
-    ap.add_argument("--patch-frames", type=int, default=3)
+    ap.add_argument("--patch-frames", type=int, default=5)
     ap.add_argument("--alpha", type=float, default=None, help="completeness normalisation (default off)")
     ap.add_argument("--init", choices=["first", "mean", "both"], default="both")
     ap.add_argument("--threads", type=int, default=1)
@@ -130,18 +131,15 @@ def main(argv=None) -> int:
     cut = reference_np[:f]
     measure("cut_first_frames", cut, reference_np, {})
     inits = {"first": reference[:f].clone(), "mean": reference.mean(0, keepdim=True).repeat(f, 1, 1, 1)}
-    if args.init == "mean":
-        # From the mean frame alone nothing breaks the symmetry between frames; a little noise does.
-        pass
     chosen = ["first", "mean"] if args.init == "both" else [args.init]
     for name in chosen:
         init = inits[name]
         if name == "mean":
+            # From the mean frame alone nothing tells the frames apart; a little noise does.
             init = (init + 0.02 * torch.randn(init.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
         t0 = time.perf_counter()
-        loop, history = optimise(reference, init, steps=args.steps, lr=args.lr, alpha=args.alpha,
-                                 patch=args.patch, stride=args.stride, frames=args.patch_frames,
-                                 window=args.window, seed=0)
+        loop, history = optimise(reference, init, steps=args.steps, gamma=args.gamma, alpha=args.alpha,
+                                 patch=args.patch, stride=args.stride, frames=args.patch_frames)
         measure(f"optimised_from_{name}", loop, reference_np,
                 {"optimise_s": round(time.perf_counter() - t0, 1), "loss_history": history})
     return 0

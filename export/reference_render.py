@@ -220,13 +220,19 @@ def sample_rays(
     t, deltas, _ = ray_samples(baked, origins, dirs, n_samples)
     pts_world = origins[:, None, :] + dirs[:, None, :] * t[..., None]
     x = world_to_normalized(baked, pts_world.reshape(-1, 3))
-    feats = query_features(baked, x, phase)
-    sigma = density_from_features(baked, feats)
-    if use_occupancy:
-        sigma = torch.where(occupied(baked, x), sigma, torch.zeros_like(sigma))
+    K = baked.feature_dim
+    feats = torch.zeros(x.shape[0], K, device=x.device)
+    sigma = torch.zeros(x.shape[0], device=x.device)
+    # Evaluate only samples in occupied cells (empty space has zero density there by
+    # construction of the grid): the same result as zeroing them, far cheaper.
+    keep = occupied(baked, x) if use_occupancy else torch.ones_like(sigma, dtype=torch.bool)
+    if bool(keep.any()):
+        f = query_features(baked, x[keep], phase)
+        feats[keep] = f
+        sigma[keep] = density_from_features(baked, f)
     # One basis lookup per ray (every sample of a ray shares its direction).
     basis = direction_basis(baked, dirs) if basis_fn is None else basis_fn(dirs).float()
-    rgb = torch.sigmoid(torch.einsum("rck,rsk->rsc", basis, feats.reshape(R, n_samples, -1)))
+    rgb = torch.sigmoid(torch.einsum("rck,rsk->rsc", basis, feats.reshape(R, n_samples, K)))
     return t, deltas, sigma.reshape(R, n_samples), rgb
 
 

@@ -45,26 +45,34 @@ def default_iso_level(baked: "BakedLoop", resolution: int) -> float:
     return math.log(2.0) / cell
 
 
-def density_grid(baked: "BakedLoop", phase: float, resolution: int, chunk: int = 1 << 18) -> np.ndarray:
-    """Density [G, G, G] (index order x, y, z) at the grid nodes at loop phase p."""
+def density_grids(baked: "BakedLoop", phases, resolution: int, progress: bool = False) -> np.ndarray:
+    """Density [P, G, G, G] (index order x, y, z; per world unit) at the nodes of a
+    grid spanning the box, at each loop phase (factored lattice evaluation)."""
     import torch
 
-    from loopnerf.export.reference_render import query_density
+    from loopnerf.export.lattice import lattice_logits
 
-    x = torch.from_numpy(grid_nodes(resolution).reshape(-1, 3))
-    out = torch.empty(x.shape[0])
+    a = torch.linspace(-1.0, 1.0, resolution)
     with torch.no_grad():
-        for i in range(0, x.shape[0], chunk):
-            out[i : i + chunk] = query_density(baked, x[i : i + chunk], phase)
-    return out.reshape(resolution, resolution, resolution).numpy()
+        logits = lattice_logits(baked, a, a, a, list(phases), progress="density grids" if progress else None)
+        dens = torch.exp(logits + baked.sigma_bias.float()[0] - 1.0)
+    return dens.numpy()
 
 
-def extract_surface(baked: "BakedLoop", phase: float, resolution: int = 64, iso: float | None = None) -> Surface:
+def density_grid(baked: "BakedLoop", phase: float, resolution: int) -> np.ndarray:
+    """Density [G, G, G] (index order x, y, z) at the grid nodes at loop phase p."""
+    return density_grids(baked, [phase], resolution)[0]
+
+
+def extract_surface(
+    baked: "BakedLoop", phase: float, resolution: int = 64, iso: float | None = None, dens: np.ndarray | None = None
+) -> Surface:
     """Marching-cubes surface of the density at loop phase p (world coordinates).
 
     Args:
         resolution: grid nodes per axis over the scene box.
         iso: density level (per world unit); default `default_iso_level`.
+        dens: the phase's density grid if already computed (`density_grids`).
     Returns an empty Surface (0 vertices) when the density never reaches the level.
     """
     import torch
@@ -74,7 +82,8 @@ def extract_surface(baked: "BakedLoop", phase: float, resolution: int = 64, iso:
 
     if iso is None:
         iso = default_iso_level(baked, resolution)
-    dens = density_grid(baked, phase, resolution)
+    if dens is None:
+        dens = density_grid(baked, phase, resolution)
     if not (dens.max() > iso > dens.min()):
         empty = np.zeros((0, 3), np.float32)
         return Surface(empty, np.zeros((0, 3), np.int32), empty, empty)
@@ -103,13 +112,9 @@ def loop_surfaces(baked: "BakedLoop", resolution: int = 64, iso: float | None = 
     """One Surface per loop frame k = 0 .. F-1 (phase k / F)."""
     from loopnerf.errors import LoopNeRFError
 
-    frames = range(baked.frames)
-    iterator = frames
-    if progress:
-        from rich.progress import track
-
-        iterator = track(frames, description="surfaces")
-    surfaces = [extract_surface(baked, k / baked.frames, resolution, iso) for k in iterator]
+    phases = [k / baked.frames for k in range(baked.frames)]
+    grids = density_grids(baked, phases, resolution, progress=progress)
+    surfaces = [extract_surface(baked, p, resolution, iso, dens=g) for p, g in zip(phases, grids)]
     if all(len(s.vertices) == 0 for s in surfaces):
         level = default_iso_level(baked, resolution) if iso is None else iso
         raise LoopNeRFError(

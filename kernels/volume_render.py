@@ -28,18 +28,25 @@ def _build_kernels(real_name: str):
     nd = ti.types.ndarray()
 
     @ti.kernel
-    def forward(survive: nd, colors: nd, color: nd, weights: nd, transmittance: nd):
-        n_samples = survive.shape[1]
+    def forward(
+        sigmas: nd, colors: nd, deltas: nd,
+        color: nd, weights: nd, transmittance: nd, survive: nd,
+    ):
+        n_samples = sigmas.shape[1]
         channels = colors.shape[2]
-        for r in range(survive.shape[0]):  # parallel over rays; serial along each ray
+        for r in range(sigmas.shape[0]):  # parallel over rays; serial along each ray
+            for c in range(channels):
+                color[r, c] = ti.cast(0.0, real)
             trans = ti.cast(1.0, real)
             for s in range(n_samples):
-                w = trans * (1.0 - survive[r, s])
+                keep = ti.exp(-sigmas[r, s] * deltas[r, s])  # 1 - alpha
+                w = trans * (1.0 - keep)
                 weights[r, s] = w
                 transmittance[r, s] = trans
+                survive[r, s] = keep  # kept for the backward, which then needs no exp
                 for c in range(channels):
                     color[r, c] = color[r, c] + w * colors[r, s, c]  # plain add: this ray only
-                trans *= survive[r, s]
+                trans *= keep
 
     @ti.kernel
     def backward(
@@ -85,13 +92,16 @@ class _VolumeRenderFunction(torch.autograd.Function):
         runtime.ensure_taichi(sigmas.device)
         forward, _ = _kernels(sigmas.dtype)
         rays, samples = sigmas.shape
-        # exp(-sigma delta) by torch's vectorised exp; the kernel then only multiplies and adds
-        survive = torch.exp(-(sigmas * deltas))
-        color = torch.zeros(rays, colors.shape[2], dtype=sigmas.dtype, device=sigmas.device)
+        # No torch arithmetic here: on a busy CPU every parallel torch op risks a stall of
+        # its thread pool, and the whole quadrature is cheaper than one such op.
+        color = torch.empty(rays, colors.shape[2], dtype=sigmas.dtype, device=sigmas.device)
         weights = torch.empty(rays, samples, dtype=sigmas.dtype, device=sigmas.device)
         transmittance = torch.empty_like(weights)
+        survive = torch.empty_like(weights)
         if rays > 0 and samples > 0:
-            forward(survive, colors, color, weights, transmittance)
+            forward(sigmas, colors, deltas, color, weights, transmittance, survive)
+        else:
+            color.zero_()
         ctx.save_for_backward(sigmas, colors, deltas, survive, weights, transmittance)
         return color, weights
 

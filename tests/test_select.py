@@ -206,3 +206,24 @@ def test_select_command_errors_cleanly(tmp_path, monkeypatch, capsys):
     (tmp_path / "stage1" / "config.json").write_text(json.dumps({"capture": "x", "capture_options": {}}))
     assert cli.main(["select", str(tmp_path)]) == 2
     assert "--rotation-threshold" in capsys.readouterr().err
+
+
+def test_select_command_reads_a_real_nerfstudio_capture(tmp_path):
+    from loopnerf import cli
+    from loopnerf.data import Capture, Intrinsics
+    from loopnerf.data.nerfstudio import write_nerfstudio
+
+    c2w, expected = make_path([("move", 20), ("still", 60), ("move", 20)], seed=10)
+    n = len(c2w)
+    k = Intrinsics(20.0, 20.0, 4.0, 4.0, 8, 8)
+    images = np.random.default_rng(0).integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
+    capture = Capture(images, c2w, [k] * n, np.linspace(0, 1, n))
+    ns = write_nerfstudio(tmp_path / "capture", capture)
+    run = tmp_path / "run"
+    (run / "stage1").mkdir(parents=True)
+    (run / "stage1" / "config.json").write_text(json.dumps({"capture": str(ns), "capture_options": {"downscale": 2}}))
+    assert cli.main(["select", str(run)]) == 0
+    segs = json.loads((run / "segments.json").read_text())["segments"]
+    assert len(segs) == 1
+    assert abs(segs[0]["start"] - expected[0][0]) <= 3 and abs(segs[0]["stop"] - expected[0][1]) <= 3
+    assert segs[0]["intrinsics"]["width"] == 4 and segs[0]["intrinsics"]["fx"] == pytest.approx(10.0)

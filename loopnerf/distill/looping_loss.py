@@ -90,24 +90,35 @@ class PatchGrid:
         return self.y_starts[idx // nx], self.x_starts[idx % nx]
 
 
-def _gather_patches(
-    video: torch.Tensor, t_starts: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, frames: int, patch: int
-) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """Patches of `video` [T, H, W, C] at time starts [nt] and spatial starts [B].
+def _patch_view(video: torch.Tensor, frames: int, patch: int) -> torch.Tensor:
+    """[T-f+1, H-p+1, W-p+1, C, f, p, p] view of every 3D patch of `video` [T, H, W, C] (no copy)."""
+    return video.unfold(0, frames, 1).unfold(1, patch, 1).unfold(2, patch, 1)
 
-    Returns (patches [B, nt, frames * patch * patch * C], index) where `index` is the
-    tuple of broadcastable index tensors into video's first three axes (shape
-    [B, nt, frames, patch, patch]) for folding values back.
+
+def _gather_patches(
+    view: torch.Tensor, t_starts: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor
+) -> torch.Tensor:
+    """[B, nt, C * f * p * p] patches of a `_patch_view` at time starts [nt], spatial starts [B].
+
+    Indexing the strided view copies each patch as one block, far faster than indexing
+    every pixel of every patch.
     """
-    dev = video.device
-    ar_t = torch.arange(frames, device=dev)
-    ar_p = torch.arange(patch, device=dev)
-    ti = (t_starts.to(dev)[:, None] + ar_t)[None, :, :, None, None]  # [1, nt, f, 1, 1]
-    yi = (ys.to(dev)[:, None] + ar_p)[:, None, None, :, None]  # [B, 1, 1, p, 1]
-    xi = (xs.to(dev)[:, None] + ar_p)[:, None, None, None, :]  # [B, 1, 1, 1, p]
-    patches = video[ti, yi, xi]  # [B, nt, f, p, p, C]
+    dev = view.device
+    patches = view[t_starts.to(dev)[None, :], ys.to(dev)[:, None], xs.to(dev)[:, None]]
     b, nt = patches.shape[:2]
-    return patches.reshape(b, nt, -1), (ti, yi, xi)
+    return patches.reshape(b, nt, -1)
+
+
+def _fold_index(
+    t_starts: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, frames: int, patch: int, device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Index tensors (broadcast to [B, nt, f, p, p]) of the pixels of each patch, for folding."""
+    ar_t = torch.arange(frames, device=device)
+    ar_p = torch.arange(patch, device=device)
+    ti = (t_starts.to(device)[:, None] + ar_t)[None, :, :, None, None]  # [1, nt, f, 1, 1]
+    yi = (ys.to(device)[:, None] + ar_p)[:, None, None, :, None]  # [B, 1, 1, p, 1]
+    xi = (xs.to(device)[:, None] + ar_p)[:, None, None, None, :]  # [B, 1, 1, 1, p]
+    return torch.broadcast_tensors(ti, yi, xi)
 
 
 def _mean_squared_distances(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -143,14 +154,18 @@ class PatchMatchBlock:
         distance: [B, nq] mean squared difference of each query patch to its match
             (the plain distance, also when alpha was used to choose the match).
         pool_min_distance: [B, np] each pool patch's smallest distance to any query patch.
-        query_index: index tensors into the query video for folding ([B, nq, f, p, p] broadcast).
+        ys, xs: [B] row and column starts of the block's positions; tq: [nq] query time starts.
+
+    Patches are flattened in (channel, frame, row, column) order.
     """
 
     query: torch.Tensor
     pool_matched: torch.Tensor
     distance: torch.Tensor
     pool_min_distance: torch.Tensor
-    query_index: tuple
+    ys: torch.Tensor
+    xs: torch.Tensor
+    tq: torch.Tensor
 
 
 @torch.no_grad()
@@ -195,10 +210,11 @@ def match_patches(
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
     grid = PatchGrid(frames, patch, tq, grid_y, grid_x)
+    query_view, pool_view = _patch_view(query, frames, patch), _patch_view(pool, frames, patch)
     for first in range(0, n_pos, block):
         ys, xs = grid.position_starts(first, min(first + block, n_pos))
-        q, q_index = _gather_patches(query, tq, ys, xs, frames, patch)
-        p, _ = _gather_patches(pool, tp, ys, xs, frames, patch)
+        q = _gather_patches(query_view, tq, ys, xs)
+        p = _gather_patches(pool_view, tp, ys, xs)
         dist = _mean_squared_distances(q, p)  # [B, nq, np]
         pool_min = dist.min(dim=1).values  # [B, np]
         if alpha is None:
@@ -212,7 +228,9 @@ def match_patches(
             pool_matched=matched,
             distance=torch.gather(dist, 2, nn[..., None])[..., 0],
             pool_min_distance=pool_min,
-            query_index=q_index,
+            ys=ys,
+            xs=xs,
+            tq=tq,
         )
 
 
@@ -241,8 +259,8 @@ def nearest_patch_target(
         query, pool, patch=patch, frames=frames, stride=stride, frame_stride=frame_stride, alpha=alpha, block=block
     ):
         b, nq = m.pool_matched.shape[:2]
-        index = torch.broadcast_tensors(*m.query_index)  # each [B, nq, f, p, p]
-        values = m.pool_matched.reshape(b, nq, frames, patch, patch, c)
+        index = _fold_index(m.tq, m.ys, m.xs, frames, patch, query.device)  # each [B, nq, f, p, p]
+        values = m.pool_matched.reshape(b, nq, c, frames, patch, patch).permute(0, 1, 3, 4, 5, 2)
         total.index_put_(index, values, accumulate=True)
         count.index_put_(index, torch.ones_like(values[..., 0]), accumulate=True)
     return total / count[..., None]

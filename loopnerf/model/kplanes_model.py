@@ -36,6 +36,9 @@ def anneal_exponent(step: int | None, anneal_steps: int, slope: float = 10.0) ->
 class KPlanesModel(nn.Module):
     """The stage-1 dynamic radiance field with its proposal samplers."""
 
+    proposals_static = False
+    """True: proposal fields ignore their time planes (the loop model samples static geometry)."""
+
     def __init__(self, cfg: ModelConfig, box: np.ndarray, *, seed: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
@@ -106,7 +109,7 @@ class KPlanesModel(nn.Module):
             if level > 0:
                 s_edges = sample_pdf(s_edges, prop_weights[-1] ** exponent, cfg.proposal_samples[level], training, generator=generator)
             t_edges = self.s_to_t(s_edges, t_near, t_far)
-            density = prop(self._points(origins, dirs, t_edges), times, static=static)
+            density = prop(self._points(origins, dirs, t_edges), times, static=static or self.proposals_static)
             w = weights_from_density(density, t_edges)
             prop_edges.append(s_edges)
             prop_weights.append(w)

@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from tyro.conf import Positional
 
 from loopnerf.errors import ConfigError, TrainingError
 from loopnerf.model.checkpoint import load_checkpoint, save_checkpoint
@@ -150,7 +151,7 @@ class Stage1Trainer:
         tc = self.cfg.train
         self.dir.mkdir(parents=True, exist_ok=True)
         save_json_atomic(self.dir / "config.json", self.config_dict())
-        log = open(self.dir / "log.jsonl", "a")
+        log = open(self.dir / "log.jsonl", "a", buffering=1)
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         cols = [TextColumn("stage 1"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
@@ -201,7 +202,7 @@ def load_stage1(run: Path):
 
 
 def train(
-    capture: Path,
+    capture: Positional[Path],
     out: Path = Path("runs/run"),
     preset: str = "cpu",
     steps: Optional[int] = None,

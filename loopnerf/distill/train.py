@@ -1,0 +1,340 @@
+"""Stage 2: distill the stage-1 field into a loop of F frames (`loopnerf distill`).
+
+Method `loop` (the report's, DESIGN §5.3): each step picks a segment video, a random
+crop and a temporal window; renders the F loop frames of that crop from the segment's
+pose; and minimises VideoLoop3D's looping loss against the window, plus the stage-1
+plane regularizers on the loop planes. Crops run coarse to fine: early crops are large
+and rendered at the training size (downsampled), halving every `halve_every` steps;
+at each halving the lowest-resolution loop planes still trained are frozen.
+
+Method `naive` (the report's failure case): the loop planes start from the stage-1
+time planes at the times of the first F frames and are fitted to the original frames
+with frame i shown at loop phase (i mod F) / F, pixel by pixel.
+
+Writes RUN/<name>/config.json, ckpt.safetensors (resumable), model.safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tyro.conf import Positional
+
+from loopnerf.errors import ConfigError, TrainingError
+
+
+@dataclass
+class LoopLossConfig:
+    """VideoLoop3D's looping loss settings (their defaults)."""
+
+    patch: int = 3
+    frames: int = 3
+    stride: int = 2
+    frame_stride: int = 1
+    alpha: Optional[float] = None
+
+
+@dataclass
+class DistillConfig:
+    frames: int = 24
+    """F: loop length in frames."""
+    fps: float = 24.0
+    """Playback rate of the loop, frames per second."""
+    steps: int = 600
+    size: int = 32
+    """Training crop side in rays (each step renders F x size x size rays)."""
+    halve_every: int = 200
+    """Steps between crop halvings (coarse to fine); 0 = fixed crops of `size`."""
+    window: int = 0
+    """Temporal window of the segment video per step, frames (>= F); 0 = the whole segment."""
+    lr: float = 1e-2
+    seed: int = 0
+    loss: LoopLossConfig = field(default_factory=LoopLossConfig)
+    plane_tv: float = 0.1
+    time_smoothness: float = 0.01
+    l1_time: float = 1e-3
+    checkpoint_every: int = 100
+    naive_rays: int = 1024
+    """Rays per step of the naive baseline."""
+
+
+def distill_preset(name: str) -> DistillConfig:
+    if name == "tiny":
+        return DistillConfig(frames=8, steps=40, size=12, halve_every=15, checkpoint_every=20)
+    if name == "cpu":
+        return DistillConfig()
+    if name == "paper":
+        return DistillConfig(steps=4000, size=48, halve_every=1000, lr=1e-2)
+    raise ConfigError(f"unknown preset {name!r}: use tiny, cpu or paper")
+
+
+@dataclass
+class _Weights:
+    plane_tv: float
+    time_smoothness: float
+    l1_time: float
+
+
+def crop_schedule(step: int, cfg: DistillConfig, full: int) -> tuple[int, int]:
+    """(crop side in video pixels, level) at `step`: starts at the largest power-of-two
+    multiple of `size` that fits `full`, halves every `halve_every` steps down to `size`."""
+    if cfg.halve_every <= 0:
+        return min(cfg.size, full), 0
+    levels = 0
+    while cfg.size * 2 ** (levels + 1) <= full:
+        levels += 1
+    level = min(step // cfg.halve_every, levels)
+    return min(cfg.size * 2 ** (levels - level), full), level
+
+
+class Distiller:
+    """Owns the loop model, its optimizer and RNG, and the segment videos."""
+
+    def __init__(self, run: Path, cfg: DistillConfig, method: str = "loop", quiet: bool = False) -> None:
+        from loopnerf.distill.loop_model import LoopModel, init_from_stage1_time
+        from loopnerf.model.train import load_stage1
+
+        self.run = Path(run)
+        self.cfg = cfg
+        self.method = method
+        self.quiet = quiet
+        self.dir = self.run / method
+        self.stage1, self.stage1_info = load_stage1(run)
+        torch.manual_seed(cfg.seed)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        init = None
+        if method == "naive":
+            self.capture = self._load_capture()
+            n = len(self.capture)
+            order = np.argsort(self.capture.times, kind="stable")
+            init = init_from_stage1_time(self.stage1, self.capture.times[order[: cfg.frames]])
+            self.frame_index = np.empty(n, dtype=np.int64)
+            self.frame_index[order] = np.arange(n)
+        elif method != "loop":
+            raise ConfigError(f"unknown method {method!r}: use 'loop' or 'naive'")
+        self.model = LoopModel(self.stage1, cfg.frames, init)
+        self.optimizer = torch.optim.Adam(self.model.loop_parameters(), lr=cfg.lr, eps=1e-15)
+        self.step = 0
+        self.videos = None
+        if method == "loop":
+            from loopnerf.distill.segment_videos import render_segment_videos
+
+            self.videos = render_segment_videos(self.run, self.stage1, fps=cfg.fps, quiet=quiet)
+            short = [v.index for v in self.videos if len(v.frames) < cfg.loss.frames]
+            if short:
+                raise ConfigError(f"segments {short} are shorter than the loss's {cfg.loss.frames}-frame patches")
+
+    def _load_capture(self):
+        from loopnerf.data import load_capture
+
+        info = self.stage1_info
+        return load_capture(info["capture"], **info.get("capture_options", {}))
+
+    # ---------------------------------------------------------------- state
+    def save(self, final: bool = False) -> None:
+        from loopnerf.model.checkpoint import save_checkpoint
+        from loopnerf.model.config import save_json_atomic
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        save_json_atomic(self.dir / "config.json", self.config_dict())
+        holder = torch.nn.Module()
+        holder.loop_planes = self.model.field.loop_planes
+        meta = {"step": self.step}
+        # Adam state is keyed by the holder's parameter names (loop_planes.N)
+        save_checkpoint(self.dir / "ckpt.safetensors", holder, self.optimizer, self.generator, meta)
+        if final:
+            save_checkpoint(self.dir / "model.safetensors", holder, None, None, meta)
+
+    def resume(self) -> None:
+        from loopnerf.model.checkpoint import load_checkpoint
+
+        holder = torch.nn.Module()
+        holder.loop_planes = self.model.field.loop_planes
+        meta = load_checkpoint(self.dir / "ckpt.safetensors", holder, self.optimizer, self.generator)
+        self.step = int(meta.get("step", 0))
+        self._apply_freezing()
+
+    def config_dict(self) -> dict:
+        return {"stage": "loop", "method": self.method, "frames": self.cfg.frames, "fps": self.cfg.fps, "config": asdict(self.cfg)}
+
+    # ---------------------------------------------------------------- steps
+    def _apply_freezing(self) -> None:
+        """Freeze the loop planes of scales below the current coarse-to-fine level."""
+        if self.method != "loop" or self.videos is None:
+            return
+        full = min(min(v.frames.shape[1:3]) for v in self.videos)
+        _, level = crop_schedule(self.step, self.cfg, full)
+        n_scales = self.model.field.n_scales
+        for s in range(n_scales):
+            frozen = s < min(level, n_scales - 1)
+            for a in range(3):
+                self.model.field.loop_planes[s * 3 + a].requires_grad_(not frozen)
+
+    def _weights(self) -> _Weights:
+        c = self.cfg
+        return _Weights(c.plane_tv, c.time_smoothness, c.l1_time)
+
+    def loop_step_loss(self) -> tuple[torch.Tensor, dict]:
+        """Looping loss of one random crop of one random segment window."""
+        from loopnerf.distill.looping_loss import looping_loss
+        from loopnerf.model.ray_batch import rays_for_pixels
+
+        cfg, g = self.cfg, self.generator
+        v = self.videos[int(torch.randint(len(self.videos), (1,), generator=g))]
+        t_len, h, w, _ = v.frames.shape
+        crop, _ = crop_schedule(self.step, cfg, min(h, w))
+        y0 = int(torch.randint(h - crop + 1, (1,), generator=g))
+        x0 = int(torch.randint(w - crop + 1, (1,), generator=g))
+        win = t_len if cfg.window <= 0 else min(max(cfg.window, cfg.frames), t_len)
+        t0 = int(torch.randint(t_len - win + 1, (1,), generator=g))
+        ref = torch.from_numpy(v.frames[t0 : t0 + win, y0 : y0 + crop, x0 : x0 + crop])
+        n = min(cfg.size, crop)
+        if crop != n:  # area-downsample the reference to the rays' grid
+            ref = F.interpolate(ref.permute(0, 3, 1, 2), size=(n, n), mode="area").permute(0, 2, 3, 1)
+        step = crop / n
+        jj = torch.arange(n, dtype=torch.float32)
+        u = (x0 + (jj + 0.5) * step - 0.5)[None, :].expand(n, n).reshape(-1)
+        vv = (y0 + (jj + 0.5) * step - 0.5)[:, None].expand(n, n).reshape(-1)
+        k = v.intrinsics
+        c2w = torch.tensor(v.pose, dtype=torch.float32)
+        intr = torch.tensor([k.fx, k.fy, k.cx, k.cy], dtype=torch.float32)
+        o, d = rays_for_pixels(c2w, intr, u, vv)
+        f_ = cfg.frames
+        phases = (torch.arange(f_, dtype=torch.float32) / f_).repeat_interleave(n * n)
+        out = self.model(o.repeat(f_, 1), d.repeat(f_, 1), phases)
+        rendered = out["rgb"].view(f_, n, n, 3)
+        lc = cfg.loss
+        loss_loop = looping_loss(rendered, ref, patch=lc.patch, frames=lc.frames, stride=lc.stride, frame_stride=lc.frame_stride, alpha=lc.alpha)
+        terms = {"looping": loss_loop}
+        terms.update(self.model.loop_regularizers(self._weights()))
+        return sum(terms.values()), terms
+
+    def naive_step_loss(self) -> tuple[torch.Tensor, dict]:
+        """Pixel loss on the original frames, frame i at phase (i mod F) / F."""
+        from loopnerf.model.ray_batch import RayBatcher
+
+        if not hasattr(self, "batcher"):
+            self.batcher = RayBatcher(self.capture, self.capture.train_idx)
+            idx = self.frame_index[self.capture.train_idx]
+            self.batch_phase = torch.tensor((idx % self.cfg.frames) / self.cfg.frames, dtype=torch.float32)
+        b = self.batcher
+        n = self.cfg.naive_rays
+        g = self.generator
+        fi = torch.randint(0, len(b.frame_ids), (n,), generator=g)
+        uu = torch.randint(0, b.w, (n,), generator=g)
+        vv = torch.randint(0, b.h, (n,), generator=g)
+        from loopnerf.model.ray_batch import rays_for_pixels
+
+        o, d = rays_for_pixels(b.c2w[fi], b.intr[fi], uu.float(), vv.float())
+        rgb = b.images[fi, vv, uu]
+        rgb = rgb.float() / 255.0 if b.is_uint8 else rgb.float()
+        out = self.model(o, d, self.batch_phase[fi])
+        terms = {"mse": (out["rgb"] - rgb).square().mean()}
+        terms.update(self.model.loop_regularizers(self._weights()))
+        return sum(terms.values()), terms
+
+    def train_step(self) -> dict:
+        cfg = self.cfg
+        self._apply_freezing()
+        for gr in self.optimizer.param_groups:
+            gr["lr"] = cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, self.step / max(cfg.steps, 1)))))
+        loss, terms = self.loop_step_loss() if self.method == "loop" else self.naive_step_loss()
+        self.optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"non-finite distillation loss at step {self.step}; the last checkpoint is {self.dir / 'ckpt.safetensors'}")
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    def run_training(self) -> dict:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        cfg = self.cfg
+        self.dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        cols = [TextColumn(f"distill ({self.method})"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+        with open(self.dir / "log.jsonl", "a", buffering=1) as log, Progress(*cols, disable=self.quiet) as bar:
+            task = bar.add_task("d", total=cfg.steps, completed=self.step, info="")
+            while self.step < cfg.steps:
+                terms = self.train_step()
+                if self.step % 10 == 0 or self.step == cfg.steps:
+                    bar.update(task, completed=self.step, info="  ".join(f"{k} {v:.4f}" for k, v in terms.items()))
+                    log.write(json.dumps({"step": self.step, **terms}) + "\n")
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save()
+        wall = time.perf_counter() - t0
+        self.save(final=True)
+        counts = self.model.parameter_count()
+        stage1_counts = self.stage1.parameter_count()
+        summary = {
+            "method": self.method,
+            "steps": self.step,
+            "seconds": wall,
+            "loop_time_parameters": counts["time_dependent"],
+            "stage1_time_parameters": stage1_counts["time_dependent"],
+            "compression": stage1_counts["time_dependent"] / max(counts["time_dependent"], 1),
+        }
+        from loopnerf.model.config import save_json_atomic
+
+        save_json_atomic(self.dir / "summary.json", summary)
+        return summary
+
+
+def distill(
+    run: Positional[Path],
+    frames: Optional[int] = None,
+    preset: str = "cpu",
+    method: Literal["loop", "naive"] = "loop",
+    steps: Optional[int] = None,
+    fps: Optional[float] = None,
+    resume: bool = False,
+    rerender: bool = False,
+    quiet: bool = False,
+) -> int:
+    """Stage 2: distill RUN's stage-1 field into a loop of F frames (RUN/loop/ or RUN/naive/).
+
+    Needs RUN/stage1 (`loopnerf train`) and RUN/segments.json (`loopnerf select`); renders the
+    segment videos RUN/segments/NN.{npy,mp4} first if they are missing.
+
+    Args:
+        run: the run directory.
+        frames: F, the loop length in frames (default: the preset's, 24).
+        preset: 'tiny' (tests), 'cpu' (default), 'paper' (GPU; the report's schedule).
+        method: 'loop' (the report's looping distillation) or 'naive' (baseline: t' = t mod F).
+        steps: override the preset's number of steps.
+        fps: playback rate of the loop in frames per second (default 24).
+        resume: continue from RUN/<method>/ckpt.safetensors.
+        rerender: render the segment videos again even if they exist.
+        quiet: no progress bars.
+    """
+    cfg = distill_preset(preset)
+    if frames is not None:
+        if frames < 2:
+            raise ConfigError(f"--frames must be at least 2, got {frames}")
+        cfg.frames = frames
+    if steps is not None:
+        cfg.steps = steps
+    if fps is not None:
+        cfg.fps = fps
+    if rerender:
+        from loopnerf.distill.segment_videos import render_segment_videos
+
+        render_segment_videos(run, force=True, fps=cfg.fps, quiet=quiet)
+    d = Distiller(run, cfg, method, quiet=quiet)
+    if resume:
+        d.resume()
+    s = d.run_training()
+    print(
+        f"distill ({method}) done in {s['seconds']:.0f} s: {s['loop_time_parameters']:,} time-dependent parameters "
+        f"(stage 1: {s['stage1_time_parameters']:,}, {s['compression']:.1f}x fewer); loop in {d.dir}"
+    )
+    return 0
