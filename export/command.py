@@ -44,7 +44,7 @@ def export(
     VideoLoop3D's three.js player plays.
 
     Args:
-        scene: the baked `.loop` file.
+        scene: the baked `.loop` file, or a run folder holding `scene.loop`.
         format: glb, ply or layers.
         out: output folder (created; must be empty unless --overwrite).
         overwrite: write into an existing non-empty folder, replacing same-named files.
@@ -57,6 +57,9 @@ def export(
     """
     from loopnerf.export.loop_format import load_loop
 
+    scene = Path(scene)
+    if scene.is_dir():
+        scene = scene / "scene.loop"
     baked = load_loop(scene)
     if resolution < 8:
         raise LoopNeRFError(f"--resolution must be >= 8, got {resolution}")

@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("loopnerf.model.train", "train", "Stage 1: fit a dynamic k-Planes field to a capture."),
     "render": ("loopnerf.render", "render", "Render a camera file from a run (fit or loop) or a baked .loop."),
     "select": ("loopnerf.select", "select", "Find the still segments of a run's camera path (segments.json + segments.png)."),
+    "demo": ("loopnerf.demo", "demo", "The whole job on the built-in synthetic capture: videos, a baked loop and a report."),
+    "bake": ("loopnerf.bake", "bake", "Bake a run's loop into a compact .loop file for the viewer and exports."),
     "eval": ("loopnerf.evaluation.command", "eval_command", "Score a run's loops: static PSNR, STDerr, completeness, coherence, LoopQ, seam ratio."),
     "distill": ("loopnerf.distill.train", "distill", "Stage 2: distill the fitted field into a loop of F frames (looping loss)."),
     "view": ("loopnerf.viewer.command", "view", "Play a baked .loop forever in a window (or render it headless to mp4/gif)."),

@@ -179,6 +179,11 @@ def test_layers_compose_back_to_the_direct_render(loop_path, baked, tmp_path):
     assert min(b for _, b in figures) >= 30.0
 
 
+def test_run_folder_is_accepted(loop_path, tmp_path):
+    export(loop_path.parent, "ply", tmp_path / "from_run", resolution=12, quiet=True)
+    assert (tmp_path / "from_run" / "manifest.json").exists()
+
+
 def test_refuses_non_empty_folder(loop_path, tmp_path):
     out = tmp_path / "busy"
     out.mkdir()

@@ -90,23 +90,42 @@ class PatchGrid:
         return self.y_starts[idx // nx], self.x_starts[idx % nx]
 
 
-def _patch_view(video: torch.Tensor, frames: int, patch: int) -> torch.Tensor:
-    """[T-f+1, H-p+1, W-p+1, C, f, p, p] view of every 3D patch of `video` [T, H, W, C] (no copy)."""
-    return video.unfold(0, frames, 1).unfold(1, patch, 1).unfold(2, patch, 1)
+def _spatial_patches(video: torch.Tensor, patch: int, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """[B, T, patch * patch * C] the patch x patch squares of every frame of video [T, H, W, C] at [B] starts.
 
-
-def _gather_patches(
-    view: torch.Tensor, t_starts: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor
-) -> torch.Tensor:
-    """[B, nt, C * f * p * p] patches of a `_patch_view` at time starts [nt], spatial starts [B].
-
-    Indexing the strided view copies each patch as one block, far faster than indexing
-    every pixel of every patch.
+    Indexing a strided view (ordered like memory: rows, columns, channels innermost)
+    copies each square as one block; time patches are never materialised (their dot
+    products are sums of these per-frame ones).
     """
-    dev = view.device
-    patches = view[t_starts.to(dev)[None, :], ys.to(dev)[:, None], xs.to(dev)[:, None]]
-    b, nt = patches.shape[:2]
-    return patches.reshape(b, nt, -1)
+    view = video.unfold(1, patch, 1).unfold(2, patch, 1)  # [T, H', W', C, p, p]
+    view = view.permute(1, 2, 0, 4, 5, 3)  # [H', W', T, p, p, C]
+    dev = video.device
+    squares = view[ys.to(dev), xs.to(dev)]  # [B, T, p, p, C]
+    return squares.reshape(squares.shape[0], squares.shape[1], -1)
+
+
+def _time_patches(squares: torch.Tensor, starts: torch.Tensor, frames: int) -> torch.Tensor:
+    """[B, n, frames * k] time patches starting at `starts` [n] from per-frame squares [B, T, k]."""
+    idx = starts.to(squares.device)[:, None] + torch.arange(frames, device=squares.device)
+    b, n = squares.shape[0], len(starts)
+    return squares[:, idx.reshape(-1)].reshape(b, n, -1)
+
+
+def _time_sum(values: torch.Tensor, starts_a: torch.Tensor, starts_b, frames: int) -> torch.Tensor:
+    """Sums over f of values[:, a + f] (or values[:, a + f, b + f] when starts_b is given), f = 0..frames-1.
+
+    values [B, Ta] or [B, Ta, Tb]; returns [B, na] or [B, na, nb]. Summed in a fixed
+    order, so every position's result is the same whatever block it is computed in.
+    """
+    dev = values.device
+    out = None
+    for f in range(frames):
+        ia = starts_a.to(dev) + f
+        term = values.index_select(1, ia)
+        if starts_b is not None:
+            term = term.index_select(2, starts_b.to(dev) + f)
+        out = term if out is None else out + term
+    return out
 
 
 def _fold_index(
@@ -119,15 +138,6 @@ def _fold_index(
     yi = (ys.to(device)[:, None] + ar_p)[:, None, None, :, None]  # [B, 1, 1, p, 1]
     xi = (xs.to(device)[:, None] + ar_p)[:, None, None, None, :]  # [B, 1, 1, 1, p]
     return torch.broadcast_tensors(ti, yi, xi)
-
-
-def _mean_squared_distances(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """[B, nq, np] mean squared differences between patches q [B, nq, d] and p [B, np, d]."""
-    qq = (q * q).sum(-1, keepdim=True)  # [B, nq, 1]
-    pp = (p * p).sum(-1)[:, None, :]  # [B, 1, np]
-    # |q|^2 + |p|^2 - 2 q.p: one batched matmul instead of a [B, nq, np, d] difference.
-    dist = torch.baddbmm(qq + pp, q, p.transpose(1, 2), alpha=-2.0)
-    return dist.clamp_min_(0.0) / q.shape[-1]
 
 
 def _check_videos(query: torch.Tensor, pool: torch.Tensor, frames: int, patch: int) -> None:
@@ -156,7 +166,7 @@ class PatchMatchBlock:
         pool_min_distance: [B, np] each pool patch's smallest distance to any query patch.
         ys, xs: [B] row and column starts of the block's positions; tq: [nq] query time starts.
 
-    Patches are flattened in (channel, frame, row, column) order.
+    Patches are flattened in (frame, row, column, channel) order.
     """
 
     query: torch.Tensor
@@ -205,26 +215,37 @@ def match_patches(
     d = frames * patch * patch * query.shape[3]
     n_pos = len(grid_y) * len(grid_x)
     if block is None:
-        per_position = len(tq) * len(tp) + 2 * (len(tq) + len(tp)) * d
+        # gram + cross + distances, the per-frame squares, and the matched/query patches
+        per_position = 3 * query.shape[0] * pool.shape[0] + (query.shape[0] + pool.shape[0]) * d // frames + 2 * len(tq) * d
         block = max(1, _BLOCK_BUDGET // per_position)
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
     grid = PatchGrid(frames, patch, tq, grid_y, grid_x)
-    query_view, pool_view = _patch_view(query, frames, patch), _patch_view(pool, frames, patch)
     for first in range(0, n_pos, block):
         ys, xs = grid.position_starts(first, min(first + block, n_pos))
-        q = _gather_patches(query_view, tq, ys, xs)
-        p = _gather_patches(pool_view, tp, ys, xs)
-        dist = _mean_squared_distances(q, p)  # [B, nq, np]
+        qs = _spatial_patches(query, patch, ys, xs)  # [B, Tq, k]
+        ps = _spatial_patches(pool, patch, ys, xs)  # [B, Tp, k]
+        # Mean squared distance |q|^2 + |p|^2 - 2 q.p of time patches, from per-frame
+        # dot products: one [Tq, Tp] matmul per position instead of materialising every
+        # reference time patch (frames times more memory and data movement).
+        gram = torch.bmm(qs, ps.transpose(1, 2))  # [B, Tq, Tp]
+        qq = _time_sum((qs * qs).sum(-1), tq, None, frames)  # [B, nq]
+        pp = _time_sum((ps * ps).sum(-1), tp, None, frames)  # [B, np]
+        cross = _time_sum(gram, tq, tp, frames)  # [B, nq, np]
+        dist = (qq[:, :, None] + pp[:, None, :] - 2.0 * cross).clamp_min_(0.0) / d
         pool_min = dist.min(dim=1).values  # [B, np]
         if alpha is None:
             choice = dist
         else:
             choice = dist / (alpha + pool_min[:, None, :]).clamp_min(1e-12)
         nn = choice.argmin(dim=2)  # [B, nq]
-        matched = torch.gather(p, 1, nn[..., None].expand(-1, -1, d))
+        matched_starts = tp.to(nn.device)[nn]  # [B, nq] first reference frame of each match
+        frame_idx = matched_starts[..., None] + torch.arange(frames, device=nn.device)  # [B, nq, f]
+        matched = torch.gather(
+            ps, 1, frame_idx.reshape(len(ys), -1, 1).expand(-1, -1, ps.shape[2])
+        ).reshape(len(ys), len(tq), -1)
         yield PatchMatchBlock(
-            query=q,
+            query=_time_patches(qs, tq, frames),
             pool_matched=matched,
             distance=torch.gather(dist, 2, nn[..., None])[..., 0],
             pool_min_distance=pool_min,
@@ -260,7 +281,7 @@ def nearest_patch_target(
     ):
         b, nq = m.pool_matched.shape[:2]
         index = _fold_index(m.tq, m.ys, m.xs, frames, patch, query.device)  # each [B, nq, f, p, p]
-        values = m.pool_matched.reshape(b, nq, c, frames, patch, patch).permute(0, 1, 3, 4, 5, 2)
+        values = m.pool_matched.reshape(b, nq, frames, patch, patch, c)
         total.index_put_(index, values, accumulate=True)
         count.index_put_(index, torch.ones_like(values[..., 0]), accumulate=True)
     return total / count[..., None]

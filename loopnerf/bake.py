@@ -1,0 +1,104 @@
+"""`loopnerf bake RUN`: turn a distilled loop into a compact `.loop` file.
+
+Gathers the loop model's frozen static planes, its loop planes and its linear decoder
+(the colour basis tabulated over directions) and hands them to
+`loopnerf.export.bake.bake_loop`, which adds the occupancy grid and writes fp16 planes.
+The default camera is the longest still segment's averaged pose and intrinsics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+from tyro.conf import Positional
+
+from loopnerf.errors import ConfigError
+
+
+def default_camera(run: Path, fallback_intrinsics=None) -> dict:
+    """The longest still segment's pose and intrinsics as the baked default camera."""
+    from loopnerf.distill.segment_videos import read_segments
+
+    segs = read_segments(run)
+    best = max(segs, key=lambda s: s["stop"] - s["start"])
+    k = best["intrinsics"]
+    return {"c2w": np.asarray(best["pose"]).tolist(), "fx": k["fx"], "fy": k["fy"], "cx": k["cx"], "cy": k["cy"], "width": k["width"], "height": k["height"]}
+
+
+def bake_model(model, camera: dict, fps: float, *, occupancy_resolution: int = 64, density_threshold: float = 0.5, progress: bool = False):
+    """A `BakedLoop` of a `LoopModel` whose field uses the linear decoder."""
+    from loopnerf.export.bake import bake_loop
+    from loopnerf.fields.kplanes import SPACE_PAIRS
+
+    field = model.field
+    decoder = field.base.decoder
+    if getattr(decoder, "kind", None) != "linear":
+        raise ConfigError("the .loop format version 1 bakes the 'linear' decoder only; train stage 1 with --decoder linear")
+    if model.cfg.contraction != "none":
+        raise ConfigError("the .loop format version 1 bakes bounded scenes only (contraction 'none')")
+    grid = field.base.grid
+    n_scales = len(grid.multiscale)
+    static = [[grid.planes[s * 6 + k].detach() for k in SPACE_PAIRS] for s in range(n_scales)]
+    loops = [[field.loop_planes[s * 3 + a].detach() for a in range(3)] for s in range(n_scales)]
+
+    @torch.no_grad()
+    def basis(dirs: torch.Tensor) -> torch.Tensor:
+        return decoder.direction_basis(dirs.float())
+
+    box = model.box
+    cam = np.asarray(camera["c2w"], dtype=np.float64)
+    corners = np.array([[box[i][0], box[j][1], box[k][2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    far = float(np.linalg.norm(corners - cam[:3, 3], axis=1).max()) * 1.5
+    return bake_loop(
+        static, loops,
+        decoder.sigma.weight.detach().reshape(-1), decoder.sigma.bias.detach().reshape(1),
+        basis, box, model.frames, fps, camera, (0.0, 1.0, 0.0), model.cfg.background,
+        float(model.cfg.near), far,
+        occupancy_resolution=occupancy_resolution, density_threshold=density_threshold, progress=progress,
+    )
+
+
+def bake(
+    run: Positional[Path],
+    out: Optional[Path] = None,
+    method: Literal["loop", "naive"] = "loop",
+    occupancy_resolution: int = 64,
+    density_threshold: float = 0.5,
+    quiet: bool = False,
+) -> int:
+    """Bake RUN's distilled loop into a `.loop` file (fp16 planes, occupancy grid, direction table).
+
+    Args:
+        run: the run directory (needs a distilled loop: `loopnerf distill`).
+        out: output file (default RUN/scene.loop).
+        method: which loop of the run: 'loop' (default) or the 'naive' baseline.
+        occupancy_resolution: occupancy grid cells per axis over the scene box.
+        density_threshold: a cell is occupied when some point of it exceeds this density
+            (per world unit) at some loop phase; lower keeps fainter matter.
+        quiet: no progress bar.
+    """
+    from loopnerf.distill.loop_model import load_loop_model
+    from loopnerf.export import save_loop
+
+    run = Path(run)
+    out = Path(out) if out is not None else run / "scene.loop"
+    t0 = time.perf_counter()
+    model, info = load_loop_model(run, method)
+    baked = bake_model(model, default_camera(run), float(info.get("fps", 24.0)), occupancy_resolution=occupancy_resolution, density_threshold=density_threshold, progress=not quiet)
+    save_loop(out, baked)
+    sizes = {
+        "scene.loop": out.stat().st_size,
+        "stage1": (run / "stage1" / "model.safetensors").stat().st_size if (run / "stage1" / "model.safetensors").is_file() else None,
+        "loop_checkpoint": (run / method / "model.safetensors").stat().st_size,
+    }
+    occ = float(baked.occupancy.float().mean())
+    summary = {"file": str(out), "bytes": sizes, "occupied_fraction": occ, "seconds": time.perf_counter() - t0}
+    (run / "bake.json").write_text(json.dumps(summary, indent=1))
+    mb = lambda b: f"{b / 1e6:.2f} MB" if b else "-"  # noqa: E731
+    print(f"baked {out}: {mb(sizes['scene.loop'])} (stage-1 weights {mb(sizes['stage1'])}, loop planes {mb(sizes['loop_checkpoint'])}); {occ:.1%} of the box occupied")
+    return 0
