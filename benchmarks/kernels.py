@@ -153,6 +153,8 @@ def bench_volume_render(size_name, device, repeats):
     colors = torch.rand(r, s, 3, generator=gen).to(device).requires_grad_(True)
     deltas = (torch.rand(r, s, generator=gen) * 0.05).to(device).requires_grad_(True)
     inputs = (sigmas, colors, deltas)
+    # a dense per-sample target for the weights (like a depth or distortion term)
+    sample_depth = torch.linspace(0, 1, s).expand(r, s).contiguous().to(device)
     impls = {"taichi": volume_render, "reference": reference.volume_render}
 
     def forward(fn):
@@ -165,7 +167,7 @@ def bench_volume_render(size_name, device, repeats):
         def run():
             color, weights = fn(*inputs)
             # a colour loss plus a weights term (distortion/depth use the weights)
-            torch.autograd.grad(color.square().sum() + weights.sum(), inputs)
+            torch.autograd.grad(color.square().sum() + (weights * sample_depth).sum(), inputs)
         return run
 
     results = []

@@ -117,22 +117,22 @@ def _build_kernels(real_name: str, dims: int, wrap_time: bool, channels: int):
             points: points_t, p0: plane_t, p1: plane_t, p2: plane_t, p3: plane_t, p4: plane_t, p5: plane_t,
             grad_out: rows_t, scale: ti.i32, rx: ti.i32, ry: ti.i32, rz: ti.i32, rt: ti.i32,
             g0: buffer_t, g1: buffer_t, g2: buffer_t, g3: buffer_t, g4: buffer_t, g5: buffer_t,
-            grad_points: points_t, n_chunks: ti.i32,
+            grad_points: points_t, n_chunks: ti.i32, chunk_size: ti.i32,
         ):
             planes = ti.static((p0, p1, p2, p3, p4, p5))
             grads = ti.static((g0, g1, g2, g3, g4, g5))
             n_points = points.shape[0]
             if ti.static(private):
                 # a few chunks, one per thread: block_dim=1 makes each chunk its own task
-                # (by default a CPU loop of < 512 iterations runs as one task on one thread)
+                # (needs runtime.fixed_cpu_block_dim at compile time, see there)
                 ti.loop_config(block_dim=1)
             for chunk in range(n_chunks):
                 start = chunk
                 stop = chunk + 1
                 buf = 0
                 if ti.static(private):
-                    start = ti.cast(ti.cast(chunk, ti.i64) * n_points // n_chunks, ti.i32)
-                    stop = ti.cast(ti.cast(chunk + 1, ti.i64) * n_points // n_chunks, ti.i32)
+                    start = chunk * chunk_size
+                    stop = ti.min(start + chunk_size, n_points)
                     buf = chunk
                 for n in range(start, stop):  # serial inside a chunk
                     res = ti.Vector([rx, ry, rz, rt])
@@ -251,10 +251,15 @@ class _HexplaneFunction(torch.autograd.Function):
             buffers = [
                 torch.zeros((n_buffers,) + tuple(p.shape), dtype=p.dtype, device=p.device) for p in scale
             ]
-            backward(
+            args = (
                 points, *_padded(scale), grad_out, s, *_axis_resolutions(dims, scale),
-                *_padded(buffers), grad_points, n_chunks,
+                *_padded(buffers), grad_points, n_chunks, -(-n_points // n_chunks),
             )
+            if private:
+                with runtime.fixed_cpu_block_dim():  # one task per chunk, so chunks run in parallel
+                    backward(*args)
+            else:
+                backward(*args)
             plane_grads.extend(b.sum(dim=0) if n_buffers > 1 else b[0] for b in buffers)
         plane_grads = [g if need else None for g, need in zip(plane_grads, ctx.needs_input_grad[3:])]
         return (grad_points if need_points else None, None, None, *plane_grads)

@@ -82,3 +82,26 @@ def cpu_threads() -> int:
         except AttributeError:
             pass
     return max(1, os.cpu_count() or 1)
+
+
+class fixed_cpu_block_dim:
+    """Context: compile the kernels launched inside with the CPU loops' own `block_dim`.
+
+    Taichi 1.7.4's CPU codegen ignores `ti.loop_config(block_dim=...)` while the global
+    `cpu_block_dim_adaptive` flag is on (it then makes every task at least 512
+    iterations long, so a loop over a few per-thread chunks runs on one thread). The
+    flag is read when a kernel is compiled, i.e. on its first launch; it is switched off
+    around the launch and restored afterwards, so other kernels keep Taichi's default.
+    """
+
+    def __enter__(self):
+        from taichi.lang import impl
+
+        self._config = impl.get_runtime().prog.config()
+        self._old = self._config.cpu_block_dim_adaptive
+        self._config.cpu_block_dim_adaptive = False
+        return self
+
+    def __exit__(self, *exc):
+        self._config.cpu_block_dim_adaptive = self._old
+        return False

@@ -22,21 +22,24 @@ from . import runtime
 _KERNELS: dict = {}
 
 
-def _build_kernels(real_name: str):
+def _build_kernels(real_name: str, channels: int):
+    """Kernels for one (dtype, C): colours are compile-time `ti.Vector`s of C channels, so
+    the running colour of a ray stays in registers instead of memory."""
     ti = runtime._taichi()
     real = ti.f64 if real_name == "float64" else ti.f32
-    nd = ti.types.ndarray()
+    vec = ti.types.vector(channels, real)
+    per_sample = ti.types.ndarray(dtype=real, ndim=2)  # [R, S]
+    sample_colors = ti.types.ndarray(dtype=vec, ndim=2)  # [R, S] of C
+    ray_colors = ti.types.ndarray(dtype=vec, ndim=1)  # [R] of C
 
     @ti.kernel
     def forward(
-        sigmas: nd, colors: nd, deltas: nd,
-        color: nd, weights: nd, transmittance: nd, survive: nd,
+        sigmas: per_sample, colors: sample_colors, deltas: per_sample,
+        color: ray_colors, weights: per_sample, transmittance: per_sample, survive: per_sample,
     ):
         n_samples = sigmas.shape[1]
-        channels = colors.shape[2]
         for r in range(sigmas.shape[0]):  # parallel over rays; serial along each ray
-            for c in range(channels):
-                color[r, c] = ti.cast(0.0, real)
+            acc = vec(0.0)
             trans = ti.cast(1.0, real)
             for s in range(n_samples):
                 keep = ti.exp(-sigmas[r, s] * deltas[r, s])  # 1 - alpha
@@ -44,42 +47,38 @@ def _build_kernels(real_name: str):
                 weights[r, s] = w
                 transmittance[r, s] = trans
                 survive[r, s] = keep  # kept for the backward, which then needs no exp
-                for c in range(channels):
-                    color[r, c] = color[r, c] + w * colors[r, s, c]  # plain add: this ray only
+                acc += w * colors[r, s]
                 trans *= keep
+            color[r] = acc
 
     @ti.kernel
     def backward(
-        sigmas: nd, colors: nd, deltas: nd, survive: nd, weights: nd, transmittance: nd,
-        grad_color: nd, grad_weights: nd,
-        grad_sigmas: nd, grad_colors: nd, grad_deltas: nd,
+        sigmas: per_sample, colors: sample_colors, deltas: per_sample, survive: per_sample,
+        weights: per_sample, transmittance: per_sample,
+        grad_color: ray_colors, grad_weights: per_sample,
+        grad_sigmas: per_sample, grad_colors: sample_colors, grad_deltas: per_sample,
     ):
         n_samples = sigmas.shape[1]
-        channels = colors.shape[2]
         for r in range(sigmas.shape[0]):
+            g_color = grad_color[r]
             suffix = ti.cast(0.0, real)  # sum_{k>s} e_k weight_k
             for i in range(n_samples):
                 s = n_samples - 1 - i
-                sigma = sigmas[r, s]
-                delta = deltas[r, s]
                 w = weights[r, s]
-                effect = grad_weights[r, s]
-                for c in range(channels):
-                    effect += grad_color[r, c] * colors[r, s, c]
-                    grad_colors[r, s, c] = grad_color[r, c] * w
-                trans_next = transmittance[r, s] * survive[r, s]
-                d_tau = effect * trans_next - suffix
+                effect = grad_weights[r, s] + g_color.dot(colors[r, s])
+                grad_colors[r, s] = g_color * w
+                d_tau = effect * transmittance[r, s] * survive[r, s] - suffix
                 suffix += effect * w
-                grad_sigmas[r, s] = d_tau * delta
-                grad_deltas[r, s] = d_tau * sigma
+                grad_sigmas[r, s] = d_tau * deltas[r, s]
+                grad_deltas[r, s] = d_tau * sigmas[r, s]
 
     return forward, backward
 
 
-def _kernels(dtype: torch.dtype):
-    key = (runtime.runtime_token(), str(dtype).split(".")[-1])
+def _kernels(dtype: torch.dtype, channels: int):
+    key = (runtime.runtime_token(), str(dtype).split(".")[-1], channels)
     if key not in _KERNELS:
-        _KERNELS[key] = _build_kernels(key[1])
+        _KERNELS[key] = _build_kernels(key[1], channels)
     return _KERNELS[key]
 
 
@@ -90,7 +89,7 @@ class _VolumeRenderFunction(torch.autograd.Function):
         # that requires grad (an allocation per call, and the root of taichi#8101).
         sigmas, colors, deltas = sigmas.detach(), colors.detach(), deltas.detach()
         runtime.ensure_taichi(sigmas.device)
-        forward, _ = _kernels(sigmas.dtype)
+        forward, _ = _kernels(sigmas.dtype, colors.shape[2])
         rays, samples = sigmas.shape
         # No torch arithmetic here: on a busy CPU every parallel torch op risks a stall of
         # its thread pool, and the whole quadrature is cheaper than one such op.
@@ -118,7 +117,7 @@ class _VolumeRenderFunction(torch.autograd.Function):
         grad_deltas = torch.empty_like(deltas)
         if sigmas.numel() > 0:
             runtime.ensure_taichi(sigmas.device)
-            _, backward = _kernels(sigmas.dtype)
+            _, backward = _kernels(sigmas.dtype, colors.shape[2])
             backward(
                 sigmas, colors, deltas, survive, weights, transmittance,
                 grad_color.detach().contiguous(), grad_weights.detach().contiguous(),

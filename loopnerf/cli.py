@@ -17,6 +17,7 @@ import sys
 # name -> (module, function, one-line summary). Only commands that are built appear.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("loopnerf.synth.command", "synth", "Render the built-in synthetic capture (exactly periodic motion, ground truth)."),
+    "process": ("loopnerf.process.command", "process", "Recover camera poses of a phone video (pycolmap) and write a nerfstudio capture."),
     "info": ("loopnerf.info", "info", "Print what a capture, checkpoint or baked .loop file holds."),
     "train": ("loopnerf.model.train", "train", "Stage 1: fit a dynamic k-Planes field to a capture."),
     "render": ("loopnerf.render", "render", "Render a camera file from a run (fit or loop) or a baked .loop."),

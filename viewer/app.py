@@ -107,10 +107,13 @@ class ViewerApp:
             on_mouse_scroll=self.on_mouse_scroll,
         )
         self.closed = False
+        self._quit = False
 
         @w.event
         def on_close():
-            self.closed = True
+            # Close after dispatch_events returns: closing inside it breaks pyglet's Xlib loop.
+            self._quit = True
+            return pyglet.event.EVENT_HANDLED
 
     # ------------------------------------------------------------------ sizes
     def render_size(self, moving: bool = False) -> tuple[int, int]:
@@ -167,7 +170,7 @@ class ViewerApp:
         elif symbol == key.H:
             self.show_help = not self.show_help
         elif symbol in (key.Q, key.ESCAPE):
-            self.close()
+            self._quit = True  # closed by `step` once the event loop is done with the window
             return self.pyglet.event.EVENT_HANDLED
 
     def on_resize(self, width, height):
@@ -264,6 +267,8 @@ class ViewerApp:
         self._last_flip = now
         self.window.switch_to()
         self.window.dispatch_events()
+        if self._quit:
+            self.close()
         if self.closed:
             return False
         rendered = self.update(dt)

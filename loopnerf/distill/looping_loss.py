@@ -111,21 +111,27 @@ def _time_patches(squares: torch.Tensor, starts: torch.Tensor, frames: int) -> t
     return squares[:, idx.reshape(-1)].reshape(b, n, -1)
 
 
+def _select(values: torch.Tensor, dim: int, starts: torch.Tensor) -> torch.Tensor:
+    """values.index_select(dim, starts), skipped when starts is every index."""
+    if len(starts) == values.shape[dim]:
+        return values
+    return values.index_select(dim, starts.to(values.device))
+
+
 def _time_sum(values: torch.Tensor, starts_a: torch.Tensor, starts_b, frames: int) -> torch.Tensor:
     """Sums over f of values[:, a + f] (or values[:, a + f, b + f] when starts_b is given), f = 0..frames-1.
 
-    values [B, Ta] or [B, Ta, Tb]; returns [B, na] or [B, na, nb]. Summed in a fixed
-    order, so every position's result is the same whatever block it is computed in.
+    values [B, Ta] or [B, Ta, Tb]; returns [B, na] or [B, na, nb]. The sums run over
+    every start as slices (cheap views) in a fixed order, then the wanted starts are
+    picked, so each position's result does not depend on the block it is computed in.
     """
-    dev = values.device
-    out = None
-    for f in range(frames):
-        ia = starts_a.to(dev) + f
-        term = values.index_select(1, ia)
-        if starts_b is not None:
-            term = term.index_select(2, starts_b.to(dev) + f)
-        out = term if out is None else out + term
-    return out
+    na = values.shape[1] - frames + 1
+    if starts_b is None:
+        out = sum(values[:, f : f + na] for f in range(frames))
+        return _select(out, 1, starts_a)
+    nb = values.shape[2] - frames + 1
+    out = sum(values[:, f : f + na, f : f + nb] for f in range(frames))
+    return _select(_select(out, 1, starts_a), 2, starts_b)
 
 
 def _fold_index(

@@ -22,8 +22,8 @@ from loopnerf.fields.kplanes import KPlanesGrid, interpolate_features
 class FieldConfig:
     """The main field."""
 
-    resolution: tuple[int, int, int, int] = (48, 48, 48, 24)
-    """Base grid resolution (x, y, z in cells of the normalised cube; t in samples)."""
+    resolution: tuple[int, int, int, int] = (48, 48, 48, 0)
+    """Base grid resolution (x, y, z in cells of the normalised cube; t in samples, 0 = one per frame)."""
     multiscale: tuple[int, ...] = (1, 2, 4)
     """Space-resolution multipliers; one set of 6 planes per entry."""
     features: int = 16
@@ -36,7 +36,7 @@ class FieldConfig:
 class ProposalConfig:
     """One proposal density field: a single-scale k-Planes grid + tiny MLP."""
 
-    resolution: tuple[int, int, int, int] = (64, 64, 64, 24)
+    resolution: tuple[int, int, int, int] = (64, 64, 64, 0)
     features: int = 8
 
 

@@ -36,8 +36,8 @@ class LossWeights:
 class ModelConfig:
     field: FieldConfig = field(default_factory=FieldConfig)
     proposals: tuple[ProposalConfig, ...] = (
-        ProposalConfig((64, 64, 64, 24), 8),
-        ProposalConfig((128, 128, 128, 24), 8),
+        ProposalConfig((64, 64, 64, 0), 8),
+        ProposalConfig((128, 128, 128, 0), 8),
     )
     proposal_samples: tuple[int, ...] = (64, 32)
     """Samples per ray drawn at each proposal level."""
@@ -84,8 +84,8 @@ def preset(name: str) -> Stage1Config:
     if name == "tiny":
         return Stage1Config(
             model=ModelConfig(
-                field=FieldConfig(resolution=(16, 16, 16, 12), multiscale=(1, 2), features=8),
-                proposals=(ProposalConfig((16, 16, 16, 12), 4),),
+                field=FieldConfig(resolution=(16, 16, 16, 0), multiscale=(1, 2), features=8),
+                proposals=(ProposalConfig((16, 16, 16, 0), 4),),
                 proposal_samples=(32,),
                 samples=16,
             ),
@@ -97,7 +97,7 @@ def preset(name: str) -> Stage1Config:
     if name == "paper":
         return Stage1Config(
             model=ModelConfig(
-                field=FieldConfig(resolution=(64, 64, 64, 150), multiscale=(1, 2, 4, 8), features=32, decoder="mlp"),
+                field=FieldConfig(resolution=(128, 128, 128, 1536), multiscale=(1, 2, 4), features=32),
                 proposals=(ProposalConfig((128, 128, 128, 150), 8), ProposalConfig((256, 256, 256, 150), 8)),
                 proposal_samples=(256, 128),
                 samples=48,
@@ -106,6 +106,28 @@ def preset(name: str) -> Stage1Config:
             preset="paper",
         )
     raise ConfigError(f"unknown preset {name!r}: use tiny, cpu or paper")
+
+
+AUTO_TIME = 0
+"""A time resolution of 0 in a preset means: one time sample per frame of the capture."""
+
+
+def resolve_time_resolution(cfg: "Stage1Config", n_frames: int) -> "Stage1Config":
+    """Replace automatic (0) time resolutions by the capture's frame count (capped at 2048).
+
+    The space-time planes must resolve the motion: a video of N frames with motion that
+    repeats every P frames needs about N samples along time, not a fixed few.
+    """
+    from dataclasses import replace
+
+    n = int(min(max(n_frames, 2), 2048))
+    f = cfg.model.field
+    if f.resolution[3] <= AUTO_TIME:
+        cfg.model.field = replace(f, resolution=(*f.resolution[:3], n))
+    cfg.model.proposals = tuple(
+        replace(p, resolution=(*p.resolution[:3], n)) if p.resolution[3] <= AUTO_TIME else p for p in cfg.model.proposals
+    )
+    return cfg
 
 
 def config_to_dict(cfg) -> dict:

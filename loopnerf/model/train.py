@@ -21,7 +21,7 @@ from tyro.conf import Positional
 
 from loopnerf.errors import ConfigError, TrainingError
 from loopnerf.model.checkpoint import load_checkpoint, save_checkpoint
-from loopnerf.model.config import Stage1Config, config_from_dict, config_to_dict, preset as make_preset, save_json_atomic
+from loopnerf.model.config import Stage1Config, config_from_dict, config_to_dict, preset as make_preset, resolve_time_resolution, save_json_atomic
 from loopnerf.model.kplanes_model import KPlanesModel
 from loopnerf.model.ray_batch import RayBatcher
 from loopnerf.model.render_image import render_image
@@ -48,6 +48,7 @@ class Stage1Trainer:
         self.dir = Path(run_dir) / "stage1"
         self.quiet = quiet
         self.capture_ref = capture_ref or {}
+        resolve_time_resolution(cfg, len(np.unique(capture.times)))
         torch.manual_seed(cfg.train.seed)
         box = capture.scene_box()
         self.model = KPlanesModel(cfg.model, box, seed=cfg.train.seed)
@@ -185,6 +186,16 @@ class Stage1Trainer:
         return result
 
 
+def capture_background(cap) -> tuple[float, float, float]:
+    """The colour behind a capture's scene: what its loader or writer recorded, black for
+    the D-NeRF npz (composited on black), else white."""
+    meta = cap.meta or {}
+    bg = meta.get("background") or meta.get("extra", {}).get("loopnerf_synth", {}).get("background")
+    if bg is None and meta.get("format") == "dnerf_npz":
+        bg = (0.0, 0.0, 0.0)
+    return tuple(float(c) for c in (bg if bg is not None else (1.0, 1.0, 1.0)))
+
+
 def load_stage1(run: Path):
     """(model, stage-1 config dict) of a finished or checkpointed stage-1 run."""
     d = Path(run) / "stage1"
@@ -261,8 +272,8 @@ def train(
         cfg.train.seed = seed
         capture_ref = {"capture": str(Path(capture).resolve()), "capture_options": {"downscale": downscale}}
     cap = load_capture(capture_ref["capture"], **capture_ref["capture_options"])
-    if not resume and background is None and "background" in cap.meta:
-        cfg.model.background = tuple(float(c) for c in cap.meta["background"])
+    if not resume and background is None:
+        cfg.model.background = capture_background(cap)
     trainer = Stage1Trainer(cap, cfg, run_dir, capture_ref, quiet=quiet)
     trainer.skip_nonfinite = skip_nonfinite
     if resume:
