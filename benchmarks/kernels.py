@@ -1,6 +1,6 @@
 """Speed of the Taichi kernels against their plain-PyTorch twins, one JSON line per figure.
 
-    .venv/bin/python benchmarks/kernels.py [--sizes cpu paper] [--repeats 5] [--device cpu]
+    .venv/bin/python benchmarks/kernels.py [--sizes cpu paper] [--repeats 5] [--device cpu] [--threads N]
 
 Figures (each the median of `--repeats` timed runs after a warm-up, Taichi and
 reference interleaved in one process so that a busy machine slows both alike):
@@ -132,6 +132,7 @@ def bench_hexplane(size_name, layout, device, repeats):
         rate = {k: size["points"] / v for k, v in med.items()}
         results.append(dict(
             name="hexplane", size=size_name, layout=layout, mode=mode, device=str(device),
+            threads=torch.get_num_threads(),
             points=size["points"], channels=size["channels"], space_res=[size["space"] * m for m in size["scales"]],
             time_res=size["time"],
             taichi_points_per_s=round(rate["taichi"]), reference_points_per_s=round(rate["reference"]),
@@ -176,6 +177,7 @@ def bench_volume_render(size_name, device, repeats):
         rate = {k: r / v for k, v in med.items()}
         results.append(dict(
             name="volume_render", size=size_name, mode=mode, device=str(device), rays=r, samples=s,
+            threads=torch.get_num_threads(),
             taichi_rays_per_s=round(rate["taichi"]), reference_rays_per_s=round(rate["reference"]),
             taichi_ms=round(med["taichi"] * 1e3, 3), reference_ms=round(med["reference"] * 1e3, 3),
             ratio=round(rate["taichi"] / rate["reference"], 3),
@@ -231,17 +233,23 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--layouts", nargs="+", default=["uniform", "rays"], choices=["uniform", "rays"])
     parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="CPU threads for both torch and Taichi (1 gives figures that a busy shared machine disturbs least)",
+    )
     parser.add_argument("--probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        os.environ["LOOPNERF_CPU_THREADS"] = str(args.threads)  # read when Taichi starts
     if args.probe:
         print(f"PROBE {first_call_probe(args.probe, device)}")
         return
-    lines = []
     if not args.skip_compile:
-        lines += bench_compile(args.sizes[0], device)
-        for line in lines:
-            print(json.dumps(line), flush=True)
+        for size_name in args.sizes:  # kernels are compiled per channel count, so per size
+            for line in bench_compile(size_name, device):
+                print(json.dumps(line), flush=True)
     for size_name in args.sizes:
         for layout in args.layouts:
             for line in bench_hexplane(size_name, layout, device, args.repeats):

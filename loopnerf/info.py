@@ -123,7 +123,37 @@ def _is_safetensors(path: Path) -> bool:
     return path.is_file() and path.suffix == ".safetensors"
 
 
+# ------------------------------------------------------------------- run folders
+def _is_run(path: Path) -> bool:
+    return path.is_dir() and (path / "stage1" / "config.json").is_file()
+
+
+def describe_run(path: Path, options: dict) -> dict:
+    """Summary of a run folder: which stages are done, with their key figures."""
+    def read(rel):
+        f = path / rel
+        return jsonlib.loads(f.read_text()) if f.is_file() else None
+
+    cfg = read("stage1/config.json")
+    out = {"kind": "run", "capture": cfg.get("capture"), "preset": cfg.get("config", {}).get("preset")}
+    field = cfg.get("config", {}).get("model", {}).get("field", {})
+    out["stage1_grid"] = f"{field.get('resolution')} x {field.get('multiscale')}, C={field.get('features')}, decoder {field.get('decoder')}"
+    out["scene_box"] = cfg.get("box")
+    ev = read("stage1/eval.json")
+    out["stage1"] = (f"done, step {ev['step']}, held-out PSNR {ev['psnr']:.2f} dB" if ev else
+                     ("checkpoint only" if (path / "stage1" / "ckpt.safetensors").is_file() else "not trained"))
+    segs = read("segments.json")
+    out["segments"] = [f"{s['start']}-{s['stop'] - 1}" for s in segs["segments"]] if segs else "not selected"
+    for name in ("loop", "naive"):
+        c, sm = read(f"{name}/config.json"), read(f"{name}/summary.json")
+        if c:
+            out[name] = f"F = {c['frames']} at {c['fps']:g} fps" + (f", {sm['loop_time_parameters']:,} time parameters, {sm['steps']} steps" if sm else ", in progress")
+    out["baked"] = str(path / "scene.loop") if (path / "scene.loop").is_file() else "no"
+    return out
+
+
 DESCRIBERS: list[Describer] = [
+    Describer("run", _is_run, describe_run),
     Describer("loop", _is_loop, describe_loop),
     Describer("checkpoint", _is_safetensors, describe_safetensors),
     Describer("capture", _is_capture, describe_capture),

@@ -133,3 +133,29 @@ def test_orbit_camera_moves_and_resets(loop):
     cam.pan(0.1, 0.0)
     cam.reset()
     np.testing.assert_allclose(cam.c2w(), home, atol=1e-6)
+
+
+def test_camera_path_files(tmp_path):
+    import json
+
+    from loopnerf.errors import LoopNeRFError
+    from loopnerf.viewer.orbit_camera import load_camera_path
+
+    poses = np.stack([np.eye(4), np.eye(4)])
+    poses[1, 0, 3] = 2.0
+    (tmp_path / "a.json").write_text(json.dumps(poses.tolist()))
+    (tmp_path / "b.json").write_text(json.dumps({"frames": [{"transform_matrix": p.tolist()} for p in poses]}))
+    np.save(tmp_path / "c.npy", poses[:, :3])
+    for name in ("a.json", "b.json", "c.npy"):
+        np.testing.assert_allclose(load_camera_path(tmp_path / name), poses)
+    (tmp_path / "bad.json").write_text(json.dumps([[1, 2, 3]]))
+    with pytest.raises(LoopNeRFError, match="bad.json"):
+        load_camera_path(tmp_path / "bad.json")
+
+
+def test_orbit_path_is_periodic_and_starts_home(loop):
+    poses = orbit_path(loop.camera["c2w"], loop.box, loop.up, 12)
+    np.testing.assert_allclose(poses[0], np.asarray(loop.camera["c2w"], dtype=np.float32), atol=1e-5)
+    assert not np.allclose(poses[3], poses[0])
+    again = orbit_path(loop.camera["c2w"], loop.box, loop.up, 12 * 2)
+    np.testing.assert_allclose(again[2], poses[1], atol=1e-5)  # same path at twice the rate

@@ -9,7 +9,8 @@ Controls: left drag orbit, right / middle drag pan, wheel zoom; space play/pause
 r reset camera, h help overlay, q / Esc quit.
 
 Speed: while the camera moves (an input event in the last MOVING_SECONDS) the image is
-rendered at MOVING_FACTOR of the render size and refined when it stops; a still camera
+rendered at MOVING_FACTOR of the render size with MOVING_STEP_SCALE times the
+marching step, and refined when it stops; a still camera
 playing at speed 1 replays the F cached loop frames (`FrameCache`) instead of rendering.
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 
 MOVING_SECONDS = 0.25  # an input event younger than this means "the camera moves"
 MOVING_FACTOR = 0.5  # render size factor while the camera moves
+MOVING_STEP_SCALE = 2.0  # and marching-step factor (half the samples per ray)
 SPEEDS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 HELP_TEXT = (
@@ -69,6 +71,7 @@ class ViewerApp:
         self.renderer = renderer
         loop = renderer.loop
         self.scale = float(scale)
+        self.step_scale = renderer.step_scale  # the still camera's step factor
         self.camera = OrbitCamera(renderer.default_c2w(), loop.box, loop.up)
         self.cache = FrameCache(renderer)
         self.time = 0.0  # playback seconds
@@ -190,15 +193,16 @@ class ViewerApp:
             period = self.renderer.frames / self.renderer.fps
             self.time = math.fmod(self.time + dt * self.speed, period)
         moving = self.moving()
+        self.renderer.step_scale = self.step_scale * (MOVING_STEP_SCALE if moving else 1.0)
         w, h = self.render_size(moving)
         intr = self.renderer.intrinsics_for(w, h)
         c2w = self.camera.c2w()
         use_cache = not moving and self.playing and self.speed == 1.0
         if use_cache:
             frame = int(math.floor(self.time * self.renderer.fps + 1e-6)) % self.renderer.frames
-            key = ("frame", c2w.tobytes(), frame, w, h)
+            key = ("frame", c2w.tobytes(), frame, w, h, moving)
         else:
-            key = ("phase", c2w.tobytes(), self.renderer.phase_at(self.time), w, h)
+            key = ("phase", c2w.tobytes(), self.renderer.phase_at(self.time), w, h, moving)
         if key == self.last_render_key:
             return False
         if use_cache:
@@ -284,14 +288,16 @@ class ViewerApp:
 
 
 def run_window(baked, width: int, height: int, *, scale: float = 1.0, frames: int | None = None,
-               screenshot: str | Path | None = None, arch: str | None = None, title: str = "LoopNeRF") -> int:
+               screenshot: str | Path | None = None, arch: str | None = None, title: str = "LoopNeRF",
+               step_scale: float = 1.0) -> int:
     """Open the window and play until it is closed (or after `frames` frames).
 
     Returns 0. Raises ConfigError when no display can be opened."""
     from loopnerf.errors import ConfigError
     from loopnerf.viewer.renderer import Renderer
 
-    renderer = Renderer(baked, max(1, int(width * scale)), max(1, int(height * scale)), arch=arch)
+    renderer = Renderer(baked, max(1, int(width * scale)), max(1, int(height * scale)), arch=arch,
+                        step_scale=step_scale)
     try:
         app = ViewerApp(renderer, width, height, scale=scale, title=f"LoopNeRF - {title}")
     except Exception as err:  # pyglet's NoSuchDisplayException and friends

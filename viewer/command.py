@@ -69,6 +69,7 @@ def view(
     frames: Optional[int] = None,
     screenshot: Optional[Path] = None,
     arch: Optional[str] = None,
+    step_scale: float = 1.0,
 ) -> int:
     """Play a baked loop forever in an interactive window, or render it to a video.
 
@@ -92,9 +93,13 @@ def view(
         frames: window mode: quit by itself after this many displayed frames.
         screenshot: window mode: PNG written when it quits (the last rendered image).
         arch: Taichi backend "cuda" or "cpu" (default: CUDA when a GPU is there).
+        step_scale: ray-marching step = the .loop's step * step_scale (2 = about twice
+            as fast, slightly less accurate).
     """
     from loopnerf.export.loop_format import load_loop
 
+    if not step_scale > 0:
+        raise ConfigError(f"view: option 'step-scale' must be > 0, got {step_scale}")
     if scale <= 0:
         raise ConfigError(f"view: option 'scale' must be > 0, got {scale}")
     if arch not in (None, "cuda", "cpu"):
@@ -110,17 +115,19 @@ def view(
     if headless:
         w = width or max(2, int(round(cam["width"] * scale)))
         h = height or max(2, int(round(cam["height"] * scale)))
-        return _run_headless(baked, w, h, path, seconds, Path(out), arch)
+        return _run_headless(baked, w, h, path, seconds, Path(out), arch, step_scale)
     # Window: the .loop camera's size, enlarged to at least 640 px wide (same aspect).
     k = max(1.0, 640.0 / cam["width"])
     w = width or int(round(cam["width"] * k))
     h = height or int(round(cam["height"] * k))
     from loopnerf.viewer.app import run_window
 
-    return run_window(baked, w, h, scale=scale, frames=frames, screenshot=screenshot, arch=arch, title=str(loop))
+    return run_window(baked, w, h, scale=scale, frames=frames, screenshot=screenshot, arch=arch, title=str(loop),
+                      step_scale=step_scale)
 
 
-def _run_headless(baked, width: int, height: int, path: str, seconds: Optional[float], out: Path, arch) -> int:
+def _run_headless(baked, width: int, height: int, path: str, seconds: Optional[float], out: Path, arch,
+                  step_scale: float = 1.0) -> int:
     import numpy as np
 
     from loopnerf.viewer.orbit_camera import load_camera_path, orbit_path
@@ -141,7 +148,7 @@ def _run_headless(baked, width: int, height: int, path: str, seconds: Optional[f
             n = int(round(seconds * fps))
             poses = poses[np.arange(n) % len(poses)]
     times = np.arange(len(poses)) / fps
-    renderer = Renderer(baked, width, height, arch=arch)
+    renderer = Renderer(baked, width, height, arch=arch, step_scale=step_scale)
     t0 = _time.perf_counter()
     frames = render_headless(renderer, poses, times, progress=sys.stderr.isatty())
     elapsed = _time.perf_counter() - t0
