@@ -173,8 +173,7 @@ def write_compare(path: Path, cap_dir: Path, run: Path, fps: float, cycles: int 
     import imageio.v3 as iio
 
     from loopnerf.data.capture import Intrinsics
-    from loopnerf.distill.loop_model import load_loop_model
-    from loopnerf.evaluation.command import render_loop_frames
+    from loopnerf.distill.loop_model import load_loop_model, render_loop_frames
     from loopnerf.model.render_image import render_image
     from loopnerf.model.train import load_stage1
     from loopnerf.video import write_video

@@ -170,3 +170,34 @@ def load_loop_model(run: Path, name: str = "loop"):
     load_checkpoint(ck, holder)
     model.eval()
     return model, info
+
+
+@torch.no_grad()
+def render_loop_frames(model: LoopModel, c2w, intrinsics, frames: int | None = None, *, depth: bool = False, chunk: int = 4096):
+    """All F loop frames at one camera: rgb [F, H, W, 3] float32 (and depth [F, H, W]).
+
+    Samples each ray once (the proposal fields see static geometry only, so the samples
+    do not depend on the phase) and evaluates the loop field at the F phases k / F.
+    """
+    from loopnerf.model.ray_batch import camera_rays_grid
+
+    f = int(frames or model.frames)
+    c2w_t = torch.as_tensor(np.asarray(c2w), dtype=torch.float32)
+    k = intrinsics
+    intr = torch.tensor([k.fx, k.fy, k.cx, k.cy], dtype=torch.float32)
+    w, h = int(k.width), int(k.height)
+    origins, dirs = camera_rays_grid(c2w_t, intr, w, h)
+    was_training = model.training
+    model.eval()
+    rgb = torch.empty(f, h * w, 3)
+    dep = torch.empty(f, h * w)
+    for i in range(0, origins.shape[0], chunk):
+        o, d = origins[i : i + chunk], dirs[i : i + chunk]
+        smp = model.sample_along_rays(o, d, torch.zeros(o.shape[0]))
+        for j in range(f):
+            out = model.render_samples(o, d, torch.full((o.shape[0],), j / f), smp["t_edges"], smp["hit"])
+            rgb[j, i : i + chunk] = out["rgb"]
+            dep[j, i : i + chunk] = out["depth"]
+    model.train(was_training)
+    rgb = rgb.clamp(0, 1).view(f, h, w, 3).numpy()
+    return (rgb, dep.view(f, h, w).numpy()) if depth else rgb

@@ -209,7 +209,11 @@ class Distiller:
         o, d = rays_for_pixels(c2w, intr, u, vv)
         f_ = cfg.frames
         phases = (torch.arange(f_, dtype=torch.float32) / f_).repeat_interleave(n * n)
-        out = self.model(o.repeat(f_, 1), d.repeat(f_, 1), phases)
+        # The proposal fields see static geometry only, so a ray's samples are the same
+        # at every phase: sample once per ray, then evaluate the loop field F times.
+        with torch.no_grad():
+            smp = self.model.sample_along_rays(o, d, torch.zeros(n * n))
+        out = self.model.render_samples(o.repeat(f_, 1), d.repeat(f_, 1), phases, smp["t_edges"].repeat(f_, 1), smp["hit"].repeat(f_))
         rendered = out["rgb"].view(f_, n, n, 3)
         lc = cfg.loss
         loss_loop = looping_loss(rendered, ref, patch=lc.patch, frames=lc.frames, stride=lc.stride, frame_stride=lc.frame_stride, alpha=lc.alpha)

@@ -22,16 +22,8 @@ import numpy as np
 from tyro.conf import Positional
 
 from loopnerf.data.capture import Intrinsics
+from loopnerf.distill.loop_model import render_loop_frames
 from loopnerf.errors import ConfigError
-
-
-def render_loop_frames(model, c2w, intr: Intrinsics, frames: int, depth: bool = False):
-    """The loop's F frames at one camera: rgb [F, H, W, 3] (and depth [F, H, W])."""
-    from loopnerf.model.render_image import render_image
-
-    outs = [render_image(model, c2w, intr, k / frames) for k in range(frames)]
-    rgb = np.stack([o["rgb"] for o in outs])
-    return (rgb, np.stack([o["depth"] for o in outs])) if depth else rgb
 
 
 def loop_metrics(loop: np.ndarray, reference: np.ndarray, static_threshold: float) -> dict:

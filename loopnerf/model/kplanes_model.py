@@ -99,6 +99,15 @@ class KPlanesModel(nn.Module):
     ) -> dict:
         """Render R rays. Returns rgb [R, 3], depth [R], acc [R], and for training the
         sample histograms needed by the interlevel and distortion losses."""
+        samples = self.sample_along_rays(origins, dirs, times, step=step, anneal_steps=anneal_steps, training=training, static=static, generator=generator)
+        out = self.render_samples(origins, dirs, times, samples["t_edges"], samples["hit"], static=static, background=background)
+        if training:
+            out.update(s_edges=samples["s_edges"], prop_edges=samples["prop_edges"], prop_weights=samples["prop_weights"])
+        return out
+
+    def sample_along_rays(self, origins, dirs, times, *, step=None, anneal_steps: int = 1000, training: bool = False, static: bool = False, generator=None) -> dict:
+        """Proposal sampling: the main field's bin edges `t_edges` [R, S + 1] (world units)
+        and `s_edges` (normalised), the proposal histograms, and `hit` [R] (ray meets the box)."""
         cfg = self.cfg
         t_near, t_far = self.ray_range(origins, dirs)
         hit = t_far > t_near
@@ -110,11 +119,15 @@ class KPlanesModel(nn.Module):
                 s_edges = sample_pdf(s_edges, prop_weights[-1] ** exponent, cfg.proposal_samples[level], training, generator=generator)
             t_edges = self.s_to_t(s_edges, t_near, t_far)
             density = prop(self._points(origins, dirs, t_edges), times, static=static or self.proposals_static)
-            w = weights_from_density(density, t_edges)
             prop_edges.append(s_edges)
-            prop_weights.append(w)
+            prop_weights.append(weights_from_density(density, t_edges))
         s_edges = sample_pdf(s_edges, prop_weights[-1] ** exponent, cfg.samples, training, generator=generator)
-        t_edges = self.s_to_t(s_edges, t_near, t_far)
+        return {"t_edges": self.s_to_t(s_edges, t_near, t_far), "s_edges": s_edges, "hit": hit, "prop_edges": prop_edges, "prop_weights": prop_weights}
+
+    def render_samples(self, origins, dirs, times, t_edges, hit, *, static: bool = False, background=None) -> dict:
+        """Evaluate the field in the bins `t_edges` [R, S + 1] and composite: rgb [R, 3],
+        depth [R] (world units), acc [R], weights [R, S]."""
+        cfg = self.cfg
         x = self._points(origins, dirs, t_edges)
         density, rgb = self.field(x, times, dirs, static=static)
         deltas = (t_edges[:, 1:] - t_edges[:, :-1]).contiguous()
@@ -126,10 +139,7 @@ class KPlanesModel(nn.Module):
         if background is None:
             background = torch.tensor(cfg.background, dtype=color.dtype, device=color.device)
         color = color + (1.0 - acc[:, None]) * background
-        out = {"rgb": color, "depth": depth, "acc": acc}
-        if training:
-            out.update(s_edges=s_edges, weights=weights, prop_edges=prop_edges, prop_weights=prop_weights)
-        return out
+        return {"rgb": color, "depth": depth, "acc": acc, "weights": weights}
 
     def _points(self, origins, dirs, t_edges) -> torch.Tensor:
         mid = 0.5 * (t_edges[:, 1:] + t_edges[:, :-1])

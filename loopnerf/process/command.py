@@ -3,7 +3,8 @@
 Output folder:
 ```
 CAPTURE/transforms.json     nerfstudio: OPENCV camera (k1.. when distortion is estimated),
-                            camera-to-world OpenGL poses, per-frame `time`
+                            camera-to-world OpenGL poses, per-frame `time`, `loopnerf_box`
+                            (around the sparse points), `loopnerf_process` (provenance)
 CAPTURE/images/NNNNN.png    the registered frames (as decoded, distortion not removed:
                             the nerfstudio loader undistorts on load)
 CAPTURE/process.json        summary: frames decoded / extracted / sharp / registered,
@@ -134,7 +135,12 @@ def process_video(
     from loopnerf.process.sharpness import blurry_frames
     from loopnerf.process.step_progress import StepProgress
     from loopnerf.process.summary import peak_memory_mb, plot_camera_path
-    from loopnerf.process.world_frame import apply_transform, normalising_transform, opencv_w2c_to_opengl_c2w
+    from loopnerf.process.world_frame import (
+        apply_transform,
+        box_from_points,
+        normalising_transform,
+        opencv_w2c_to_opengl_c2w,
+    )
 
     video, out = Path(video), Path(out)
     started = time.perf_counter()
@@ -183,7 +189,8 @@ def process_video(
                 train_idx, eval_idx = default_split(registered)
                 capture = Capture(
                     images=images, c2w=c2w, intrinsics=[k] * registered, times=times,
-                    train_idx=train_idx, eval_idx=eval_idx, source=str(video), name=video.stem,
+                    train_idx=train_idx, eval_idx=eval_idx, box=box_from_points(points), source=str(video),
+                    name=video.stem,
                 )
                 provenance = {
                     "video": str(video),
@@ -192,6 +199,7 @@ def process_video(
                     "world_from_colmap": world.tolist(),
                 }
                 write_nerfstudio(out, capture, extra={**distortion, "loopnerf_process": provenance})
+                capture_box = capture.box
                 del capture, images  # release the memory map before the scratch folder goes
                 tick(registered)
                 model_out = out / "colmap" / "sparse" / "0"
@@ -207,6 +215,7 @@ def process_video(
                     "source_size": list(ex.source_size),
                     "image_size": [ex.width, ex.height],
                     "frames_extracted": n_ext,
+                    "clip_frames": [int(ex.frame_index[0]), int(ex.frame_index[-1])],
                     "frames_blurry": int(blurry.sum()),
                     "frames_attempted": len(names),
                     "frames_registered": registered,
@@ -222,12 +231,14 @@ def process_video(
                                "width": sfm.width, "height": sfm.height},
                     "horizontal_fov_deg": round(math.degrees(2 * math.atan(k.width / (2 * k.fx))), 3),
                     "camera_path_length": round(float(steps.sum()), 4),
+                    "scene_box": None if capture_box is None else np.round(capture_box, 4).tolist(),
                     "timings_s": progress.timings,
                 }
             plot_camera_path(
                 out / "camera_path.png", c2w, times, points,
                 f"{video.name}: {registered}/{n_ext} frames registered, "
                 f"reprojection error {sfm.mean_reprojection_error:.2f} px",
+                box=capture_box,
             )
         summary["timings_s"] = dict(progress.timings)
         summary["total_s"] = round(time.perf_counter() - started, 3)

@@ -6,8 +6,8 @@ OpenGL axes (x right, y up, looking down -z): c2w = inverse([R | t]) with its y 
 columns negated.
 
 COLMAP's world has an arbitrary origin, rotation and scale, so the capture is moved
-into a normalised world (`normalising_transform`): the point the cameras look at is
-the origin, the cameras' mean up vector is +Y, the mean viewing direction points
+into a normalised world (`normalising_transform`): the point the cameras look at
+(`scene_centre`) is the origin, the cameras' mean up vector is +Y, the mean viewing direction points
 along -Z (seen from above), and the median camera distance to the origin is
 `CAMERA_DISTANCE` world units, as in the built-in synthetic capture, so default near
 planes, scene boxes and step sizes fit.
@@ -20,6 +20,10 @@ import numpy as np
 from loopnerf.data.capture import look_at_point
 
 CAMERA_DISTANCE = 2.5  # world units from the look-at point (the synthetic orbit is 2.5-2.9)
+BOX_PERCENTILES = (2.0, 98.0)  # sparse points outside these (per axis) are outliers or far background
+BOX_MARGIN = 0.1  # the box grows by this fraction of its size on every side
+MIN_BOX_POINTS = 20
+CONVERGE_MIN_DEG = 10.0  # viewing directions must spread this much for their crossing point to be trusted
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
@@ -53,17 +57,24 @@ def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def scene_centre(c2w: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """[3] where the cameras look: the point nearest to every optical axis when it lies in
-    front of at least 80 % of the cameras (an object-centric capture); otherwise
-    (forward-facing, parallel axes) the median sparse point depth ahead of the mean camera."""
+    """[3] where the cameras look.
+
+    When the viewing directions spread by more than `CONVERGE_MIN_DEG` from their mean
+    and the point nearest to every optical axis lies in front of at least 80 % of the
+    cameras (an object-centric capture), that point. Otherwise (a short handheld path,
+    forward-facing views, nearly parallel axes, where that point is ill-defined): the
+    point at the median depth of the sparse points ahead of the mean camera.
+    """
     origins = c2w[:, :3, 3]
     forward = -c2w[:, :3, 2]
-    centre = look_at_point(c2w)
-    depth = np.einsum("ni,ni->n", centre[None] - origins, forward)
-    if (depth > 0).mean() >= 0.8:
-        return centre
     mean_fwd = forward.mean(0)
     mean_fwd /= np.linalg.norm(mean_fwd)
+    spread = np.degrees(np.arccos(np.clip(forward @ mean_fwd, -1.0, 1.0))).max()
+    if spread > CONVERGE_MIN_DEG:
+        centre = look_at_point(c2w)
+        depth = np.einsum("ni,ni->n", centre[None] - origins, forward)
+        if (depth > 0).mean() >= 0.8:
+            return centre
     if len(points):
         d = float(np.median((points - origins.mean(0)) @ mean_fwd))
         if d > 0:
@@ -107,3 +118,22 @@ def apply_transform(m: np.ndarray, c2w: np.ndarray, points: np.ndarray) -> tuple
     out[:, :3, 3] = c2w[:, :3, 3] @ m[:3, :3].T + m[:3, 3]
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3) @ m[:3, :3].T + m[:3, 3]
     return out, pts
+
+
+def box_from_points(points: np.ndarray) -> "np.ndarray | None":
+    """[2, 3] scene box (min corner, max corner) around the sparse points, or None when
+    there are fewer than `MIN_BOX_POINTS`.
+
+    Per axis, the `BOX_PERCENTILES` of the points, grown by `BOX_MARGIN` of the size on
+    each side. An explicit box matters for video captures: with a short, nearly
+    straight camera path the optical axes are almost parallel, the point nearest to all
+    of them (the fallback box's centre) is ill-defined and can even lie behind the
+    cameras, while the sparse points always sit where the scene is.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if len(pts) < MIN_BOX_POINTS:
+        return None
+    lo = np.percentile(pts, BOX_PERCENTILES[0], axis=0)
+    hi = np.percentile(pts, BOX_PERCENTILES[1], axis=0)
+    size = np.maximum(hi - lo, 1e-3 * max(float((hi - lo).max()), 1e-6))
+    return np.stack([lo - BOX_MARGIN * size, hi + BOX_MARGIN * size])
