@@ -1,7 +1,7 @@
 """`loopnerf view`: play a baked `.loop` in a window, or render it headless to a video.
 
 Python API: `render_headless(renderer, poses, times) -> frames` and
-`write_video(path, frames, fps)`; `view(...)` is the CLI command.
+`loopnerf.video.write_video` writes the frames; `view(...)` is the CLI command.
 """
 
 from __future__ import annotations
@@ -15,29 +15,6 @@ from typing import Annotated, Optional
 import tyro
 
 from loopnerf.errors import ConfigError
-
-
-def write_video(path: Path, frames, fps: float) -> Path:
-    """Write uint8 frames [N, H, W, 3] to `path`: .mp4 (H.264 via imageio-ffmpeg) or
-    .gif (looping forever); `fps` is frames per second of playback."""
-    import imageio.v2 as imageio
-    import numpy as np
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
-    if suffix == ".gif":
-        imageio.mimsave(path, list(frames), duration=1000.0 / fps, loop=0)
-    elif suffix in (".mp4", ".mov", ".mkv"):
-        # H.264 needs even sizes: crop a trailing odd row / column rather than resample.
-        frames = [np.ascontiguousarray(f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2]) for f in frames]
-        with imageio.get_writer(path, fps=fps, codec="libx264", quality=8, macro_block_size=1,
-                                pixelformat="yuv420p") as writer:
-            for f in frames:
-                writer.append_data(f)
-    else:
-        raise ConfigError(f"view: option 'out' must end in .mp4 or .gif, got '{path.name}'")
-    return path
 
 
 def render_headless(renderer, poses, times, *, progress: bool = True):
@@ -106,7 +83,7 @@ def view(
         raise ConfigError(f"view: option 'arch' must be 'cuda' or 'cpu', got '{arch}'")
     if headless and out is None:
         raise ConfigError("view: --headless needs --out loop.mp4 or loop.gif")
-    if out is not None and Path(out).suffix.lower() not in (".mp4", ".mov", ".mkv", ".gif"):
+    if out is not None and Path(out).suffix.lower() not in (".mp4", ".gif"):
         raise ConfigError(f"view: option 'out' must end in .mp4 or .gif, got '{Path(out).name}'")
     if frames is not None and frames < 1:
         raise ConfigError(f"view: option 'frames' must be >= 1, got {frames}")
@@ -152,6 +129,8 @@ def _run_headless(baked, width: int, height: int, path: str, seconds: Optional[f
     t0 = _time.perf_counter()
     frames = render_headless(renderer, poses, times, progress=sys.stderr.isatty())
     elapsed = _time.perf_counter() - t0
+    from loopnerf.video import write_video
+
     write_video(out, frames, fps)
     steady = elapsed - (renderer.compile_seconds or 0.0)
     print(
