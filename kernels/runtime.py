@@ -59,6 +59,47 @@ def ensure_taichi(device) -> "object":
     return ti
 
 
+def cuda_available() -> bool:
+    """True when an NVIDIA driver is visible (checked without importing torch)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return False
+    import ctypes.util
+
+    return ctypes.util.find_library("cuda") is not None or os.path.exists("/dev/nvidia0")
+
+
+def ensure_taichi_arch(arch: str | None = None) -> str:
+    """Start Taichi for a renderer that owns no torch tensors (the viewer); returns the
+    arch it runs on ("cuda" or "x64", ...).
+
+    arch: "cuda", "cpu" or None (CUDA when a GPU is there, else CPU; the environment
+    variable LOOPNERF_ARCH may choose). A runtime already started in this process is
+    reused as it is: a second `ti.init` would throw away every other part's data.
+    """
+    ti = _taichi()
+    with _lock:
+        current = _current_arch_name()
+        if current is not None:
+            return current
+        want = (arch or os.environ.get("LOOPNERF_ARCH", "")).lower() or None
+        kwargs = dict(offline_cache=True, log_level=ti.WARN, default_fp=ti.f32)
+        cache_dir = os.environ.get("LOOPNERF_TAICHI_CACHE")
+        if cache_dir:
+            kwargs["offline_cache_file_path"] = cache_dir
+        if want in (None, "cuda", "gpu") and (want is not None or cuda_available()):
+            try:
+                ti.init(arch=ti.cuda, **kwargs)
+                return _current_arch_name()
+            except Exception:  # no usable CUDA runtime: fall back to the CPU below
+                if want is not None:
+                    raise
+        threads = os.environ.get("LOOPNERF_CPU_THREADS")
+        if threads:
+            kwargs["cpu_max_num_threads"] = int(threads)
+        ti.init(arch=ti.cpu, **kwargs)
+        return _current_arch_name()
+
+
 def runtime_token() -> int:
     """An id of the live Taichi runtime; compiled-kernel caches key on it."""
     from taichi.lang import impl

@@ -126,9 +126,9 @@ class Renderer:
         if self._gpu is not None:
             return
         t0 = _time.perf_counter()
-        from loopnerf.viewer.taichi_runtime import ensure_taichi
+        from loopnerf.kernels.runtime import ensure_taichi_arch
 
-        self.arch = ensure_taichi(self._arch_request)
+        self.arch = ensure_taichi_arch(self._arch_request)
         import taichi as ti
 
         def upload(arr: np.ndarray, dtype):
