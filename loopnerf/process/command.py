@@ -172,7 +172,7 @@ def process_video(
             sfm = None
             if len(names) >= 2:
                 sfm = run_sfm(image_dir, names, tmp / "colmap", camera_model, method, overlap, threads, seed,
-                              verbose=verbose, progress=progress)
+                              verbose=verbose, progress=progress, min_registered=need)
             registered = 0 if sfm is None else len(sfm.names)
             if registered < need:
                 raise CaptureError(too_few_registered_message(video, registered, len(names), n_ext, need))

@@ -155,17 +155,20 @@ def map_incremental(
     threads: int = -1,
     seed: int = 0,
     on_register: Optional[Callable[[], None]] = None,
+    init_min_tri_angle: float = INIT_MIN_TRI_ANGLE,
+    init_min_inliers: int = INIT_MIN_INLIERS,
 ) -> dict:
     """Incremental mapping; returns COLMAP's reconstructions {index: pycolmap.Reconstruction}.
 
-    `on_register` is called each time an image is registered (progress)."""
+    `on_register` is called each time an image is registered (progress);
+    `init_min_tri_angle` (degrees) and `init_min_inliers` gate the initial image pair."""
     import pycolmap
 
     opts = pycolmap.IncrementalPipelineOptions()
     opts.num_threads = threads
     opts.random_seed = seed
-    opts.mapper.init_min_tri_angle = INIT_MIN_TRI_ANGLE
-    opts.mapper.init_min_num_inliers = INIT_MIN_INLIERS
+    opts.mapper.init_min_tri_angle = init_min_tri_angle
+    opts.mapper.init_min_num_inliers = init_min_inliers
     opts.ba_refine_principal_point = False  # poorly constrained by a short clip
     model_dir.mkdir(parents=True, exist_ok=True)
     kw = {}
@@ -221,6 +224,7 @@ def run_sfm(
     seed: int = 0,
     verbose: bool = False,
     progress=None,
+    min_registered: int = 0,
 ) -> Optional[SfmResult]:
     """Features, matching and incremental mapping of `names`; the largest model wins.
 
@@ -232,6 +236,9 @@ def run_sfm(
         camera_model: one of `CAMERA_MODELS` (shared by all frames).
         matcher: 'sequential' or 'exhaustive'.
         progress: optional `StepProgress` to show each step.
+        min_registered: when the largest model registers fewer images, mapping runs
+            once more with COLMAP's stricter first-pair thresholds and the next seed;
+            the larger result wins.
     Returns: the winning reconstruction, or None when nothing could be reconstructed.
     """
     import pycolmap
@@ -251,15 +258,27 @@ def run_sfm(
                              on_chunk=lambda done: tick(done))
         with _step(progress, f"Matching ({matcher})", None):
             match_features(database, matcher, overlap, threads)
-        count = [0]
+        # A poor initial pair can strand the mapper in a small model (we saw it with
+        # multi-threaded runs on a short clip); features and matches stay valid, so a
+        # second attempt with COLMAP's stricter defaults and another seed is cheap.
+        attempts = [(INIT_MIN_TRI_ANGLE, INIT_MIN_INLIERS, seed), (16.0, 100, seed + 1)]
+        best, recs, all_sizes = None, {}, []
+        for attempt, (angle, inliers, attempt_seed) in enumerate(attempts):
+            count = [0]
+            label = "Mapping (registered frames)" if attempt == 0 else "Mapping again (stricter first pair)"
+            with _step(progress, label, n) as tick:
+                def on_register() -> None:
+                    count[0] += 1
+                    tick(min(count[0], n))
 
-        with _step(progress, "Mapping (registered frames)", n) as tick:
-            def on_register() -> None:
-                count[0] += 1
-                tick(min(count[0], n))
-
-            recs = map_incremental(database, image_dir, work_dir / "sparse", threads, seed, on_register)
-    best = largest_reconstruction(recs)
+                sparse = work_dir / f"sparse{attempt}"
+                recs = map_incremental(database, image_dir, sparse, threads, attempt_seed, on_register, angle, inliers)
+            all_sizes += [r.num_reg_images() for r in recs.values()]
+            cand = largest_reconstruction(recs)
+            if cand is not None and (best is None or cand.num_reg_images() > best.num_reg_images()):
+                best = cand
+            if best is None or best.num_reg_images() >= min_registered:
+                break  # nothing at all (no features), or good enough
     if best is None:
         return None
     best_dir = work_dir / "sparse_best"
@@ -268,7 +287,7 @@ def run_sfm(
     best_dir.mkdir(parents=True)
     best.write(best_dir)
     result = reconstruction_arrays(best, best_dir)
-    result.reconstruction_sizes = sorted((r.num_reg_images() for r in recs.values()), reverse=True)
+    result.reconstruction_sizes = sorted(all_sizes, reverse=True)
     return result
 
 
