@@ -131,3 +131,29 @@ def test_cuda_matches_cpu():
     cpu = looping_loss(rendered, reference).item()
     gpu = looping_loss(rendered.cuda(), reference.cuda()).item()
     assert gpu == pytest.approx(cpu, rel=1e-4)
+
+
+def test_wrap_both_is_zero_on_periodic_and_catches_the_seam():
+    g = torch.Generator().manual_seed(4)
+    base = torch.randint(0, 16, (6, 9, 11, 3), generator=g).float() / 16
+    reference = periodic(base, 40)
+    for shift in (0, 3):
+        assert looping_loss(torch.roll(base, shift, dims=0), reference, wrap="both", frames=5, alpha=0.0).item() == 0.0
+    assert looping_loss(base[:4], periodic(base, 30), wrap="both").item() > 1e-3
+    with pytest.raises(ValueError, match="wrap"):
+        looping_loss(base, reference, wrap="sideways")
+
+
+def test_wrap_both_weighs_every_loop_frame_alike():
+    # A loop that is uniformly off the periodic reference by a constant gets the same
+    # gradient on every frame with wrap="both"; with VideoLoop3D's "append" padding the
+    # first frames - 1 frames (which appear twice in the padded video) get more.
+    g = torch.Generator().manual_seed(5)
+    base = torch.rand(8, 7, 7, 3, generator=g)
+    reference = periodic(base, 48)
+    for wrap, uniform in (("both", True), ("append", False)):
+        rendered = (base + 0.01).requires_grad_(True)
+        looping_loss(rendered, reference, frames=3, wrap=wrap).backward()
+        per_frame = rendered.grad.abs().sum(dim=(1, 2, 3))
+        spread = float(per_frame.max() / per_frame.min())
+        assert (spread < 1.0 + 1e-6) if uniform else (spread > 1.5), (wrap, per_frame)

@@ -313,6 +313,7 @@ def looping_loss(
     frame_stride: int = 1,
     alpha: Optional[float] = None,
     block: Optional[int] = None,
+    wrap: str = "append",
 ) -> torch.Tensor:
     """VideoLoop3D's looping loss (squared error) of a loop against a reference video.
 
@@ -326,15 +327,32 @@ def looping_loss(
         alpha: None = plain nearest neighbours; a float enables the completeness
             normalisation (VideoLoop3D uses 0 on reference views).
         block: spatial patch positions per block (memory bound; no effect on the value).
+        wrap: 'append' (VideoLoop3D): the loop followed by its first frames - 1 frames, the
+            loss over that padded video. 'both': the loop with its last frames - 1 frames
+            before it and its first frames - 1 after it, the loss over the F loop frames
+            only. With 'append' the first frames - 1 loop frames sit at the padded video's
+            ends, where fewer patches overlap, so their targets are averaged less and they
+            are pulled harder than the rest; the seam then shows as the loop's largest
+            step. With 'both' every loop frame, across the seam too, lies under the same
+            number of patches.
 
     Returns:
-        scalar tensor: mean over the padded loop [F + frames - 1, H, W, C] of the squared
-        difference to the folded nearest-neighbour target. Exactly 0 when every loop
-        patch, seam included, occurs in the reference at the same position.
+        scalar tensor: mean squared difference to the folded nearest-neighbour target
+        (over the padded loop for 'append', the F loop frames for 'both'). Exactly 0 when
+        every loop patch, seam included, occurs in the reference at the same position.
     """
-    padded = pad_loop(rendered, frames)
+    if wrap == "append":
+        padded = pad_loop(rendered, frames)
+        lo, hi = 0, padded.shape[0]
+    elif wrap == "both":
+        f = rendered.shape[0]
+        idx = torch.arange(-(frames - 1), f + frames - 1, device=rendered.device) % f
+        padded = rendered[idx]
+        lo, hi = frames - 1, frames - 1 + f
+    else:
+        raise ValueError(f"wrap must be 'append' or 'both', got {wrap!r}")
     target = nearest_patch_target(
         padded, reference, patch=patch, frames=frames, stride=stride,
         frame_stride=frame_stride, alpha=alpha, block=block,
     )
-    return ((padded - target) ** 2).mean()
+    return ((padded[lo:hi] - target[lo:hi]) ** 2).mean()

@@ -57,7 +57,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 3000
+    steps: int = 2500
     rays: int = 1024
     """Rays per step."""
     lr: float = 1e-2
