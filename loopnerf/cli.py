@@ -16,17 +16,17 @@ import sys
 
 # name -> (module, function, one-line summary). Only commands that are built appear.
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": ("loopnerf.demo", "demo", "The whole job on the built-in synthetic capture: videos, a baked loop and a report."),
     "synth": ("loopnerf.synth.command", "synth", "Render the built-in synthetic capture (exactly periodic motion, ground truth)."),
     "process": ("loopnerf.process.command", "process", "Recover camera poses of a phone video (pycolmap) and write a nerfstudio capture."),
-    "info": ("loopnerf.info", "info", "Print what a capture, checkpoint or baked .loop file holds."),
+    "info": ("loopnerf.info", "info", "Print what a capture, run folder, checkpoint or baked .loop file holds."),
     "train": ("loopnerf.model.train", "train", "Stage 1: fit a dynamic k-Planes field to a capture."),
-    "render": ("loopnerf.render", "render", "Render a camera file from a run (fit or loop) or a baked .loop."),
     "select": ("loopnerf.select", "select", "Find the still segments of a run's camera path (segments.json + segments.png)."),
-    "demo": ("loopnerf.demo", "demo", "The whole job on the built-in synthetic capture: videos, a baked loop and a report."),
-    "bake": ("loopnerf.bake", "bake", "Bake a run's loop into a compact .loop file for the viewer and exports."),
-    "eval": ("loopnerf.evaluation.command", "eval_command", "Score a run's loops: static PSNR, STDerr, completeness, coherence, LoopQ, seam ratio."),
     "distill": ("loopnerf.distill.train", "distill", "Stage 2: distill the fitted field into a loop of F frames (looping loss)."),
+    "eval": ("loopnerf.evaluation.command", "eval_command", "Score a run's loops: static PSNR, STDerr, completeness, coherence, LoopQ, seam ratio."),
+    "bake": ("loopnerf.bake", "bake", "Bake a run's loop into a compact .loop file for the viewer and exports."),
     "view": ("loopnerf.viewer.command", "view", "Play a baked .loop forever in a window (or render it headless to mp4/gif)."),
+    "render": ("loopnerf.render", "render", "Render a camera file from a run (fit or loop) or a baked .loop."),
     "export": ("loopnerf.export.command", "export", "Export a baked .loop for other engines: glTF (.glb), PLY sequence, VideoLoop3D layers."),
 }
 
