@@ -31,7 +31,7 @@ class DemoPreset:
 
 DEMO_PRESETS = {
     "tiny": DemoPreset(synth_size=32, synth_frames=160, supersample=1, min_length=25, orbit_seconds=1.0, video_size=64),
-    "cpu": DemoPreset(synth_size=96, synth_frames=240, supersample=2, min_length=35, orbit_seconds=4.0, video_size=192),
+    "cpu": DemoPreset(synth_size=96, synth_frames=240, supersample=2, min_length=35, orbit_seconds=3.0, video_size=128),
     "paper": DemoPreset(synth_size=256, synth_frames=300, supersample=2, min_length=50, orbit_seconds=6.0, video_size=512),
 }
 
