@@ -30,12 +30,12 @@ def load_renderable(source: Path, stage: str):
         cache: dict = {}
 
         def render_baked(c2w, k, time, static=False):
+            if static:
+                raise ConfigError("--static renders the stage-1 field; a baked loop has no separate static render")
             key = (k.width, k.height)
             if key not in cache:
                 cache[key] = Renderer(baked, k.width, k.height)
-            r = cache[key]
-            r.set_intrinsics(k.fx, k.fy, k.cx, k.cy) if hasattr(r, "set_intrinsics") else None
-            rgb, depth = r.render(np.asarray(c2w), phase=float(time))
+            rgb, depth = cache[key].render_phase(np.asarray(c2w), float(time), intrinsics=k)
             return {"rgb": rgb.astype(np.float32) / 255.0, "depth": depth}
 
         return render_baked

@@ -118,3 +118,20 @@ def test_distill_resume_is_exact(demo_dir, tmp_path):
         assert torch.equal(a, b)
     # the loop actually trained: its planes left their initial ones
     assert any(not torch.equal(p, torch.ones_like(p)) for p in second.model.loop_parameters())
+
+
+def test_render_baked_loop_matches_the_viewer(demo_dir, tmp_path):
+    import imageio.v3 as iio
+
+    from loopnerf.data.camera_file import write_cameras
+    from loopnerf.data.capture import Intrinsics
+    from loopnerf.export import load_loop
+    from loopnerf.viewer import Renderer
+
+    baked = load_loop(demo_dir / "run" / "scene.loop")
+    cam = baked.camera
+    intr = Intrinsics(cam["fx"], cam["fy"], cam["cx"], cam["cy"], cam["width"], cam["height"])
+    cams = write_cameras(tmp_path / "cams.json", [cam["c2w"]] * 2, [intr] * 2, [0.0, 0.5])
+    assert main(["render", str(demo_dir / "run" / "scene.loop"), "--cameras", str(cams), "--out", str(tmp_path / "baked")]) == 0
+    direct = Renderer(baked, intr.width, intr.height).render_phase(np.asarray(cam["c2w"]), 0.5, intrinsics=intr)[0]
+    np.testing.assert_array_equal(iio.imread(tmp_path / "baked" / "00001.png"), direct)

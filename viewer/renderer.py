@@ -19,29 +19,18 @@ from __future__ import annotations
 
 import os
 import time as _time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
+
+from loopnerf.data.capture import Intrinsics  # re-exported by loopnerf.viewer
 
 if TYPE_CHECKING:  # pragma: no cover
     from loopnerf.export.loop_format import BakedLoop
 
 STOP_TRANSMITTANCE = 1e-3  # a ray stops once less than this much light gets through
 MIN_SAMPLE_WEIGHT = 1e-5  # samples weighing less skip their colour lookup (|error| <= this each)
-
-
-@dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics in pixels for an image of width x height."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
 
 
 def _to_numpy(t, dtype) -> np.ndarray:

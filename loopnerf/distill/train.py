@@ -236,18 +236,9 @@ class Distiller:
             self.batcher = RayBatcher(self.capture, self.capture.train_idx)
             idx = self.frame_index[self.capture.train_idx]
             self.batch_phase = torch.tensor((idx % self.cfg.frames) / self.cfg.frames, dtype=torch.float32)
-        b = self.batcher
-        n = self.cfg.naive_rays
-        g = self.generator
-        fi = torch.randint(0, len(b.frame_ids), (n,), generator=g)
-        uu = torch.randint(0, b.w, (n,), generator=g)
-        vv = torch.randint(0, b.h, (n,), generator=g)
-        from loopnerf.model.ray_batch import rays_for_pixels
-
-        o, d = rays_for_pixels(b.c2w[fi], b.intr[fi], uu.float(), vv.float())
-        rgb = b.images[fi, vv, uu]
-        rgb = rgb.float() / 255.0 if b.is_uint8 else rgb.float()
-        out = self.model(o, d, self.batch_phase[fi])
+        batch = self.batcher.sample(self.cfg.naive_rays, self.generator)
+        out = self.model(batch["origins"], batch["dirs"], self.batch_phase[batch["frame"]])
+        rgb = batch["rgb"]
         terms = {"mse": (out["rgb"] - rgb).square().mean()}
         terms.update(self.model.loop_regularizers(self._weights()))
         return sum(terms.values()), terms

@@ -52,11 +52,12 @@ class RayBatcher:
         self.h, self.w = capture.height, capture.width
 
     def sample(self, n: int, generator: torch.Generator) -> dict:
-        """`n` random rays: origins, dirs [n, 3], times [n], rgb [n, 3] float in [0, 1]."""
+        """`n` random rays: origins, dirs [n, 3], times [n], rgb [n, 3] float in [0, 1], and
+        `frame` [n]: each ray's index into this batcher's frames."""
         f = torch.randint(0, len(self.frame_ids), (n,), generator=generator)
         u = torch.randint(0, self.w, (n,), generator=generator)
         v = torch.randint(0, self.h, (n,), generator=generator)
         o, d = rays_for_pixels(self.c2w[f], self.intr[f], u.float(), v.float())
         rgb = self.images[f, v, u]
         rgb = rgb.float() / 255.0 if self.is_uint8 else rgb.float()
-        return {"origins": o, "dirs": d, "times": self.times[f], "rgb": rgb}
+        return {"origins": o, "dirs": d, "times": self.times[f], "rgb": rgb, "frame": f}

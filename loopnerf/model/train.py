@@ -219,6 +219,7 @@ def train(
     steps: Optional[int] = None,
     rays: Optional[int] = None,
     decoder: Optional[str] = None,
+    time_resolution: Optional[int] = None,
     kernel: Optional[str] = None,
     background: Optional[tuple[float, float, float]] = None,
     downscale: int = 1,
@@ -237,6 +238,9 @@ def train(
         steps: override the preset's number of optimisation steps.
         rays: override the rays per step.
         decoder: override the decoder, 'linear' (bakeable, fast) or 'mlp' (hybrid).
+        time_resolution: time samples of the space-time planes (default: one per frame, which
+            a video with fast repeating motion needs; K-Planes used 25 for D-NeRF's 50
+            frames, where every frame is a new viewpoint).
         kernel: 'taichi' (fast kernels, default) or 'torch' (plain reference twins).
         background: colour behind the scene, RGB in [0, 1] (default white; D-NeRF npz: black).
         downscale: integer image downscale factor applied on load.
@@ -265,6 +269,12 @@ def train(
             cfg.train.rays = rays
         if decoder is not None:
             cfg.model.field = replace(cfg.model.field, decoder=decoder)
+        if time_resolution is not None:
+            if time_resolution < 2:
+                raise ConfigError(f"--time-resolution must be at least 2, got {time_resolution}")
+            f = cfg.model.field
+            cfg.model.field = replace(f, resolution=(*f.resolution[:3], time_resolution))
+            cfg.model.proposals = tuple(replace(p, resolution=(*p.resolution[:3], time_resolution)) for p in cfg.model.proposals)
         if kernel is not None:
             cfg.model.kernel_backend = kernel
         if background is not None:
