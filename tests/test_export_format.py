@@ -18,13 +18,7 @@ from loopnerf.errors import LoopNeRFError
 from loopnerf.export import BakedLoop, LoopFormatError, load_loop, make_test_loop, save_loop
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The CI machine has 2 shared cores; torch's thread pool thrashes under load.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
