@@ -135,3 +135,27 @@ def test_render_baked_loop_matches_the_viewer(demo_dir, tmp_path):
     assert main(["render", str(demo_dir / "run" / "scene.loop"), "--cameras", str(cams), "--out", str(tmp_path / "baked")]) == 0
     direct = Renderer(baked, intr.width, intr.height).render_phase(np.asarray(cam["c2w"]), 0.5, intrinsics=intr)[0]
     np.testing.assert_array_equal(iio.imread(tmp_path / "baked" / "00001.png"), direct)
+
+
+def test_eval_at_a_camera_file(demo_dir, tmp_path):
+    import shutil
+
+    from loopnerf.data.camera_file import write_cameras
+    from loopnerf.data.capture import Intrinsics
+
+    run = tmp_path / "run"
+    shutil.copytree(demo_dir / "run", run)
+    seg = json.loads((run / "segments.json").read_text())["segments"][1]
+    k = seg["intrinsics"]
+    intr = Intrinsics(k["fx"], k["fy"], k["cx"], k["cy"], k["width"], k["height"])
+    times = seg["times"]
+    cams = write_cameras(tmp_path / "view.json", [seg["pose"]] * len(times), [intr] * len(times), times)
+    assert main(["eval", str(run), "--cameras", str(cams), "--no-ground-truth"]) == 0
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["view"]["cameras"] == str(cams) and ev["view"]["frames"] == len(times)
+    assert "ground_truth" not in ev
+    # the same view as segment 1: the same metrics as evaluating that segment
+    assert main(["eval", str(run), "--segment", "1", "--no-ground-truth"]) == 0
+    ev_seg = json.loads((run / "eval.json").read_text())
+    for key in ("coherence", "seam_ratio"):
+        assert abs(ev["loops"]["loop"][key] - ev_seg["loops"]["loop"][key]) < 1e-3 * max(1.0, abs(ev_seg["loops"]["loop"][key]))

@@ -124,7 +124,20 @@ def scanline_figure(path: Path, stage1_video: np.ndarray, loop: np.ndarray, loop
     plt.close(fig)
 
 
-def evaluate_run(run: Path, segment: Optional[int] = None, static_threshold: float = 0.02, ground_truth: bool = True) -> dict:
+def camera_file_view(path: Path, stage1):
+    """A `SegmentVideo`-like view from a camera file: the first camera's pose and
+    intrinsics, and the stage-1 render there at every `time` of the file (the reference)."""
+    from loopnerf.data.camera_file import load_cameras
+    from loopnerf.distill.segment_videos import SegmentVideo
+    from loopnerf.model.render_image import render_image
+
+    cams = load_cameras(path)
+    pose, intr = cams.c2w[0], cams.intrinsics[0]
+    frames = np.stack([render_image(stage1, pose, intr, float(t))["rgb"] for t in cams.times])
+    return SegmentVideo(-1, frames, pose, intr, cams.times)
+
+
+def evaluate_run(run: Path, segment: Optional[int] = None, static_threshold: float = 0.02, ground_truth: bool = True, cameras: Optional[Path] = None) -> dict:
     """Compute every metric of `loopnerf eval` and write RUN/eval.json + RUN/scanlines.png."""
     from loopnerf.distill.loop_model import load_loop_model
     from loopnerf.distill.segment_videos import render_segment_videos
@@ -133,19 +146,23 @@ def evaluate_run(run: Path, segment: Optional[int] = None, static_threshold: flo
 
     run = Path(run)
     stage1, info = load_stage1(run)
-    videos = render_segment_videos(run, stage1, quiet=True)
-    if segment is None:
-        segment = int(np.argmax([len(v.frames) for v in videos]))
-    if not 0 <= segment < len(videos):
-        raise ConfigError(f"--segment {segment}: the run has segments 0..{len(videos) - 1}")
-    view = videos[segment]
+    if cameras is not None:
+        view = camera_file_view(cameras, stage1)
+        segment = -1
+    else:
+        videos = render_segment_videos(run, stage1, quiet=True)
+        if segment is None:
+            segment = int(np.argmax([len(v.frames) for v in videos]))
+        if not 0 <= segment < len(videos):
+            raise ConfigError(f"--segment {segment}: the run has segments 0..{len(videos) - 1}")
+        view = videos[segment]
     loops = {}
     for name in ("loop", "naive"):
         if (run / name / "config.json").is_file():
             loops[name], _ = load_loop_model(run, name)
     if not loops:
         raise ConfigError(f"{run}: no loop to evaluate; run `loopnerf distill {run}` first")
-    result = {"view": {"segment": segment, "frames": int(len(view.frames))}, "loops": {}}
+    result = {"view": {"segment": segment, "cameras": None if cameras is None else str(cameras), "frames": int(len(view.frames))}, "loops": {}}
     loop_frames = {}
     for name, model in loops.items():
         rgb, depth = render_loop_frames(model, view.pose, view.intrinsics, model.frames, depth=True)
@@ -169,6 +186,7 @@ def eval_command(
     segment: Optional[int] = None,
     static_threshold: float = 0.02,
     ground_truth: bool = True,
+    cameras: Optional[Path] = None,
 ) -> int:
     """Score RUN's loops (RUN/loop, RUN/naive) with VideoLoop3D's metrics; write RUN/eval.json
     and RUN/scanlines.png.
@@ -179,12 +197,15 @@ def eval_command(
         static_threshold: a pixel is static when its temporal standard deviation in the
             reference video is below this (colour units in [0, 1]).
         ground_truth: also score against a synthetic capture's gt/ folder when there is one.
+        cameras: evaluate at a camera file's first camera instead of a segment; the stage-1
+            render there at every `time` of the file is the reference video.
     """
     from rich.console import Console
     from rich.table import Table
 
-    res = evaluate_run(run, segment, static_threshold, ground_truth)
-    table = Table(title=f"loop metrics at segment {res['view']['segment']} ({Path(run) / 'eval.json'})")
+    res = evaluate_run(run, segment, static_threshold, ground_truth, cameras)
+    where = f"camera file {cameras}" if cameras is not None else f"segment {res['view']['segment']}"
+    table = Table(title=f"loop metrics at {where} ({Path(run) / 'eval.json'})")
     keys = ["static_psnr", "stderr", "completeness", "coherence", "loopq", "seam_ratio"]
     table.add_column("loop")
     for k in keys:
