@@ -70,11 +70,12 @@ def slab_layers(
     rays at loop phase p: the volume integral restricted to each depth slab."""
     import torch
 
-    from loopnerf.export.reference_render import pinhole_rays, sample_rays
+    from loopnerf.data.rays import camera_rays
+    from loopnerf.export.reference_render import sample_rays
 
     cam = baked.camera
     H, W = int(cam["height"]), int(cam["width"])
-    o, d = pinhole_rays(cam["c2w"], cam)
+    o, d = (r.reshape(-1, 3) for r in camera_rays(cam["c2w"], cam))
     forward = -torch.tensor(cam["c2w"], dtype=torch.float32)[:3, 2]
     L = len(depths)
     # Slab borders: halfway between planes in inverse depth; the first and last slabs are open.

@@ -292,25 +292,6 @@ def camera_intrinsics(intrinsics: Any) -> dict[str, float]:
     return {k: getattr(intrinsics, k) for k in keys}
 
 
-def pinhole_rays(c2w: Any, intrinsics: Any):
-    """Rays of every pixel: (origins [H*W, 3], unit dirs [H*W, 3]) in world space.
-
-    c2w: 4x4 camera-to-world (OpenGL axes: camera looks down -Z, +Y up); pixel
-    (u, v) has its centre at (u + 0.5, v + 0.5), camera-space direction
-    ((u + 0.5 - cx) / fx, -(v + 0.5 - cy) / fy, -1). Row-major pixel order."""
-    import torch
-
-    k = camera_intrinsics(intrinsics)
-    W, H = int(k["width"]), int(k["height"])
-    c2w = torch.as_tensor(c2w, dtype=torch.float32).reshape(4, 4)
-    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
-    d_cam = torch.stack([(u + 0.5 - k["cx"]) / k["fx"], -(v + 0.5 - k["cy"]) / k["fy"], -torch.ones_like(u)], dim=-1)
-    d = d_cam.reshape(-1, 3) @ c2w[:3, :3].T
-    d = d / d.norm(dim=-1, keepdim=True)
-    o = c2w[:3, 3].expand_as(d).contiguous()
-    return o, d
-
-
 def render_camera(
     baked: "BakedLoop",
     c2w: Any = None,
@@ -330,6 +311,8 @@ def render_camera(
         intrinsics = baked.camera
     k = camera_intrinsics(intrinsics)
     H, W = int(k["height"]), int(k["width"])
-    o, d = pinhole_rays(c2w, k)
+    from loopnerf.data.rays import camera_rays
+
+    o, d = (r.reshape(-1, 3) for r in camera_rays(c2w, k))
     out = render_rays(baked, o, d, phase, n_samples, use_occupancy=use_occupancy, basis_fn=basis_fn)
     return {"rgb": out["rgb"].reshape(H, W, 3), "depth": out["depth"].reshape(H, W), "acc": out["acc"].reshape(H, W)}

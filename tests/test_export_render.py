@@ -17,7 +17,6 @@ from loopnerf.export.reference_render import (
     lookup_direction_table,
     normalized_to_world,
     occupied,
-    pinhole_rays,
     query_color,
     query_density,
     query_features,
@@ -137,9 +136,11 @@ def test_render_is_periodic(baked):
     assert float((a - c).abs().max()) > 0.3
 
 
-def test_pinhole_rays_follow_opengl_convention():
+def test_camera_rays_of_the_header_camera_follow_opengl_convention():
+    from loopnerf.data.rays import camera_rays
+
     cam = demo_loop_camera(width=4, height=2)
-    o, d = pinhole_rays(cam["c2w"], cam)
+    o, d = (r.reshape(-1, 3) for r in camera_rays(cam["c2w"], cam))
     c2w = torch.tensor(cam["c2w"], dtype=torch.float32)
     forward = -c2w[:3, 2]
     mean = d.mean(dim=0)

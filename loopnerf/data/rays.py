@@ -25,6 +25,26 @@ def _intrinsics_tuple(intrinsics) -> tuple[float, float, float, float, int, int]
     return fx, fy, cx, cy, int(w), int(h)
 
 
+def rays_for_pixels(c2w, intr, u, v):
+    """World rays through individual pixels (torch).
+
+    c2w [B, 4, 4] (or [4, 4], broadcast), intr [B, 4] (or [4]) = fx, fy, cx, cy;
+    u, v [B] pixel column / row (integers or floats; the centre is at +0.5).
+    Returns origins [B, 3], unit dirs [B, 3].
+    """
+    import torch
+
+    if c2w.dim() == 2:
+        c2w = c2w.expand(u.shape[0], 4, 4)
+    if intr.dim() == 1:
+        intr = intr.expand(u.shape[0], 4)
+    fx, fy, cx, cy = intr.unbind(-1)
+    d_cam = torch.stack([(u + 0.5 - cx) / fx, -(v + 0.5 - cy) / fy, -torch.ones_like(fx)], dim=-1)
+    d = torch.einsum("bij,bj->bi", c2w[:, :3, :3], d_cam)
+    d = d / d.norm(dim=-1, keepdim=True)
+    return c2w[:, :3, 3].clone(), d
+
+
 def camera_rays(c2w: Union["np.ndarray", "torch.Tensor"], intrinsics, device=None):  # noqa: F821
     """Rays through every pixel centre.
 
@@ -37,7 +57,7 @@ def camera_rays(c2w: Union["np.ndarray", "torch.Tensor"], intrinsics, device=Non
     Returns:
         (origins, dirs): float32 tensors [H, W, 3] (or [N, H, W, 3]) in world units;
         `dirs` are unit vectors (so a ray parameter is a distance along the ray, not
-        a depth along the optical axis).
+        a depth along the optical axis). `.reshape(-1, 3)` gives row-major pixel order.
     """
     import torch
 
@@ -49,14 +69,15 @@ def camera_rays(c2w: Union["np.ndarray", "torch.Tensor"], intrinsics, device=Non
     single = pose.ndim == 2
     if single:
         pose = pose[None]
-    u = torch.arange(w, dtype=torch.float32, device=device) + 0.5
-    v = torch.arange(h, dtype=torch.float32, device=device) + 0.5
-    vv, uu = torch.meshgrid(v, u, indexing="ij")
-    cam = torch.stack([(uu - cx) / fx, -(vv - cy) / fy, -torch.ones_like(uu)], dim=-1)  # [H, W, 3]
-    rot = pose[:, :3, :3]  # [N, 3, 3]
-    dirs = torch.einsum("nij,hwj->nhwi", rot, cam)
-    dirs = dirs / torch.linalg.norm(dirs, dim=-1, keepdim=True)
-    origins = pose[:, None, None, :3, 3].expand_as(dirs).contiguous()
+    if pose.shape[-2] == 3:  # [N, 3, 4]: complete the bottom row
+        bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], device=device).expand(pose.shape[0], 1, 4)
+        pose = torch.cat([pose, bottom], dim=1)
+    intr = torch.tensor([fx, fy, cx, cy], dtype=torch.float32, device=device)
+    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=device), torch.arange(w, dtype=torch.float32, device=device), indexing="ij")
+    u, v = u.reshape(-1), v.reshape(-1)
+    rays = [rays_for_pixels(p, intr, u, v) for p in pose]
+    origins = torch.stack([o for o, _ in rays]).view(-1, h, w, 3)
+    dirs = torch.stack([d for _, d in rays]).view(-1, h, w, 3)
     if single:
         return origins[0], dirs[0]
     return origins, dirs

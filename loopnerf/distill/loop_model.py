@@ -179,14 +179,11 @@ def render_loop_frames(model: LoopModel, c2w, intrinsics, frames: int | None = N
     Samples each ray once (the proposal fields see static geometry only, so the samples
     do not depend on the phase) and evaluates the loop field at the F phases k / F.
     """
-    from loopnerf.model.ray_batch import camera_rays_grid
+    from loopnerf.data.rays import camera_rays
 
     f = int(frames or model.frames)
-    c2w_t = torch.as_tensor(np.asarray(c2w), dtype=torch.float32)
-    k = intrinsics
-    intr = torch.tensor([k.fx, k.fy, k.cx, k.cy], dtype=torch.float32)
-    w, h = int(k.width), int(k.height)
-    origins, dirs = camera_rays_grid(c2w_t, intr, w, h)
+    w, h = int(intrinsics.width), int(intrinsics.height)
+    origins, dirs = (r.reshape(-1, 3) for r in camera_rays(np.asarray(c2w), intrinsics))
     was_training = model.training
     model.eval()
     rgb = torch.empty(f, h * w, 3)

@@ -192,7 +192,7 @@ class Distiller:
     def loop_step_loss(self) -> tuple[torch.Tensor, dict]:
         """Looping loss of one random crop of one random segment window."""
         from loopnerf.distill.looping_loss import looping_loss
-        from loopnerf.model.ray_batch import rays_for_pixels
+        from loopnerf.data.rays import rays_for_pixels
 
         cfg, g = self.cfg, self.generator
         v = self.videos[int(torch.randint(len(self.videos), (1,), generator=g))]

@@ -1,36 +1,11 @@
-"""Rays of individual pixels, and random training batches drawn from a capture.
-
-Pixel (u, v) = (column, row) has its centre at (u + 0.5, v + 0.5); its camera-space
-direction is ((u + 0.5 - cx) / fx, -(v + 0.5 - cy) / fy, -1) (OpenGL axes).
-"""
+"""Random training batches of rays drawn from a capture (rays: `loopnerf.data.rays`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-
-def rays_for_pixels(c2w: torch.Tensor, intr: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
-    """World rays through pixels.
-
-    c2w [B, 4, 4] (or [4, 4], broadcast), intr [B, 4] (or [4]) = fx, fy, cx, cy,
-    u, v [B] pixel column / row (integers or floats). Returns origins [B, 3], unit dirs [B, 3].
-    """
-    if c2w.dim() == 2:
-        c2w = c2w.expand(u.shape[0], 4, 4)
-    if intr.dim() == 1:
-        intr = intr.expand(u.shape[0], 4)
-    fx, fy, cx, cy = intr.unbind(-1)
-    d_cam = torch.stack([(u + 0.5 - cx) / fx, -(v + 0.5 - cy) / fy, -torch.ones_like(fx)], dim=-1)
-    d = torch.einsum("bij,bj->bi", c2w[:, :3, :3], d_cam)
-    d = d / d.norm(dim=-1, keepdim=True)
-    return c2w[:, :3, 3].clone(), d
-
-
-def camera_rays_grid(c2w: torch.Tensor, intr: torch.Tensor, width: int, height: int):
-    """All rays of one camera: origins, dirs [H * W, 3] in row-major pixel order."""
-    v, u = torch.meshgrid(torch.arange(height, dtype=c2w.dtype), torch.arange(width, dtype=c2w.dtype), indexing="ij")
-    return rays_for_pixels(c2w, intr, u.reshape(-1), v.reshape(-1))
+from loopnerf.data.rays import rays_for_pixels
 
 
 class RayBatcher:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from loopnerf.model.ray_batch import camera_rays_grid
+from loopnerf.data.rays import camera_rays
 
 
 @torch.no_grad()
@@ -17,10 +17,8 @@ def render_image(model, c2w, intrinsics, time: float, *, chunk: int = 8192, stat
     Returns numpy arrays: rgb [H, W, 3] float32 in [0, 1], depth [H, W] float32 (world
     units), acc [H, W].
     """
-    c2w_t = torch.as_tensor(np.asarray(c2w), dtype=torch.float32)
-    intr = torch.tensor([intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy], dtype=torch.float32)
     w, h = int(intrinsics.width), int(intrinsics.height)
-    origins, dirs = camera_rays_grid(c2w_t, intr, w, h)
+    origins, dirs = (r.reshape(-1, 3) for r in camera_rays(np.asarray(c2w), intrinsics))
     was_training = model.training
     model.eval()
     rgb, depth, acc = [], [], []
