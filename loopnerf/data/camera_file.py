@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from loopnerf.data.capture import Intrinsics, check_rigid
-from loopnerf.data.nerfstudio import intrinsics_of, parse_number, parse_pose, read_json
+from loopnerf.data.nerfstudio import frame_list, intrinsics_of, parse_number, parse_pose, read_json
 from loopnerf.errors import CaptureError
 
 
@@ -38,9 +38,9 @@ def load_cameras(path) -> CameraSet:
     if path.is_dir():
         path = path / "transforms.json"
     meta = read_json(path)
-    frames = meta.get("frames")
-    if not isinstance(frames, list) or not frames:
-        raise CaptureError(f"{path}: missing key 'frames' (a non-empty list of cameras)")
+    frames = frame_list(meta, str(path))
+    if not frames:
+        raise CaptureError(f"{path}: field 'frames' holds no camera")
     c2w, intr, times = [], [], []
     for i, fr in enumerate(frames):
         where = f"{path}: frame {i}"

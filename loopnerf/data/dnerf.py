@@ -40,7 +40,7 @@ import numpy as np
 
 from loopnerf.data.capture import Capture, Intrinsics
 from loopnerf.data.images import read_image, shrink, stack_frames, to_rgb
-from loopnerf.data.nerfstudio import parse_number, parse_pose, read_json
+from loopnerf.data.nerfstudio import frame_list, parse_number, parse_pose, read_json
 from loopnerf.data.progress import track_frames
 from loopnerf.errors import CaptureError
 
@@ -109,11 +109,7 @@ def load_dnerf(
     for s, json_path in files.items():
         meta = read_json(json_path)
         src = str(json_path)
-        frames = meta.get("frames")
-        if frames is None:
-            raise CaptureError(f"{src}: missing key 'frames'")
-        if not isinstance(frames, list):
-            raise CaptureError(f"{src}: field 'frames' must be a list")
+        frames = frame_list(meta, src)
         if "camera_angle_x" not in meta:
             raise CaptureError(f"{src}: missing key 'camera_angle_x' (horizontal field of view, radians)")
         angle = parse_number(meta["camera_angle_x"], src, "camera_angle_x")

@@ -81,6 +81,16 @@ def read_json(path: Path) -> dict:
     return data
 
 
+def frame_list(meta: dict, src: str) -> list:
+    """The `frames` list of a transforms file; `CaptureError` if missing or not a list."""
+    frames = meta.get("frames")
+    if frames is None:
+        raise CaptureError(f"{src}: missing key 'frames'")
+    if not isinstance(frames, list):
+        raise CaptureError(f"{src}: field 'frames' must be a list")
+    return frames
+
+
 def parse_pose(value, where: str) -> np.ndarray:
     """A 4x4 (or 3x4) nested list -> [4, 4] float64; `CaptureError` if malformed."""
     try:
@@ -142,11 +152,7 @@ def load_nerfstudio(
     meta = read_json(json_path)
     base = json_path.parent
     src = str(json_path)
-    frames = meta.get("frames")
-    if frames is None:
-        raise CaptureError(f"{src}: missing key 'frames'")
-    if not isinstance(frames, list):
-        raise CaptureError(f"{src}: field 'frames' must be a list")
+    frames = frame_list(meta, src)
     if not frames:
         raise CaptureError(f"{src}: the capture is empty (field 'frames' has no entries)")
 
