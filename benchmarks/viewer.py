@@ -5,7 +5,9 @@ renderer's compile time (Taichi start + kernel compile or offline-cache load, me
 once), its median / mean steady-state frame time and fps over an orbit of N frames
 (camera and loop phase change every frame, so nothing is cached), and the plain-PyTorch
 reference renderer's time for one frame at the same size (its default 192 samples per
-ray), with the speed ratio.
+ray), with the speed ratio. Unless --no-unbounded, also the same orbit rendered
+without the .loop's per-cell density bounds (every occupied cell marched at the base
+step: the renderer before the bounds existed), with the ratio.
 
 Usage:
     .venv/bin/python benchmarks/viewer.py [--loop scene.loop] [--sizes 320x240,640x480]
@@ -29,7 +31,7 @@ from pathlib import Path
 def default_loop_path() -> Path:
     """Bake (once) and return the cached benchmark loop."""
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "loopnerf"
-    path = cache / "bench_viewer_c16_r64_s124_f24_g32.loop"
+    path = cache / "bench_viewer_c16_r64_s124_f24_g32_bounds.loop"
     if not path.exists():
         from loopnerf.export.demo_loop import make_test_loop
         from loopnerf.export.loop_format import save_loop
@@ -48,6 +50,7 @@ def main() -> None:
     ap.add_argument("--step-scale", type=float, default=1.0, help="marching step multiplier (1 = as baked)")
     ap.add_argument("--arch", default=None, help="cuda or cpu (default: CUDA when available)")
     ap.add_argument("--no-reference", action="store_true", help="skip timing the PyTorch reference renderer")
+    ap.add_argument("--no-unbounded", action="store_true", help="skip the orbit without density bounds")
     args = ap.parse_args()
 
     import numpy as np
@@ -66,10 +69,11 @@ def main() -> None:
             renderer = Renderer(baked, w, h, arch=args.arch, step_scale=args.step_scale)
         renderer.resize(w, h)
         renderer.render(poses[0], 0.0)  # compile (first size only) + allocate this size
-        times = []
+        times, samples = [], []
         for i, c2w in enumerate(poses):
             renderer.render(c2w, (i + 0.37) / baked.fps)
             times.append(renderer.last_frame_seconds)
+            samples.append(float(renderer.last_samples_per_ray().mean()))
         med = statistics.median(times)
         row = {
             "benchmark": "viewer_render",
@@ -82,10 +86,27 @@ def main() -> None:
             "frame_ms_median": round(1000 * med, 2),
             "frame_ms_mean": round(1000 * statistics.fmean(times), 2),
             "fps": round(1.0 / med, 2),
+            "samples_per_ray_mean": round(statistics.fmean(samples), 1),
+            "samples_per_s": round(statistics.fmean(samples) * w * h / med),
+            "density_bounds": baked.density_max is not None,
             "target_fps": 30 if (w, h) == (320, 240) else None,
             "cpu_count": os.cpu_count(),
             "load_avg_1min": round(os.getloadavg()[0], 2),
         }
+        if not args.no_unbounded and baked.density_max is not None:
+            import dataclasses
+
+            plain = Renderer(dataclasses.replace(baked, density_max=None), w, h, arch=args.arch, step_scale=args.step_scale)
+            plain.render(poses[0], 0.0)
+            plain_times = []
+            for i, c2w in enumerate(poses):
+                plain.render(c2w, (i + 0.37) / baked.fps)
+                plain_times.append(plain.last_frame_seconds)
+            plain_med = statistics.median(plain_times)
+            row.update(
+                unbounded_frame_ms_median=round(1000 * plain_med, 2),
+                speedup_vs_unbounded=round(plain_med / med, 2),
+            )
         if not args.no_reference:
             from loopnerf.export.reference_render import render_camera
 

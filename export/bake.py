@@ -71,25 +71,26 @@ def _infer_scales(static_planes: Sequence[Sequence["torch.Tensor"]]) -> tuple[tu
     return tuple(scales), base
 
 
-def compute_occupancy(
+def compute_density_max(
     baked: BakedLoop,
     resolution: tuple[int, int, int],
-    threshold: float,
     *,
     samples_per_axis: int = 2,
     include_static: bool = False,
     chunk: int = 1 << 22,
     progress: bool = False,
 ) -> "torch.Tensor":
-    """Occupancy [Gx, Gy, Gz] uint8 of a BakedLoop (fp16 or fp32 planes).
+    """Density bound per cell [Gx, Gy, Gz] float32 (1/world unit) of a BakedLoop.
 
-    A cell is set when the density at any of its samples_per_axis^3 stratified
-    points exceeds `threshold` at any loop phase k / (2F), k = 0..2F-1 (every frame
-    and the half-way phases); then the grid is dilated by one cell. The still part
-    of the scene is in every frame, so it is covered. `include_static=True` also
-    adds the static planes with the loop planes at 1 (the stage-1 initial state);
-    off by default, because no loop phase renders that combination and it can mark
-    whole slabs (a static plane's profile extended along the missing axis).
+    The maximum density over each cell's samples_per_axis^3 stratified points and the
+    loop phases k / (2F), k = 0..2F-1 (every frame and the half-way phases), then the
+    maximum over the 3x3x3 neighbourhood: a sampled maximum can miss a peak between
+    points, and the neighbours' samples cover it. The renderer uses it to size its
+    steps (a faint cell takes one sample, a dense one many); thresholded it gives
+    the occupancy (`compute_occupancy`). `include_static=True` also adds the static
+    planes with the loop planes at 1 (the stage-1 initial state); off by default,
+    because no loop phase renders that combination and it can mark whole slabs (a
+    static plane's profile extended along the missing axis).
 
     Why it is fast: the stratified points form a regular (Gx k) x (Gy k) x (Gz k)
     lattice, so the static products (times sigma_weight) are computed once per x-slab
@@ -109,15 +110,32 @@ def compute_occupancy(
     phases = [i / (2 * F) for i in range(2 * F)]
     logits = lattice_logits(
         baked, ax, ay, az, phases, reduce_max=True, include_static=include_static, slab_multiple=k, chunk=chunk,
-        progress="occupancy grid" if progress else None,
+        progress="density bounds" if progress else None,
     )
     max_logit = logits.reshape(Gx, k, Gy, k, Gz, k).amax(dim=(1, 3, 5))
+    max_logit = torch.nn.functional.max_pool3d(max_logit[None, None], kernel_size=3, stride=1, padding=1)[0, 0]
     b = float(baked.sigma_bias.float()[0])
-    # density = exp(logit + b - 1) > threshold  <=>  logit > log(threshold) + 1 - b
-    cut = math.log(max(threshold, 1e-30)) + 1.0 - b
-    occ = (max_logit > cut).float()
-    occ = torch.nn.functional.max_pool3d(occ[None, None], kernel_size=3, stride=1, padding=1)[0, 0]
-    return occ.to(torch.uint8)
+    # density = exp(logit + b - 1) (trunc_exp's forward), clamped to float16's range
+    return torch.exp((max_logit + b - 1.0).clamp(max=11.0))
+
+
+def compute_occupancy(
+    baked: BakedLoop,
+    resolution: tuple[int, int, int],
+    threshold: float,
+    *,
+    density_max: "torch.Tensor | None" = None,
+    **kwargs: Any,
+) -> "torch.Tensor":
+    """Occupancy [Gx, Gy, Gz] uint8 of a BakedLoop (fp16 or fp32 planes): 1 where the
+    cell's density bound (`compute_density_max`, computed unless given; `kwargs` go
+    to it) exceeds `threshold` (1/world unit). The bound already holds the 3x3x3
+    neighbourhood maximum, so the occupied region is dilated by one cell."""
+    import torch
+
+    if density_max is None:
+        density_max = compute_density_max(baked, resolution, **kwargs)
+    return (density_max > float(threshold)).to(torch.uint8)
 
 
 def _camera_dict(camera: dict[str, Any]) -> dict[str, Any]:
@@ -233,8 +251,10 @@ def bake_loop(
         dir_table=table,
         occupancy=torch.zeros(occ_res, dtype=torch.uint8),
     )
-    # Occupancy from the fp16 planes: exactly what a renderer of the file will see.
-    baked.occupancy = compute_occupancy(baked, occ_res, float(density_threshold), progress=progress)
+    # Bounds and occupancy from the fp16 planes: exactly what a renderer of the file will see.
+    bound = compute_density_max(baked, occ_res, progress=progress)
+    baked.occupancy = compute_occupancy(baked, occ_res, float(density_threshold), density_max=bound)
+    baked.density_max = bound.half().contiguous()
     # Run the reader's checks now, so a bad bake fails here and not in the viewer.
     from loopnerf.export.loop_format import _validate
 

@@ -11,6 +11,7 @@ the tensors are the planes, decoder weights and occupancy grid. The contract is
     decoder.sigma_bias          float32 [1]
     decoder.dir_table           float32 [Hd, Wd, 3, C * S]   (lat-long map of unit directions)
     occupancy                   uint8   [Gx, Gy, Gz]          (1 = the cell may hold density)
+    density_max                 float16 [Gx, Gy, Gz]          (optional: density bound per cell)
 
 with `R*_s = resolution * scales[s]`, S = len(scales), F = frames. `load_loop` checks
 every header field's type and range, every tensor's presence, dtype, shape (derived
@@ -41,6 +42,7 @@ FORMAT_NAME = "loopnerf.loop"
 FORMAT_VERSION = 1
 METADATA_KEY = "loopnerf"
 STATIC_PAIRS = ("xy", "xz", "yz")
+OPTIONAL_TENSORS = ("density_max",)  # may be absent from a version-1 file
 LOOP_PAIRS = ("xt", "yt", "zt")
 # A safetensors header larger than this is not one we wrote (ours are a few kB):
 # refuse before reading it, so a foreign file cannot make us allocate gigabytes.
@@ -69,6 +71,9 @@ class BakedLoop:
             (row theta / pi * (Hd - 1), theta = acos(d . up-axis y); column
             (atan2(d_z, d_x) + pi) / (2 pi) * Wd, periodic; bilinear)
         occupancy [Gx, Gy, Gz] uint8 (1 = may hold density)
+        density_max [Gx, Gy, Gz] float16 or None (optional): an upper bound on the
+            density (1/world unit) in each cell and its neighbours over the loop;
+            renderers size their steps with it. Files without it are still valid.
 
     Header fields:
         box: ((xmin, ymin, zmin), (xmax, ymax, zmax)) world units
@@ -105,6 +110,7 @@ class BakedLoop:
     sigma_bias: "torch.Tensor"
     dir_table: "torch.Tensor"
     occupancy: "torch.Tensor"
+    density_max: "torch.Tensor | None" = None
     contraction: str = "none"
     decoder: str = "linear"
     format: str = FORMAT_NAME
@@ -179,10 +185,13 @@ class BakedLoop:
         out["decoder.sigma_bias"] = self.sigma_bias
         out["decoder.dir_table"] = self.dir_table
         out["occupancy"] = self.occupancy
+        if self.density_max is not None:
+            out["density_max"] = self.density_max
         return {k: v.detach().cpu().contiguous() for k, v in out.items()}
 
     def expected_shapes(self, dir_table_size: tuple[int, int] | None = None) -> dict[str, tuple[tuple[int, ...], str]]:
-        """Name -> (shape, dtype name) every tensor must have, derived from the header.
+        """Name -> (shape, dtype name) of every tensor, derived from the header (those in
+        `OPTIONAL_TENSORS` may be absent).
 
         The direction table's (Hd, Wd) is free (any size >= (2, 1)); pass the size
         found in the file, else the one of `self.dir_table` is used.
@@ -203,6 +212,7 @@ class BakedLoop:
         out["decoder.sigma_bias"] = ((1,), "float32")
         out["decoder.dir_table"] = ((dir_table_size[0], dir_table_size[1], 3, C * len(self.scales)), "float32")
         out["occupancy"] = (tuple(int(g) for g in self.occupancy_resolution), "uint8")
+        out["density_max"] = (tuple(int(g) for g in self.occupancy_resolution), "float16")
         return out
 
     def summary(self) -> str:
@@ -472,6 +482,8 @@ def _validate(header: dict[str, Any], tensors: dict[str, Any], name: str) -> Bak
             raise LoopFormatError(f"{name}: unexpected tensor '{key}' (not part of format version {FORMAT_VERSION})")
     for key, (shape, dtype) in expected.items():
         t = tensors.get(key)
+        if t is None and key in OPTIONAL_TENSORS:
+            continue
         if t is None:
             raise LoopFormatError(f"{name}: tensor '{key}' is missing")
         if not isinstance(t, torch.Tensor):
@@ -491,10 +503,14 @@ def _validate(header: dict[str, Any], tensors: dict[str, Any], name: str) -> Bak
     occ = tensors["occupancy"]
     if bool((occ > 1).any()):
         raise LoopFormatError(f"{name}: tensor 'occupancy' must hold only 0 and 1")
+    bound = tensors.get("density_max")
+    if bound is not None and bool((bound < 0).any()):
+        raise LoopFormatError(f"{name}: tensor 'density_max' must hold only values >= 0")
     S = len(fields["scales"])
     probe.static_planes = [[tensors[f"static.{s}.{p}"] for p in STATIC_PAIRS] for s in range(S)]
     probe.loop_planes = [[tensors[f"loop.{s}.{p}"] for p in LOOP_PAIRS] for s in range(S)]
     probe.sigma_weight = tensors["decoder.sigma_weight"]
     probe.sigma_bias = tensors["decoder.sigma_bias"]
     probe.occupancy = occ
+    probe.density_max = bound
     return probe

@@ -19,10 +19,17 @@ def depth_to_png(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (matplotlib.colormaps["turbo"](x)[..., :3] * 255).astype(np.uint8)
 
 
-def load_renderable(source: Path, stage: str):
-    """A function (c2w, intrinsics, time, static) -> {"rgb", "depth"} for `source`."""
+def load_renderable(source: Path, stage: str, samples: int | None = None):
+    """A function (c2w, intrinsics, time, static) -> {"rgb", "depth"} for `source`.
+
+    samples: for a run directory, N evenly spaced samples per ray instead of the proposal
+    sampler (see `render_image`); not for a baked .loop (its renderer marches by itself)."""
     source = Path(source)
+    if samples is not None and int(samples) < 1:
+        raise ConfigError(f"--samples must be >= 1, got {samples}")
     if source.suffix == ".loop":
+        if samples is not None:
+            raise ConfigError("--samples applies to a run directory; a baked .loop is marched by the viewer's renderer")
         from loopnerf.viewer.renderer import Renderer
         from loopnerf.export import load_loop
 
@@ -53,7 +60,7 @@ def load_renderable(source: Path, stage: str):
         raise ConfigError(f"unknown stage {stage!r}: use 'fit' or 'loop'")
 
     def render_model(c2w, k, time, static=False):
-        return render_image(model, c2w, k, time, static=static)
+        return render_image(model, c2w, k, time, static=static, uniform_samples=samples)
 
     return render_model
 
@@ -67,6 +74,7 @@ def render(
     static: bool = False,
     video: Optional[Path] = None,
     fps: float = 24.0,
+    samples: Optional[int] = None,
 ) -> int:
     """Render every camera of a camera file to OUT/00000.png ... in file order.
 
@@ -80,6 +88,10 @@ def render(
         static: render only the static part (time planes as ones); stage 1 only.
         video: also write the frames as a video (.mp4 or .gif).
         fps: frame rate of the video, frames per second.
+        samples: run directories only: integrate each ray with this many evenly spaced
+            samples instead of the trained proposal sampler (slower; converges to the
+            field's exact volume integral, which is what the baked viewer computes;
+            e.g. 1024 to compare a .loop against its model).
     """
     import imageio.v3 as iio
     from rich.progress import track
@@ -87,7 +99,7 @@ def render(
     from loopnerf.data.camera_file import load_cameras
 
     cams = load_cameras(cameras)
-    fn = load_renderable(source, stage)
+    fn = load_renderable(source, stage, samples)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     frames, depths = [], []

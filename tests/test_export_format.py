@@ -242,3 +242,23 @@ def test_info_prints_loop_header(loop_file):
     )
     assert proc.returncode == 0, proc.stderr
     assert "6 frames" in proc.stdout and "loopnerf.loop" in proc.stdout
+
+
+def test_density_bounds_are_optional_and_checked(tmp_path, baked):
+    import dataclasses
+
+    assert baked.density_max is not None and baked.density_max.dtype == torch.float16
+    # occupancy is the bound above the threshold (up to the bound's float16 rounding)
+    bound = baked.density_max.float()
+    differ = (bound > baked.density_threshold).to(torch.uint8) != baked.occupancy
+    assert bool(((bound[differ] - baked.density_threshold).abs() <= 1e-3 * baked.density_threshold).all())
+    back = load_loop(save_loop(tmp_path / "with.loop", baked))
+    assert torch.equal(back.density_max, baked.density_max)
+    old = load_loop(save_loop(tmp_path / "without.loop", dataclasses.replace(baked, density_max=None)))
+    assert old.density_max is None
+    tensors = baked.tensors()
+    tensors["density_max"] = tensors["density_max"].clone()
+    tensors["density_max"][1, 2, 3] = -1.0
+    _expect_error(_write_raw(tmp_path / "neg.loop", baked.header(), tensors), "density_max", ">= 0")
+    tensors["density_max"] = tensors["density_max"][:, :, :2].contiguous()
+    _expect_error(_write_raw(tmp_path / "shape.loop", baked.header(), tensors), "density_max", "shape")

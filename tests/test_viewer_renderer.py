@@ -159,3 +159,38 @@ def test_orbit_path_is_periodic_and_starts_home(loop):
     assert not np.allclose(poses[3], poses[0])
     again = orbit_path(loop.camera["c2w"], loop.box, loop.up, 12 * 2)
     np.testing.assert_allclose(again[2], poses[1], atol=1e-5)  # same path at twice the rate
+
+
+def test_density_bounds_cut_samples_not_accuracy(loop, renderer):
+    # The same loop without its per-cell density bounds (a .loop written before they
+    # existed): occupied cells are marched at the base step everywhere.
+    assert loop.density_max is not None
+    unbounded = Renderer(dataclasses.replace(loop, density_max=None), 40, 30)
+    c2w = renderer.default_c2w()
+    for phase in (0.2, 0.7):
+        a, _ = renderer.render_phase(c2w, phase)
+        n_bounded = renderer.last_samples_per_ray().sum()
+        b, _ = unbounded.render_phase(c2w, phase)
+        n_unbounded = unbounded.last_samples_per_ray().sum()
+        assert n_bounded < 0.8 * n_unbounded
+        ref = render_camera(loop, phase=phase, n_samples=512)["rgb"].numpy()
+        assert psnr(a, ref) >= 35.0 and psnr(b, ref) >= 35.0
+
+
+def test_density_pyramid_bounds_every_finer_cell():
+    from loopnerf.viewer.renderer import UNBOUNDED, density_pyramid
+
+    rng = np.random.default_rng(0)
+    bound = rng.random((9, 6, 5)).astype(np.float32) * 10
+    occ = (rng.random((9, 6, 5)) > 0.3).astype(np.uint8)
+    flat, meta = density_pyramid(occ, bound)
+    levels = [flat[o : o + gx * gy * gz].reshape(gx, gy, gz) for o, gx, gy, gz in meta]
+    np.testing.assert_array_equal(levels[0], np.where(occ > 0, bound, 0))
+    assert max(levels[-1].shape) <= 4 and len(levels) >= 2
+    for fine, coarse in zip(levels, levels[1:]):
+        assert coarse.shape == tuple((d + 1) // 2 for d in fine.shape)
+        for idx in np.ndindex(*fine.shape):
+            assert coarse[tuple(i // 2 for i in idx)] >= fine[idx]
+    # Without bounds an occupied cell is unbounded and an empty one is 0.
+    flat, meta = density_pyramid(occ, None)
+    np.testing.assert_array_equal(flat[: occ.size].reshape(occ.shape), np.where(occ > 0, np.float32(UNBOUNDED), np.float32(0)))

@@ -2,24 +2,30 @@
 
 One kernel, parallel over pixels (DESIGN §8: a CPU parallel loop needs thousands of
 outer iterations to use every core). Per pixel it builds the camera ray (OpenGL
-axes, pixel centres at +0.5), clips it to the scene box and [near, far], and walks
-the fixed sample lattice t_k = near + (k + 0.5) * step, jumping over every empty
-cell of the baked occupancy grid in one go (the jump lands on the same lattice, so
-skipping changes nothing but the cost). At an occupied sample the features are
+axes, pixel centres at +0.5), clips it to the scene box and [near, far], and walks it
+with steps sized by a max pyramid of per-cell density bounds (`density_pyramid` in
+renderer.py): at distance t it looks from the coarsest level down for the first cell
+whose optical-depth bound along the ray, bound * (cell exit - t), is below P_SKIP
+(skipped: nothing to see) or below P_TAU (one sample at its middle covers it); a
+finest-level cell that is neither gets ceil(length / max(step, tau / bound)) evenly
+spaced samples. Faint haze thus costs one sample per large cell, surfaces are marched
+at the baked step. At a sample the features are
 
     f[s*C + c] = xy_s(x, y)[c] * xz_s(x, z)[c] * yz_s(y, z)[c]       (bilinear)
                * lx_s(x)[c] * ly_s(y)[c] * lz_s(z)[c]                 (linear)
 
 where l*_s are the loop planes already collapsed on the host to the current phase
 (`collapse_loop_planes`), so a sample costs 3 bilinear + 3 linear lookups per scale,
-all channel-last with a plain `for c in range(C)` loop (the layout the CPU
-vectorises). Density = exp(f . w + b - 1) (trunc_exp's forward); colour =
-sigmoid(B(d) f) with B(d) [3, C*S] the bilinear lookup of the baked direction table,
-evaluated only for samples whose alpha matters. The ray stops once transmittance
-falls under 1e-3.
+all channel-last with a plain `for c in range(C)` loop. Density = exp(f . w + b - 1)
+(trunc_exp's forward); colour = sigmoid(B(d) f) with B(d) [3, C*S] looked up once per
+ray in the baked direction table (bilinear) and kept in a per-pixel scratch row,
+evaluated only for samples whose weight matters. The ray stops once transmittance
+falls under P_STOP_T.
 
 All arrays are passed as ndarrays (no copies) and flattened where their number
-varies with the scene (scales), so one compiled kernel serves every .loop file.
+varies with the scene (scales, pyramid levels), so one compiled kernel serves every
+.loop file. (Compile-time C and S with unrolled channel loops were tried: no faster on
+the CPU backend, and a 10x longer compile.)
 """
 
 
@@ -37,7 +43,9 @@ P_SIGMA_BIAS = 25
 P_BG = 26  # 3 values in [0, 1]
 P_MIN_ALPHA = 29  # a sample whose weight T*alpha is below this skips its colour
 P_STOP_T = 30  # transmittance under which a ray stops (1e-3)
-N_PARAMS = 31
+P_TAU = 31  # most optical depth one sample may cover (sigma bound * its length)
+P_SKIP = 32  # a cell whose optical-depth bound along the ray is under this is skipped
+N_PARAMS = 33
 
 
 @ti.func
@@ -75,12 +83,15 @@ def render_loop_kernel(
     line_meta: ti.types.ndarray(dtype=ti.i32, ndim=2),
     sigma_weight: ti.types.ndarray(dtype=ti.f32, ndim=1),
     dir_table: ti.types.ndarray(dtype=ti.f32, ndim=4),
-    occupancy: ti.types.ndarray(dtype=ti.u8, ndim=3),
+    density_mip: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    mip_meta: ti.types.ndarray(dtype=ti.i32, ndim=2),
     params: ti.types.ndarray(dtype=ti.f32, ndim=1),
-    feature_scratch: ti.types.ndarray(dtype=ti.f32, ndim=2),
     rgb_out: ti.types.ndarray(dtype=ti.u8, ndim=3),
     depth_out: ti.types.ndarray(dtype=ti.f32, ndim=2),
     opacity_out: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    samples_out: ti.types.ndarray(dtype=ti.i32, ndim=2),
+    feature_scratch: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    basis_scratch: ti.types.ndarray(dtype=ti.f32, ndim=3),
     n_channels: ti.i32,
     n_scales: ti.i32,
 ):
@@ -91,20 +102,23 @@ def render_loop_kernel(
         that order (pair (i, j): coordinate i indexes W, j indexes H).
     lines [sum of R*C] float32: the loop planes xt, yt, zt of every scale collapsed to
         one phase, each [R, C]; line_meta [S*3, 2] int32: (offset, R).
-    sigma_weight [C*S]; dir_table [Hd, Wd, 3, C*S]; occupancy [Gx, Gy, Gz] uint8.
-    params [N_PARAMS] float32 (see the P_* indices); feature_scratch [H*W, C*S]: one
-        row of per-sample features per pixel (only that pixel's thread touches it).
+    sigma_weight [C*S]; dir_table [Hd, Wd, 3, C*S].
+    density_mip [sum of gx*gy*gz] float32: bounds on the density (1/world unit) per
+        cell, level 0 the finest grid, each level the max of 2x2x2 cells of the one
+        below, each [gx, gy, gz] flattened C-order; mip_meta [L, 4] int32: (offset, gx,
+        gy, gz) per level. A cell whose bound is 0 is empty.
+    params [N_PARAMS] float32 (see the P_* indices).
     rgb_out [H, W, 3] uint8; depth_out [H, W] float32: expected ray distance of the
         visible surface, sum(w_i t_i) + (1 - sum(w_i)) * far (world units along the
         unit ray; the light that gets through counts at `far`); opacity_out [H, W] =
-        sum(w_i).
+        sum(w_i); samples_out [H, W] int32: field evaluations of each ray.
+    n_channels, n_scales: C and S, compile-time (one kernel per (C, S): the channel
+        loops unroll and vectorise).
     """
+    n_feat = n_channels * n_scales
     height = rgb_out.shape[0]
     width = rgb_out.shape[1]
-    n_feat = n_channels * n_scales
-    grid_x = occupancy.shape[0]
-    grid_y = occupancy.shape[1]
-    grid_z = occupancy.shape[2]
+    n_levels = mip_meta.shape[0]
     table_h = dir_table.shape[0]
     table_w = dir_table.shape[1]
     for pix in range(height * width):
@@ -139,132 +153,156 @@ def render_loop_kernel(
             elif ti.abs(on[a]) > 1.0:
                 t_hi = -1.0  # parallel to this slab and outside it: misses the box
 
-        # Direction-table taps, once per ray (the direction is fixed along it).
-        theta = ti.acos(ti.math.clamp(dy, -1.0, 1.0))
-        trow = ti.math.clamp(theta / 3.141592653589793 * (table_h - 1), 0.0, ti.cast(table_h - 1, ti.f32))
-        r0 = ti.min(ti.cast(ti.floor(trow), ti.i32), ti.max(table_h - 2, 0))
-        r1 = ti.min(r0 + 1, table_h - 1)
-        ar = trow - r0
-        tcol = (ti.atan2(dz, dx) + 3.141592653589793) / (2.0 * 3.141592653589793) * table_w
-        c0f = ti.floor(tcol)
-        ac = tcol - c0f
-        c0 = ti.cast(c0f, ti.i32) % table_w
-        c1 = (c0 + 1) % table_w
-        w00 = (1 - ar) * (1 - ac)
-        w01 = (1 - ar) * ac
-        w10 = ar * (1 - ac)
-        w11 = ar * ac
-
-        step = params[P_STEP]
-        near = params[P_NEAR]
         transmittance = 1.0
         acc_r = 0.0
         acc_g = 0.0
         acc_b = 0.0
         acc_t = 0.0
-        k = ti.max(ti.cast(ti.ceil((t_lo - near) / step - 0.5), ti.i32), 0)
-        while t_lo < t_hi:
-            t = near + (k + 0.5) * step
-            if t >= t_hi:
-                break
-            xn = on + t * dn
-            ix = ti.math.clamp(ti.cast(ti.floor((xn[0] + 1.0) * 0.5 * grid_x), ti.i32), 0, grid_x - 1)
-            iy = ti.math.clamp(ti.cast(ti.floor((xn[1] + 1.0) * 0.5 * grid_y), ti.i32), 0, grid_y - 1)
-            iz = ti.math.clamp(ti.cast(ti.floor((xn[2] + 1.0) * 0.5 * grid_z), ti.i32), 0, grid_z - 1)
-            if occupancy[ix, iy, iz] == 0:
-                # Jump to the first lattice sample past this empty cell's exit.
-                cell = ti.Vector([ix, iy, iz])
-                dims = ti.Vector([grid_x, grid_y, grid_z])
-                t_exit = t_hi
-                for a in ti.static(range(3)):
-                    if dn[a] > 1e-12:
-                        t_exit = ti.min(t_exit, (-1.0 + 2.0 * (cell[a] + 1) / dims[a] - on[a]) / dn[a])
-                    elif dn[a] < -1e-12:
-                        t_exit = ti.min(t_exit, (-1.0 + 2.0 * cell[a] / dims[a] - on[a]) / dn[a])
-                k = ti.max(k + 1, ti.cast(ti.ceil((t_exit - near) / step - 0.5), ti.i32))
-                continue
-            # Features and density.
-            sigma_acc = 0.0
-            for s in range(n_scales):
-                m_xy = s * 3
-                m_xz = s * 3 + 1
-                m_yz = s * 3 + 2
-                i_xy, w_xy = _bilinear_taps(xn[0], xn[1], static_meta[m_xy, 1], static_meta[m_xy, 2])
-                i_xz, w_xz = _bilinear_taps(xn[0], xn[2], static_meta[m_xz, 1], static_meta[m_xz, 2])
-                i_yz, w_yz = _bilinear_taps(xn[1], xn[2], static_meta[m_yz, 1], static_meta[m_yz, 2])
-                i_x, w_x = _linear_taps(xn[0], line_meta[m_xy, 1])
-                i_y, w_y = _linear_taps(xn[1], line_meta[m_xz, 1])
-                i_z, w_z = _linear_taps(xn[2], line_meta[m_yz, 1])
-                o_xy = i_xy * n_channels + static_meta[m_xy, 0]
-                o_xz = i_xz * n_channels + static_meta[m_xz, 0]
-                o_yz = i_yz * n_channels + static_meta[m_yz, 0]
-                o_x = i_x * n_channels + line_meta[m_xy, 0]
-                o_y = i_y * n_channels + line_meta[m_xz, 0]
-                o_z = i_z * n_channels + line_meta[m_yz, 0]
-                base = s * n_channels
-                for c in range(n_channels):
-                    f_xy = (
-                        w_xy[0] * static_planes[o_xy[0] + c]
-                        + w_xy[1] * static_planes[o_xy[1] + c]
-                        + w_xy[2] * static_planes[o_xy[2] + c]
-                        + w_xy[3] * static_planes[o_xy[3] + c]
-                    )
-                    f_xz = (
-                        w_xz[0] * static_planes[o_xz[0] + c]
-                        + w_xz[1] * static_planes[o_xz[1] + c]
-                        + w_xz[2] * static_planes[o_xz[2] + c]
-                        + w_xz[3] * static_planes[o_xz[3] + c]
-                    )
-                    f_yz = (
-                        w_yz[0] * static_planes[o_yz[0] + c]
-                        + w_yz[1] * static_planes[o_yz[1] + c]
-                        + w_yz[2] * static_planes[o_yz[2] + c]
-                        + w_yz[3] * static_planes[o_yz[3] + c]
-                    )
-                    f_t = (
-                        (w_x[0] * lines[o_x[0] + c] + w_x[1] * lines[o_x[1] + c])
-                        * (w_y[0] * lines[o_y[0] + c] + w_y[1] * lines[o_y[1] + c])
-                        * (w_z[0] * lines[o_z[0] + c] + w_z[1] * lines[o_z[1] + c])
-                    )
-                    f = f_xy * f_xz * f_yz * f_t
-                    feature_scratch[pix, base + c] = f
-                    sigma_acc += sigma_weight[base + c] * f
-            sigma = ti.exp(ti.min(sigma_acc + params[P_SIGMA_BIAS] - 1.0, 80.0))
-            alpha = 1.0 - ti.exp(-sigma * step)
-            weight = transmittance * alpha
-            if weight > params[P_MIN_ALPHA]:
-                # Colour: sigmoid(B(d) f), B(d) bilinear in the direction table.
-                lr = 0.0
-                lg = 0.0
-                lb = 0.0
+        n_eval = 0
+        if t_lo < t_hi:
+            # Colour basis B(d) [3, C*S] for this ray: one bilinear lookup of the table
+            # (the direction is fixed along the ray), then a dot product per sample.
+            theta = ti.acos(ti.math.clamp(dy, -1.0, 1.0))
+            trow = ti.math.clamp(theta / 3.141592653589793 * (table_h - 1), 0.0, ti.cast(table_h - 1, ti.f32))
+            r0 = ti.min(ti.cast(ti.floor(trow), ti.i32), ti.max(table_h - 2, 0))
+            r1 = ti.min(r0 + 1, table_h - 1)
+            ar = trow - r0
+            tcol = (ti.atan2(dz, dx) + 3.141592653589793) / (2.0 * 3.141592653589793) * table_w
+            c0f = ti.floor(tcol)
+            ac = tcol - c0f
+            c0 = ti.cast(c0f, ti.i32) % table_w
+            c1 = (c0 + 1) % table_w
+            w00 = (1 - ar) * (1 - ac)
+            w01 = (1 - ar) * ac
+            w10 = ar * (1 - ac)
+            w11 = ar * ac
+            for ch in ti.static(range(3)):
                 for j in range(n_feat):
-                    f = feature_scratch[pix, j]
-                    lr += f * (
-                        w00 * dir_table[r0, c0, 0, j]
-                        + w01 * dir_table[r0, c1, 0, j]
-                        + w10 * dir_table[r1, c0, 0, j]
-                        + w11 * dir_table[r1, c1, 0, j]
+                    basis_scratch[pix, ch, j] = (
+                        w00 * dir_table[r0, c0, ch, j]
+                        + w01 * dir_table[r0, c1, ch, j]
+                        + w10 * dir_table[r1, c0, ch, j]
+                        + w11 * dir_table[r1, c1, ch, j]
                     )
-                    lg += f * (
-                        w00 * dir_table[r0, c0, 1, j]
-                        + w01 * dir_table[r0, c1, 1, j]
-                        + w10 * dir_table[r1, c0, 1, j]
-                        + w11 * dir_table[r1, c1, 1, j]
-                    )
-                    lb += f * (
-                        w00 * dir_table[r0, c0, 2, j]
-                        + w01 * dir_table[r0, c1, 2, j]
-                        + w10 * dir_table[r1, c0, 2, j]
-                        + w11 * dir_table[r1, c1, 2, j]
-                    )
-                acc_r += weight / (1.0 + ti.exp(-lr))
-                acc_g += weight / (1.0 + ti.exp(-lg))
-                acc_b += weight / (1.0 + ti.exp(-lb))
-            acc_t += weight * t
-            transmittance *= 1.0 - alpha
-            if transmittance < params[P_STOP_T]:
-                break
-            k += 1
+            inv_dn = ti.Vector([0.0, 0.0, 0.0])
+            for a in ti.static(range(3)):
+                inv_dn[a] = ti.select(ti.abs(dn[a]) > 1e-12, 1.0 / dn[a], 0.0)
+            base_step = params[P_STEP]
+            tau = params[P_TAU]
+            skip = params[P_SKIP]
+            nudge = 1e-4 * base_step
+            level0 = ti.Vector([mip_meta[0, 1], mip_meta[0, 2], mip_meta[0, 3]])
+            t = t_lo
+            while t < t_hi:
+                # Find the coarsest level whose cell at t is empty or faint enough for one
+                # sample; else sample the finest cell at max(base_step, tau / bound).
+                probe = on + (t + nudge) * dn
+                seg_end = t_hi
+                n_pieces = 0
+                lv = n_levels - 1
+                while lv >= 0:
+                    off = mip_meta[lv, 0]
+                    gx = mip_meta[lv, 1]
+                    gy = mip_meta[lv, 2]
+                    gz = mip_meta[lv, 3]
+                    dims = ti.Vector([gx, gy, gz])
+                    # Level lv's cells are 2^lv level-0 cells wide (a padded last cell
+                    # reaches past the box, which rays never sample).
+                    geo = ti.cast(level0, ti.f32) / ti.cast(1 << lv, ti.f32)
+                    cell = ti.Vector([0, 0, 0])
+                    for a in ti.static(range(3)):
+                        cell[a] = ti.math.clamp(ti.cast(ti.floor((probe[a] + 1.0) * 0.5 * geo[a]), ti.i32), 0, dims[a] - 1)
+                    bound = density_mip[off + (cell[0] * gy + cell[1]) * gz + cell[2]]
+                    t_exit = t_hi
+                    for a in ti.static(range(3)):
+                        if dn[a] > 1e-12:
+                            t_exit = ti.min(t_exit, (-1.0 + 2.0 * (cell[a] + 1) / geo[a] - on[a]) * inv_dn[a])
+                        elif dn[a] < -1e-12:
+                            t_exit = ti.min(t_exit, (-1.0 + 2.0 * cell[a] / geo[a] - on[a]) * inv_dn[a])
+                    t_exit = ti.max(t_exit, t + nudge)  # always move on
+                    seg = t_exit - t
+                    seg_end = t_exit
+                    if bound * seg <= skip:
+                        n_pieces = 0  # at most `skip` of optical depth: nothing to see
+                        break
+                    if bound * seg <= tau:
+                        n_pieces = 1  # one sample covers the whole cell
+                        break
+                    if lv == 0:
+                        piece = ti.max(base_step, tau / bound)
+                        n_pieces = ti.max(ti.cast(ti.ceil(seg / piece), ti.i32), 1)
+                    lv -= 1
+                delta = (seg_end - t) / ti.max(n_pieces, 1)
+                for i in range(n_pieces):
+                    ts = t + (i + 0.5) * delta
+                    xn = on + ts * dn
+                    n_eval += 1
+                    sigma_acc = 0.0
+                    for s in range(n_scales):
+                        m_xy = s * 3
+                        m_xz = s * 3 + 1
+                        m_yz = s * 3 + 2
+                        i_xy, w_xy = _bilinear_taps(xn[0], xn[1], static_meta[m_xy, 1], static_meta[m_xy, 2])
+                        i_xz, w_xz = _bilinear_taps(xn[0], xn[2], static_meta[m_xz, 1], static_meta[m_xz, 2])
+                        i_yz, w_yz = _bilinear_taps(xn[1], xn[2], static_meta[m_yz, 1], static_meta[m_yz, 2])
+                        i_x, w_x = _linear_taps(xn[0], line_meta[m_xy, 1])
+                        i_y, w_y = _linear_taps(xn[1], line_meta[m_xz, 1])
+                        i_z, w_z = _linear_taps(xn[2], line_meta[m_yz, 1])
+                        o_xy = i_xy * n_channels + static_meta[m_xy, 0]
+                        o_xz = i_xz * n_channels + static_meta[m_xz, 0]
+                        o_yz = i_yz * n_channels + static_meta[m_yz, 0]
+                        o_x = i_x * n_channels + line_meta[m_xy, 0]
+                        o_y = i_y * n_channels + line_meta[m_xz, 0]
+                        o_z = i_z * n_channels + line_meta[m_yz, 0]
+                        for c in range(n_channels):
+                            f_xy = (
+                                w_xy[0] * static_planes[o_xy[0] + c]
+                                + w_xy[1] * static_planes[o_xy[1] + c]
+                                + w_xy[2] * static_planes[o_xy[2] + c]
+                                + w_xy[3] * static_planes[o_xy[3] + c]
+                            )
+                            f_xz = (
+                                w_xz[0] * static_planes[o_xz[0] + c]
+                                + w_xz[1] * static_planes[o_xz[1] + c]
+                                + w_xz[2] * static_planes[o_xz[2] + c]
+                                + w_xz[3] * static_planes[o_xz[3] + c]
+                            )
+                            f_yz = (
+                                w_yz[0] * static_planes[o_yz[0] + c]
+                                + w_yz[1] * static_planes[o_yz[1] + c]
+                                + w_yz[2] * static_planes[o_yz[2] + c]
+                                + w_yz[3] * static_planes[o_yz[3] + c]
+                            )
+                            f_t = (
+                                (w_x[0] * lines[o_x[0] + c] + w_x[1] * lines[o_x[1] + c])
+                                * (w_y[0] * lines[o_y[0] + c] + w_y[1] * lines[o_y[1] + c])
+                                * (w_z[0] * lines[o_z[0] + c] + w_z[1] * lines[o_z[1] + c])
+                            )
+                            f = f_xy * f_xz * f_yz * f_t
+                            feature_scratch[pix, s * n_channels + c] = f
+                            sigma_acc += sigma_weight[s * n_channels + c] * f
+                    sigma = ti.exp(ti.min(sigma_acc + params[P_SIGMA_BIAS] - 1.0, 80.0))
+                    alpha = 1.0 - ti.exp(-sigma * delta)
+                    weight = transmittance * alpha
+                    if weight > params[P_MIN_ALPHA]:
+                        lr = 0.0
+                        lg = 0.0
+                        lb = 0.0
+                        for j in range(n_feat):  # sigmoid(B(d) f)
+                            f = feature_scratch[pix, j]
+                            lr += f * basis_scratch[pix, 0, j]
+                            lg += f * basis_scratch[pix, 1, j]
+                            lb += f * basis_scratch[pix, 2, j]
+                        acc_r += weight / (1.0 + ti.exp(-lr))
+                        acc_g += weight / (1.0 + ti.exp(-lg))
+                        acc_b += weight / (1.0 + ti.exp(-lb))
+                    acc_t += weight * ts
+                    transmittance *= 1.0 - alpha
+                    if transmittance < params[P_STOP_T]:
+                        break
+                if transmittance < params[P_STOP_T]:
+                    break
+                t = seg_end
         opacity = 1.0 - transmittance
         r = acc_r + transmittance * params[P_BG]
         g = acc_g + transmittance * params[P_BG + 1]
@@ -275,3 +313,4 @@ def render_loop_kernel(
         # The reference renderer's convention: what the rays miss counts at `far`.
         depth_out[row, col] = acc_t + transmittance * params[P_FAR]
         opacity_out[row, col] = opacity
+        samples_out[row, col] = n_eval

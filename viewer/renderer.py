@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 STOP_TRANSMITTANCE = 1e-3  # a ray stops once less than this much light gets through
 MIN_SAMPLE_WEIGHT = 1e-5  # samples weighing less skip their colour lookup (|error| <= this each)
+SAMPLE_OPTICAL_DEPTH = 0.25  # most optical depth (density bound x length) one sample may cover
+SKIP_OPTICAL_DEPTH = 1e-4  # a cell whose optical-depth bound along the ray is below this is skipped
+UNBOUNDED = 1e30  # the density bound of an occupied cell in a .loop without `density_max`
 
 
 def _to_numpy(t, dtype) -> np.ndarray:
@@ -49,8 +52,10 @@ class Renderer:
         width, height: image size in pixels (change later with `resize`).
         arch: "cuda", "cpu" or None (CUDA when a GPU is there, else CPU). Taichi starts
             on the first render (never at import), with its offline cache on.
-        step_scale: marching step = the .loop's `step` * step_scale (1 = as baked; 2
-            halves the samples per ray for speed at some loss of accuracy).
+        step_scale: scales the marching: the step in dense cells (the .loop's `step`)
+            and the optical depth one sample may cover in faint ones
+            (`SAMPLE_OPTICAL_DEPTH`); 1 = as baked, 2 about halves the samples per ray
+            for speed at some loss of accuracy (the window does this while moving).
 
     Attributes after the first render: `compile_seconds` (Taichi start + kernel
     compile, measured on a tiny warm-up image) and `last_frame_seconds` (the latest
@@ -109,6 +114,7 @@ class Renderer:
         self._sigma_bias = float(_to_numpy(loop.sigma_bias, np.float32).reshape(-1)[0])
         self._dir_table = _to_numpy(loop.dir_table, np.float32)
         self._occupancy = _to_numpy(loop.occupancy, np.uint8)
+        self._density_mip, self._mip_meta = density_pyramid(self._occupancy, getattr(loop, "density_max", None))
 
     def _ensure_runtime(self) -> None:
         """Start Taichi, move the scene to the device and compile the kernel (once)."""
@@ -131,7 +137,8 @@ class Renderer:
             "line_meta": upload(self._line_meta, ti.i32),
             "sigma_weight": upload(self._sigma_weight, ti.f32),
             "dir_table": upload(self._dir_table, ti.f32),
-            "occupancy": upload(self._occupancy, ti.u8),
+            "density_mip": upload(self._density_mip, ti.f32),
+            "mip_meta": upload(self._mip_meta, ti.i32),
             "lines": ti.ndarray(ti.f32, shape=self._lines.shape),
             "params": ti.ndarray(ti.f32, shape=(_kernel().N_PARAMS,)),
         }
@@ -154,7 +161,9 @@ class Renderer:
                 ti.ndarray(ti.u8, shape=(height, width, 3)),
                 ti.ndarray(ti.f32, shape=(height, width)),
                 ti.ndarray(ti.f32, shape=(height, width)),
+                ti.ndarray(ti.i32, shape=(height, width)),
                 ti.ndarray(ti.f32, shape=(height * width, self.n_channels * self.n_scales)),
+                ti.ndarray(ti.f32, shape=(height * width, 3, self.n_channels * self.n_scales)),
             )
         return self._targets[key]
 
@@ -241,6 +250,12 @@ class Renderer:
         self.last_frame_seconds = _time.perf_counter() - t0
         return out
 
+    def last_samples_per_ray(self) -> np.ndarray:
+        """int32 [H, W]: field evaluations per ray in the latest render (cost diagnostics)."""
+        if getattr(self, "_last_samples", None) is None:
+            raise RuntimeError("nothing rendered yet")
+        return self._last_samples.to_numpy()
+
     def _render_into(self, c2w, phase: float, intr: Intrinsics):
         kern = _kernel()
         loop = self.loop
@@ -256,16 +271,52 @@ class Renderer:
         params[kern.P_BG : kern.P_BG + 3] = self.background
         params[kern.P_MIN_ALPHA] = MIN_SAMPLE_WEIGHT
         params[kern.P_STOP_T] = STOP_TRANSMITTANCE
+        params[kern.P_TAU] = SAMPLE_OPTICAL_DEPTH * self.step_scale
+        params[kern.P_SKIP] = SKIP_OPTICAL_DEPTH
         g = self._gpu
         g["params"].from_numpy(params)
         g["lines"].from_numpy(self.collapse_loop_planes(phase))
-        rgb, depth, opacity, scratch = self._target(intr.width, intr.height)
+        rgb, depth, opacity, samples, feat_scratch, basis_scratch = self._target(intr.width, intr.height)
         kern.render_loop_kernel(
             g["static_planes"], g["static_meta"], g["lines"], g["line_meta"], g["sigma_weight"],
-            g["dir_table"], g["occupancy"], g["params"], scratch, rgb, depth, opacity,
+            g["dir_table"], g["density_mip"], g["mip_meta"], g["params"], rgb, depth, opacity, samples,
+            feat_scratch, basis_scratch,
             self.n_channels, self.n_scales,
         )
+        self._last_samples = samples
         return rgb.to_numpy(), depth.to_numpy(), opacity.to_numpy()
+
+
+def density_pyramid(occupancy: np.ndarray, density_max=None, *, coarsest: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Density bounds per cell at every level of a max pyramid, as the kernel reads them.
+
+    Level 0 is the baked grid [Gx, Gy, Gz]: the .loop's `density_max` (1/world unit)
+    where the occupancy is set and 0 elsewhere (the occupancy decides what is empty,
+    as in the reference renderer); without `density_max` an occupied cell is
+    unbounded (it is marched at the base step, the renderer's behaviour before the
+    bound existed). Level l + 1 holds the max over 2x2x2 cells of level l (odd sizes
+    round up), down to `coarsest` cells along the longest axis.
+
+    Returns (flat float32 values of all levels, meta [L, 4] int32 of (offset, gx, gy, gz)).
+    """
+    occ = np.asarray(occupancy) > 0
+    if density_max is None:
+        level = np.where(occ, np.float32(UNBOUNDED), np.float32(0.0))
+    else:
+        bound = _to_numpy(density_max, np.float32)
+        level = np.where(occ, bound, np.float32(0.0)).astype(np.float32)
+    levels = [np.ascontiguousarray(level, dtype=np.float32)]
+    while max(levels[-1].shape) > coarsest:
+        prev = levels[-1]
+        pad = [(0, dim % 2) for dim in prev.shape]
+        padded = np.pad(prev, pad, constant_values=0.0)
+        gx, gy, gz = (d // 2 for d in padded.shape)
+        levels.append(np.ascontiguousarray(padded.reshape(gx, 2, gy, 2, gz, 2).max(axis=(1, 3, 5))))
+    meta, offset = [], 0
+    for lv in levels:
+        meta.append((offset, *lv.shape))
+        offset += lv.size
+    return np.concatenate([lv.reshape(-1) for lv in levels]), np.asarray(meta, dtype=np.int32)
 
 
 class FrameCache:

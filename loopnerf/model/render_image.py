@@ -9,11 +9,17 @@ from loopnerf.data.rays import camera_rays
 
 
 @torch.no_grad()
-def render_image(model, c2w, intrinsics, time: float, *, chunk: int = 8192, static: bool = False) -> dict:
+def render_image(model, c2w, intrinsics, time: float, *, chunk: int = 8192, static: bool = False,
+                 uniform_samples: int | None = None) -> dict:
     """Render one camera.
 
     c2w: [4, 4] camera-to-world (OpenGL); intrinsics: object with fx, fy, cx, cy, width,
     height; time: capture time in [0, 1] (stage 1) or loop phase in [0, 1) (loop model).
+    uniform_samples: None renders with the model's proposal sampler (as trained); N
+    integrates each ray with N evenly spaced bins over its range instead (evenly in
+    disparity when unbounded): slower, but it converges to the field's own volume
+    integral, which the proposal sampler only approximates where it puts wide bins
+    (faint matter in front of surfaces). The baked viewer computes that integral.
     Returns numpy arrays: rgb [H, W, 3] float32 in [0, 1], depth [H, W] float32 (world
     units), acc [H, W].
     """
@@ -25,7 +31,14 @@ def render_image(model, c2w, intrinsics, time: float, *, chunk: int = 8192, stat
     for i in range(0, origins.shape[0], chunk):
         o, d = origins[i : i + chunk], dirs[i : i + chunk]
         t = torch.full((o.shape[0],), float(time))
-        out = model(o, d, t, static=static)
+        if uniform_samples is None:
+            out = model(o, d, t, static=static)
+        else:
+            t_near, t_far = model.ray_range(o, d)
+            hit = t_far > t_near
+            s = torch.linspace(0.0, 1.0, int(uniform_samples) + 1).expand(o.shape[0], -1)
+            t_edges = model.s_to_t(s, t_near, torch.maximum(t_far, t_near))
+            out = model.render_samples(o, d, t, t_edges, hit, static=static)
         rgb.append(out["rgb"])
         depth.append(out["depth"])
         acc.append(out["acc"])
