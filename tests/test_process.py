@@ -164,6 +164,7 @@ def check_realshort_capture(out: Path, expected_frames: int, summary: dict) -> N
     assert summary["frames_extracted"] == expected_frames
     assert summary["frames_registered"] >= 0.8 * expected_frames
     assert summary["mean_reprojection_error_px"] < 1.5
+    assert summary["warnings"] == [], summary["warnings"]  # a phone-like field of view, mild distortion
     cap = load_capture(out)
     assert len(cap) == summary["frames_registered"]
     meta = json.loads((out / "transforms.json").read_text())
@@ -276,3 +277,15 @@ def test_extract_frames_streams(tmp_path):
     decoded = [f for i, f in enumerate(iio.imiter(video, plugin="FFMPEG")) if i in (0, 42)]
     for name, full in zip([ex.names[0], ex.names[7]], decoded):
         np.testing.assert_array_equal(iio.imread(tmp_path / "frames" / name), downscale_frame(full[..., :3], 2))
+
+
+def test_implausible_intrinsics_are_flagged():
+    from loopnerf.process.command import intrinsics_warnings
+
+    # realshort.mp4 at its full size: 57.5 deg, small distortion -> nothing to say
+    assert intrinsics_warnings(57.5, {"k1": -0.05}) == []
+    # realshort at --fps 15 --downscale 2: 13/18 frames "registered" with a 15.5 deg
+    # field of view and k1 = 4.83, a degenerate reconstruction
+    w = intrinsics_warnings(15.5, {"k1": 4.83})
+    assert len(w) == 2 and "15.5 deg" in w[0] and "k1 = 4.83" in w[1]
+    assert len(intrinsics_warnings(140.0, {})) == 1

@@ -76,6 +76,35 @@ def intrinsics_from_camera(params: dict, width: int, height: int):
     return k, dist
 
 
+# A phone's cameras span about 30 (telephoto) to 120 (ultra-wide) degrees horizontally,
+# and their lenses' first radial coefficient stays well within +-0.5 at this
+# normalisation; a reconstruction outside is usually a degenerate one (focal length
+# traded against distortion on a clip with too little parallax).
+PLAUSIBLE_FOV_DEG = (25.0, 125.0)
+PLAUSIBLE_K1 = 0.5
+
+
+def intrinsics_warnings(fov_deg: float, distortion: dict) -> list[str]:
+    """Warnings for recovered intrinsics a phone camera would not have (empty if plausible).
+
+    fov_deg: horizontal field of view in degrees; distortion: OpenCV names (k1, ...)."""
+    out = []
+    lo, hi = PLAUSIBLE_FOV_DEG
+    if not lo <= fov_deg <= hi:
+        out.append(
+            f"the recovered horizontal field of view is {fov_deg:.1f} deg, outside the {lo:.0f}-{hi:.0f} deg "
+            "of phone cameras: the reconstruction may be degenerate (too little parallax); "
+            "keep more frames (--fps) or more resolution (a smaller --downscale), or film a wider arc"
+        )
+    k1 = float(distortion.get("k1", 0.0))
+    if abs(k1) > PLAUSIBLE_K1:
+        out.append(
+            f"the recovered radial distortion k1 = {k1:.2f} is implausibly strong (|k1| > {PLAUSIBLE_K1}); "
+            "the focal length may have been traded for distortion: try --camera-model SIMPLE_PINHOLE"
+        )
+    return out
+
+
 def frame_times(frame_index: np.ndarray, first: int, last: int) -> np.ndarray:
     """[N] capture time in [0, 1] of video frames `frame_index`, the clip running from
     video frame `first` (time 0) to `last` (time 1)."""
@@ -230,6 +259,7 @@ def process_video(
                     "camera": {"model": sfm.camera_model, **{n: round(v, 6) for n, v in sfm.camera_params.items()},
                                "width": sfm.width, "height": sfm.height},
                     "horizontal_fov_deg": round(math.degrees(2 * math.atan(k.width / (2 * k.fx))), 3),
+                    "warnings": intrinsics_warnings(math.degrees(2 * math.atan(k.width / (2 * k.fx))), distortion),
                     "camera_path_length": round(float(steps.sum()), 4),
                     "scene_box": None if capture_box is None else np.round(capture_box, 4).tolist(),
                     "timings_s": progress.timings,
@@ -315,4 +345,6 @@ def process(
             f"horizontal FOV {s['horizontal_fov_deg']:.1f} deg, {s['total_s']:.1f} s, "
             f"peak memory {s['peak_memory_mb']:.0f} MiB; camera path: {res.capture_dir / 'camera_path.png'}"
         )
+        for w in s.get("warnings", []):
+            print(f"warning: {w}")
     return 0
