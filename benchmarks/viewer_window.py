@@ -1,0 +1,123 @@
+"""The viewer window's own frame rate (pyglet under Xvfb, or the current display).
+
+Opens `loopnerf view`'s window (`ViewerApp`) on a baked loop and runs its main loop
+(`ViewerApp.step`: events, clock, render, texture upload, HUD, flip) in three phases,
+timing every iteration:
+
+1. `dragging`: a scripted left-button drag orbits the camera every frame, so the
+   window renders at its moving quality (MOVING_FACTOR of the size, MOVING_STEP_SCALE
+   times the step) and nothing can be cached;
+2. `still, first loop`: the camera rests and the loop plays one frame per iteration
+   through its F frames, each rendered at full quality (and cached);
+3. `still, cached`: the next loop replays the cached frames (upload + draw only).
+
+Prints one JSON line per phase: frames, median frame time (ms) and fps, render size.
+Without a DISPLAY it starts its own Xvfb (apt-get install xvfb). Xvfb draws with a
+software OpenGL, as a headless CI machine does.
+
+Usage:
+    .venv/bin/python benchmarks/viewer_window.py [--loop scene.loop] [--size 320x240]
+        [--drag-frames 24]
+
+Without --loop it uses the cached benchmark loop of benchmarks/viewer.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def start_xvfb() -> subprocess.Popen | None:
+    """Start Xvfb on a free display and point DISPLAY at it (None if DISPLAY is set)."""
+    if os.environ.get("DISPLAY"):
+        return None
+    exe = shutil.which("Xvfb")
+    if exe is None:
+        sys.exit("no DISPLAY and no Xvfb (apt-get install xvfb)")
+    n = next(n for n in range(97, 160) if not os.path.exists(f"/tmp/.X11-unix/X{n}") and not os.path.exists(f"/tmp/.X{n}-lock"))
+    proc = subprocess.Popen([exe, f":{n}", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while not os.path.exists(f"/tmp/.X11-unix/X{n}"):
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            sys.exit(f"Xvfb :{n} did not start")
+        time.sleep(0.1)
+    os.environ["DISPLAY"] = f":{n}"
+    return proc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--loop", type=Path, default=None, help="baked .loop (default: the viewer benchmark's loop)")
+    ap.add_argument("--size", default="320x240", help="window size WxH")
+    ap.add_argument("--drag-frames", type=int, default=24, help="iterations of the dragging phase")
+    args = ap.parse_args()
+    w, h = (int(v) for v in args.size.lower().split("x"))
+
+    xvfb = start_xvfb()
+    try:
+        import importlib.util
+
+        import pyglet
+
+        from loopnerf.export.loop_format import load_loop
+        from loopnerf.viewer.app import ViewerApp
+        from loopnerf.viewer.renderer import Renderer
+
+        if args.loop is None:  # the renderer benchmark's cached loop (benchmarks/viewer.py)
+            spec = importlib.util.spec_from_file_location("viewer_benchmark", Path(__file__).with_name("viewer.py"))
+            bench = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(bench)
+        path = args.loop or bench.default_loop_path()
+        baked = load_loop(path)
+        renderer = Renderer(baked, w, h)
+        app = ViewerApp(renderer, w, h, title="benchmark")
+        app.step(0.0)  # compile + first frame
+        left = pyglet.window.mouse.LEFT
+
+        def timed(n: int, before_each, dt: float | None) -> tuple[list[float], tuple[int, int]]:
+            times, size = [], None
+            for _ in range(n):
+                before_each()
+                t0 = time.perf_counter()
+                app.step(dt)
+                times.append(time.perf_counter() - t0)
+                size = app.last_rgb.shape[1], app.last_rgb.shape[0]
+            return times, size
+
+        def report(phase: str, times: list[float], size) -> None:
+            med = statistics.median(times)
+            print(json.dumps({
+                "benchmark": "viewer_window", "phase": phase, "loop": str(path), "window": f"{w}x{h}",
+                "render_size": f"{size[0]}x{size[1]}", "frames": len(times), "frame_ms_median": round(1000 * med, 2),
+                "fps": round(1.0 / med, 2), "arch": renderer.arch, "display": os.environ.get("DISPLAY"),
+                "xvfb": xvfb is not None, "cpu_count": os.cpu_count(),
+            }), flush=True)
+
+        times, size = timed(args.drag_frames, lambda: app.on_mouse_drag(w // 2, h // 2, 3, 0, left, 0), 0.0)
+        report("dragging", times, size)
+        app.last_input = -1e9  # the camera rests from here on
+        frame_dt = 1.0 / renderer.fps
+        app.time = 0.0
+        times, size = timed(renderer.frames, lambda: None, frame_dt)
+        report("still, first loop", times, size)
+        times, size = timed(renderer.frames, lambda: None, frame_dt)
+        report("still, cached", times, size)
+        app.close()
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
