@@ -30,7 +30,7 @@ def default_camera(run: Path, fallback_intrinsics=None) -> dict:
     return {"c2w": np.asarray(best["pose"]).tolist(), "fx": k["fx"], "fy": k["fy"], "cx": k["cx"], "cy": k["cy"], "width": k["width"], "height": k["height"]}
 
 
-def bake_model(model, camera: dict, fps: float, *, occupancy_resolution: int = 64, density_threshold: float = 0.05, step_cells: float = 2.0, progress: bool = False):
+def bake_model(model, camera: dict, fps: float, *, occupancy_resolution: int = 64, density_threshold: float = 0.05, step_cells: float = 1.0, progress: bool = False):
     """A `BakedLoop` of a `LoopModel` whose field uses the linear decoder.
 
     step_cells: the renderer's marching step, in cells of the finest plane (along the
@@ -74,7 +74,7 @@ def bake(
     method: Literal["loop", "naive"] = "loop",
     occupancy_resolution: int = 64,
     density_threshold: float = 0.05,
-    step_cells: float = 2.0,
+    step_cells: float = 1.0,
     quiet: bool = False,
 ) -> int:
     """Bake RUN's distilled loop into a `.loop` file (fp16 planes, occupancy grid, direction table).
@@ -90,7 +90,11 @@ def bake(
             threshold costs little: on the demo loop 0.05 (90 % of the box) renders
             within 2 % of the speed of 0.5 (75 %) and 0.6 dB closer to the loop model.
         step_cells: the viewer's ray-marching step in dense cells, in cells of the finest
-            plane (faint cells are sized by their density bound instead).
+            plane (faint cells are sized by their density bound instead). On the demo
+            loop, against the loop model's exact integral (`loopnerf render --samples
+            1024`) over three views: 2 cells 38.3-44.9 dB (a thin surface is stepped
+            over at the edge of one view), 1 cell 41.6-45.9 dB with 14 % more samples,
+            0.5 cell 43.5-46.4 dB with 30 % more.
         quiet: no progress bar.
     """
     from loopnerf.distill.loop_model import load_loop_model
