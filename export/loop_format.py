@@ -226,6 +226,11 @@ class BakedLoop:
             f"decoder       {self.decoder} (direction table {list(self.dir_table.shape[:2])})",
             f"occupancy     {list(self.occupancy_resolution)} grid, "
             f"{float(self.occupancy.float().mean()) * 100:.1f}% occupied (threshold {self.density_threshold:g})",
+            "density bound " + (
+                "none (the viewer marches every occupied cell at `step`)" if self.density_max is None else
+                f"per cell, median {float(self.density_max.float().median()):.3g}, "
+                f"max {float(self.density_max.float().max()):.3g} per world unit"
+            ),
             f"camera        {cam['width']}x{cam['height']} px, fx {cam['fx']:.1f}, "
             f"position {[round(float(r[3]), 3) for r in cam['c2w'][:3]]}",
             f"up            {list(self.up)}; background {list(self.background)}",
