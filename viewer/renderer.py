@@ -81,6 +81,7 @@ class Renderer:
         self.background = tuple(float(c) for c in loop.background)
         self._pack_scene()
         self._gpu = None  # device copies of the scene arrays (Taichi ndarrays), made lazily
+        self._last_samples = None  # the latest render's samples-per-ray ndarray
         self.width = 0
         self.height = 0
         self.resize(width, height)
@@ -114,7 +115,7 @@ class Renderer:
         self._sigma_bias = float(_to_numpy(loop.sigma_bias, np.float32).reshape(-1)[0])
         self._dir_table = _to_numpy(loop.dir_table, np.float32)
         self._occupancy = _to_numpy(loop.occupancy, np.uint8)
-        self._density_mip, self._mip_meta = density_pyramid(self._occupancy, getattr(loop, "density_max", None))
+        self._density_mip, self._mip_meta = density_pyramid(self._occupancy, loop.density_max)
 
     def _ensure_runtime(self) -> None:
         """Start Taichi, move the scene to the device and compile the kernel (once)."""
@@ -252,7 +253,7 @@ class Renderer:
 
     def last_samples_per_ray(self) -> np.ndarray:
         """int32 [H, W]: field evaluations per ray in the latest render (cost diagnostics)."""
-        if getattr(self, "_last_samples", None) is None:
+        if self._last_samples is None:
             raise RuntimeError("nothing rendered yet")
         return self._last_samples.to_numpy()
 

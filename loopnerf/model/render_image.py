@@ -28,6 +28,9 @@ def render_image(model, c2w, intrinsics, time: float, *, chunk: int = 8192, stat
     was_training = model.training
     model.eval()
     rgb, depth, acc = [], [], []
+    if uniform_samples is not None:
+        # hold at most chunk x 64 samples at once (about what the proposal path holds)
+        chunk = max(64, min(chunk, chunk * 64 // max(int(uniform_samples), 1)))
     for i in range(0, origins.shape[0], chunk):
         o, d = origins[i : i + chunk], dirs[i : i + chunk]
         t = torch.full((o.shape[0],), float(time))
