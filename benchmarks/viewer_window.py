@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -35,23 +34,17 @@ import time
 from pathlib import Path
 
 
-def start_xvfb() -> subprocess.Popen | None:
-    """Start Xvfb on a free display and point DISPLAY at it (None if DISPLAY is set)."""
+def start_display() -> subprocess.Popen | None:
+    """Start Xvfb and point DISPLAY at it, unless DISPLAY is already set (then None)."""
     if os.environ.get("DISPLAY"):
         return None
-    exe = shutil.which("Xvfb")
-    if exe is None:
-        sys.exit("no DISPLAY and no Xvfb (apt-get install xvfb)")
-    n = next(n for n in range(97, 160) if not os.path.exists(f"/tmp/.X11-unix/X{n}") and not os.path.exists(f"/tmp/.X{n}-lock"))
-    proc = subprocess.Popen([exe, f":{n}", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 20
-    while not os.path.exists(f"/tmp/.X11-unix/X{n}"):
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            sys.exit(f"Xvfb :{n} did not start")
-        time.sleep(0.1)
-    os.environ["DISPLAY"] = f":{n}"
+    from loopnerf.viewer.xvfb import start_xvfb
+
+    try:
+        proc, display = start_xvfb()
+    except (FileNotFoundError, RuntimeError) as err:
+        sys.exit(f"no DISPLAY and {err}")
+    os.environ["DISPLAY"] = display
     return proc
 
 
@@ -63,7 +56,7 @@ def main() -> None:
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
 
-    xvfb = start_xvfb()
+    xvfb = start_display()
     try:
         import importlib.util
 

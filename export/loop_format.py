@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +43,6 @@ METADATA_KEY = "loopnerf"
 STATIC_PAIRS = ("xy", "xz", "yz")
 OPTIONAL_TENSORS = ("density_max",)  # may be absent from a version-1 file
 LOOP_PAIRS = ("xt", "yt", "zt")
-# A safetensors header larger than this is not one we wrote (ours are a few kB):
-# refuse before reading it, so a foreign file cannot make us allocate gigabytes.
-_MAX_HEADER_BYTES = 64 * 1024 * 1024
 
 
 class LoopFormatError(LoopNeRFError):
@@ -304,46 +300,14 @@ def load_loop(path: str | os.PathLike) -> BakedLoop:
 
 
 def _read_framing(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Parse the safetensors framing ourselves so every failure has a clear message.
+    """Check the safetensors framing (`read_safetensors_header`) and parse the loopnerf
+    header from its metadata, so every failure has a clear message.
 
     Returns (loopnerf header, safetensors header)."""
+    from loopnerf.safetensors_header import read_safetensors_header
+
     name = str(path)
-    if not path.exists():
-        raise LoopFormatError(f"{name}: no such file")
-    if not path.is_file():
-        raise LoopFormatError(f"{name}: not a file")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise LoopFormatError(f"{name}: not a .loop file (too short for a safetensors header: {size} bytes)")
-        (n,) = struct.unpack("<Q", head)
-        if n == 0 or n > _MAX_HEADER_BYTES or n > size - 8:
-            hint = "truncated, or not a safetensors file" if n <= _MAX_HEADER_BYTES else "not a safetensors file"
-            raise LoopFormatError(
-                f"{name}: not a .loop file ({hint}: header length {n} bytes, file size {size} bytes)"
-            )
-        raw = f.read(n)
-    try:
-        st_header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise LoopFormatError(f"{name}: not a .loop file (the safetensors header is not JSON: {err})") from err
-    if not isinstance(st_header, dict):
-        raise LoopFormatError(f"{name}: not a .loop file (the safetensors header is not a JSON object)")
-    # Tensor byte ranges must lie inside the file: catches truncation with a clear message.
-    data_size = size - 8 - n
-    end = 0
-    for key, info in st_header.items():
-        if key == "__metadata__":
-            continue
-        offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-            raise LoopFormatError(f"{name}: not a .loop file (tensor '{key}' has no valid data_offsets)")
-        end = max(end, offsets[1])
-    if end > data_size:
-        raise LoopFormatError(
-            f"{name}: truncated file (tensor data needs {end} bytes, only {data_size} present)"
-        )
+    st_header = read_safetensors_header(path, what="a .loop file", error=LoopFormatError)
     meta = st_header.get("__metadata__")
     if not isinstance(meta, dict) or METADATA_KEY not in meta:
         raise LoopFormatError(

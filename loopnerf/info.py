@@ -9,7 +9,6 @@ for the table). To teach `info` a new kind of input (e.g. a run folder), append 
 from __future__ import annotations
 
 import json as jsonlib
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,6 +16,7 @@ from typing import Callable
 from tyro.conf import Positional
 
 from loopnerf.errors import LoopNeRFError
+from loopnerf.safetensors_header import read_safetensors_header
 
 
 @dataclass(frozen=True)
@@ -68,30 +68,6 @@ def describe_loop(path: Path, options: dict) -> dict:
 
 
 # ----------------------------------------------------------- safetensors files
-def read_safetensors_header(path: Path) -> dict:
-    """The JSON header of a safetensors file (tensor names, dtypes, shapes and the
-    `__metadata__` strings), read from its first bytes without loading tensors.
-
-    Layout: 8-byte little-endian header length n, then n bytes of JSON.
-    Raises `LoopNeRFError` if the file is not safetensors.
-    """
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise LoopNeRFError(f"{path}: too short to be a safetensors file")
-        (n,) = struct.unpack("<Q", head)
-        if n <= 0 or n > size - 8 or n > 100_000_000:
-            raise LoopNeRFError(f"{path}: not a safetensors file (header length {n} for a {size}-byte file)")
-        try:
-            header = jsonlib.loads(f.read(n))
-        except (UnicodeDecodeError, jsonlib.JSONDecodeError):
-            raise LoopNeRFError(f"{path}: not a safetensors file (its header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise LoopNeRFError(f"{path}: not a safetensors file (header is not a JSON object)")
-    return header
-
-
 def describe_safetensors(path: Path, options: dict) -> dict:
     """Summary of a checkpoint: tensor count, parameter count, dtypes, metadata keys."""
     header = read_safetensors_header(path)

@@ -4,10 +4,8 @@ under Xvfb (the window tests start their own Xvfb server)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -94,23 +92,17 @@ def test_headless_mp4_orbit_and_pose_file(tmp_path, loop_file):
 # ---------------------------------------------------------------------- window (Xvfb)
 @pytest.fixture(scope="module")
 def xvfb_display():
-    exe = shutil.which("Xvfb")
-    if exe is None:
+    from loopnerf.viewer.xvfb import start_xvfb
+
+    try:
+        proc, display = start_xvfb("800x600x24")
+    except FileNotFoundError:
         pytest.skip("Xvfb is not installed (apt-get install xvfb); the window tests need it")
-    for n in range(97, 140):
-        if not os.path.exists(f"/tmp/.X11-unix/X{n}") and not os.path.exists(f"/tmp/.X{n}-lock"):
-            break
-    proc = subprocess.Popen([exe, f":{n}", "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 20
-    while not os.path.exists(f"/tmp/.X11-unix/X{n}"):
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"Xvfb :{n} did not start")
-        time.sleep(0.1)
+    except RuntimeError as err:
+        pytest.fail(str(err))
     old = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = f":{n}"
-    yield f":{n}"
+    os.environ["DISPLAY"] = display
+    yield display
     if old is None:
         os.environ.pop("DISPLAY", None)
     else:

@@ -75,6 +75,23 @@ def _linear_taps(u: ti.f32, length: ti.i32):
     return ti.Vector([i0, i1], dt=ti.i32), ti.Vector([1 - a, a], dt=ti.f32)
 
 
+@ti.func
+def _tap4(values: ti.template(), offsets, weights, c: ti.i32) -> ti.f32:
+    """Channel c of a 4-tap (bilinear) lookup: sum_k weights[k] * values[offsets[k] + c]."""
+    return (
+        weights[0] * values[offsets[0] + c]
+        + weights[1] * values[offsets[1] + c]
+        + weights[2] * values[offsets[2] + c]
+        + weights[3] * values[offsets[3] + c]
+    )
+
+
+@ti.func
+def _tap2(values: ti.template(), offsets, weights, c: ti.i32) -> ti.f32:
+    """Channel c of a 2-tap (linear) lookup."""
+    return weights[0] * values[offsets[0] + c] + weights[1] * values[offsets[1] + c]
+
+
 @ti.kernel
 def render_loop_kernel(
     static_planes: ti.types.ndarray(dtype=ti.f32, ndim=1),
@@ -255,30 +272,14 @@ def render_loop_kernel(
                         o_y = i_y * n_channels + line_meta[m_xz, 0]
                         o_z = i_z * n_channels + line_meta[m_yz, 0]
                         for c in range(n_channels):
-                            f_xy = (
-                                w_xy[0] * static_planes[o_xy[0] + c]
-                                + w_xy[1] * static_planes[o_xy[1] + c]
-                                + w_xy[2] * static_planes[o_xy[2] + c]
-                                + w_xy[3] * static_planes[o_xy[3] + c]
+                            f = (
+                                _tap4(static_planes, o_xy, w_xy, c)
+                                * _tap4(static_planes, o_xz, w_xz, c)
+                                * _tap4(static_planes, o_yz, w_yz, c)
+                                * _tap2(lines, o_x, w_x, c)
+                                * _tap2(lines, o_y, w_y, c)
+                                * _tap2(lines, o_z, w_z, c)
                             )
-                            f_xz = (
-                                w_xz[0] * static_planes[o_xz[0] + c]
-                                + w_xz[1] * static_planes[o_xz[1] + c]
-                                + w_xz[2] * static_planes[o_xz[2] + c]
-                                + w_xz[3] * static_planes[o_xz[3] + c]
-                            )
-                            f_yz = (
-                                w_yz[0] * static_planes[o_yz[0] + c]
-                                + w_yz[1] * static_planes[o_yz[1] + c]
-                                + w_yz[2] * static_planes[o_yz[2] + c]
-                                + w_yz[3] * static_planes[o_yz[3] + c]
-                            )
-                            f_t = (
-                                (w_x[0] * lines[o_x[0] + c] + w_x[1] * lines[o_x[1] + c])
-                                * (w_y[0] * lines[o_y[0] + c] + w_y[1] * lines[o_y[1] + c])
-                                * (w_z[0] * lines[o_z[0] + c] + w_z[1] * lines[o_z[1] + c])
-                            )
-                            f = f_xy * f_xz * f_yz * f_t
                             feature_scratch[pix, s * n_channels + c] = f
                             sigma_acc += sigma_weight[s * n_channels + c] * f
                     sigma = ti.exp(ti.min(sigma_acc + params[P_SIGMA_BIAS] - 1.0, 80.0))

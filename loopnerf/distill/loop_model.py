@@ -153,7 +153,7 @@ def save_loop_model(run: Path, model: LoopModel, config: dict, name: str = "loop
 
 def load_loop_model(run: Path, name: str = "loop"):
     """(LoopModel, loop config dict) from RUN/<name>/ on top of RUN's stage-1 weights."""
-    from loopnerf.model.checkpoint import load_checkpoint
+    from loopnerf.model.checkpoint import finished_or_latest, load_checkpoint
     from loopnerf.model.train import load_stage1
 
     d = Path(run) / name
@@ -164,9 +164,7 @@ def load_loop_model(run: Path, name: str = "loop"):
     model = LoopModel(stage1, int(info["frames"]))
     holder = nn.Module()
     holder.loop_planes = model.field.loop_planes
-    ck = d / "model.safetensors"
-    if not ck.is_file():
-        ck = d / "ckpt.safetensors"
+    ck = finished_or_latest(d)
     load_checkpoint(ck, holder)
     model.eval()
     return model, info

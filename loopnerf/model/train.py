@@ -20,7 +20,7 @@ import torch
 from tyro.conf import Positional
 
 from loopnerf.errors import ConfigError, TrainingError
-from loopnerf.model.checkpoint import load_checkpoint, save_checkpoint
+from loopnerf.model.checkpoint import finished_or_latest, load_checkpoint, save_checkpoint
 from loopnerf.model.config import Stage1Config, config_from_dict, config_to_dict, preset as make_preset, resolve_time_resolution, save_json_atomic
 from loopnerf.model.kplanes_model import KPlanesModel
 from loopnerf.model.ray_batch import RayBatcher
@@ -204,9 +204,7 @@ def load_stage1(run: Path):
     info = json.loads((d / "config.json").read_text())
     cfg = config_from_dict(info["config"])
     model = KPlanesModel(cfg.model, np.asarray(info["box"]))
-    ck = d / "model.safetensors"
-    if not ck.is_file():
-        ck = d / "ckpt.safetensors"
+    ck = finished_or_latest(d)
     load_checkpoint(ck, model)
     model.eval()
     return model, info
