@@ -1,19 +1,29 @@
-"""Viewer renderer speed: steady-state frame time and fps over an orbit.
+"""Viewer renderer speed and fidelity: the brick renderer beside the planes renderer.
 
-Prints one JSON line per image size (default 320x240 and 640x480) with the Taichi
-renderer's compile time (Taichi start + kernel compile or offline-cache load, measured
-once), its median / mean steady-state frame time and fps over an orbit of N frames
-(camera and loop phase change every frame, so nothing is cached), and the plain-PyTorch
-reference renderer's time for one frame at the same size (its default 192 samples per
-ray), with the speed ratio. Unless --no-unbounded, also the same orbit rendered
-without the .loop's per-cell density bounds (every occupied cell marched at the base
-step: the renderer before the bounds existed), with the ratio.
+For each image size (default 320x240 and 640x480) and each renderer, an orbit of N
+views around the .loop's default camera (camera and loop phase change every frame, so
+nothing is cached) after one warm-up frame, timed in steady state. One JSON line per
+(renderer, size): median / mean frame time, fps, samples per ray, ns per sample (wall
+time of the frame / samples; on this CPU both cores work on one frame), and the brick
+grid's build time (it is built when a .loop is loaded).
+
+The renderers:
+- `planes` on `--baseline-loop` (default: the same file): the renderer before the
+  brick grid (every sample evaluates the file's planes) - today's renderer when given
+  a .loop baked by the earlier `loopnerf bake` (no culling);
+- `bricks` on `--loop`: the default renderer.
+
+With `--run RUN` (the run folder the .loop was baked from) it also scores fidelity
+against the loop model's own exact integral (`render_image(..., uniform_samples=1024)`,
+what `loopnerf render --stage loop --samples 1024` computes) at every still segment's
+camera and intrinsics (RUN/segments.json), at two loop phases: one JSON line per
+(renderer, segment, phase) with the PSNR, and a summary line per renderer.
 
 Usage:
-    .venv/bin/python benchmarks/viewer.py [--loop scene.loop] [--sizes 320x240,640x480]
-        [--frames 24] [--step-scale 1.0] [--no-reference]
+    .venv/bin/python benchmarks/viewer.py [--loop scene.loop] [--baseline-loop old.loop]
+        [--run RUN] [--sizes 320x240,640x480] [--frames 24]
 
-Without --loop it uses the built-in test loop sized like a real scene (C = 16 features,
+Without --loop it uses a built-in test loop sized like a real scene (C = 16 features,
 resolution 64 x scales (1, 2, 4), F = 24 frames, occupancy 32^3), baked once and cached
 in ~/.cache/loopnerf/ (baking it takes a minute or two on a 2-core CPU).
 """
@@ -24,7 +34,6 @@ import argparse
 import json
 import os
 import statistics
-import time
 from pathlib import Path
 
 
@@ -42,18 +51,65 @@ def default_loop_path() -> Path:
     return path
 
 
+def time_orbit(renderer, poses, fps: float) -> dict:
+    """Steady-state timing of one orbit (a warm-up frame first)."""
+    renderer.render(poses[0], 0.0)
+    times, samples = [], []
+    for i, c2w in enumerate(poses):
+        renderer.render(c2w, (i + 0.37) / fps)
+        times.append(renderer.last_frame_seconds)
+        samples.append(float(renderer.last_samples_per_ray().mean()))
+    med = statistics.median(times)
+    spr = statistics.fmean(samples)
+    return {
+        "frame_ms_median": round(1000 * med, 2),
+        "frame_ms_mean": round(1000 * statistics.fmean(times), 2),
+        "fps": round(1.0 / med, 2),
+        "samples_per_ray_mean": round(spr, 2),
+        "ns_per_sample": round(1e9 * med / max(spr * renderer.width * renderer.height, 1e-9), 1),
+    }
+
+
+def fidelity(run: Path, renderers: dict, phases=(0.13, 0.61), samples: int = 1024) -> None:
+    """PSNR of each renderer against the loop model's exact integral at the still cameras."""
+    import numpy as np
+
+    from loopnerf.data.capture import Intrinsics
+    from loopnerf.distill.loop_model import load_loop_model
+    from loopnerf.distill.segment_videos import read_segments
+    from loopnerf.model.render_image import render_image
+
+    model, _ = load_loop_model(run, "loop")
+    scores: dict[str, list[float]] = {name: [] for name in renderers}
+    for si, seg in enumerate(read_segments(run)):
+        k = Intrinsics(**{key: seg["intrinsics"][key] for key in ("fx", "fy", "cx", "cy", "width", "height")})
+        c2w = np.asarray(seg["pose"], dtype=np.float32)
+        for phase in phases:
+            exact = np.clip(render_image(model, c2w, k, phase, uniform_samples=samples)["rgb"], 0.0, 1.0)
+            for name, r in renderers.items():
+                rgb, _ = r.render_phase(c2w, phase, intrinsics=k)
+                mse = float(np.mean((rgb / 255.0 - exact) ** 2))
+                db = -10 * np.log10(max(mse, 1e-12))
+                scores[name].append(db)
+                print(json.dumps({"benchmark": "viewer_fidelity", "renderer": name, "segment": si, "phase": phase,
+                                  "size": f"{k.width}x{k.height}", "psnr_vs_exact_db": round(db, 2),
+                                  "exact_samples_per_ray": samples}), flush=True)
+    for name, vals in scores.items():
+        print(json.dumps({"benchmark": "viewer_fidelity_summary", "renderer": name, "views": len(vals),
+                          "psnr_min_db": round(min(vals), 2), "psnr_mean_db": round(statistics.fmean(vals), 2),
+                          "target_db": 35.0}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--loop", type=Path, default=None, help="baked .loop to render (default: the cached test loop)")
+    ap.add_argument("--baseline-loop", type=Path, default=None, help="the .loop the planes renderer draws (default: --loop)")
+    ap.add_argument("--run", type=Path, default=None, help="run folder of the .loop: score fidelity vs the exact integral")
     ap.add_argument("--sizes", default="320x240,640x480", help="comma-separated WxH image sizes")
     ap.add_argument("--frames", type=int, default=24, help="orbit frames timed per size")
-    ap.add_argument("--step-scale", type=float, default=1.0, help="marching step multiplier (1 = as baked)")
     ap.add_argument("--arch", default=None, help="cuda or cpu (default: CUDA when available)")
-    ap.add_argument("--no-reference", action="store_true", help="skip timing the PyTorch reference renderer")
-    ap.add_argument("--no-unbounded", action="store_true", help="skip the orbit without density bounds")
+    ap.add_argument("--only", choices=("bricks", "planes"), default=None, help="time one renderer only")
     args = ap.parse_args()
-
-    import numpy as np
 
     from loopnerf.export.loop_format import load_loop
     from loopnerf.viewer.orbit_camera import orbit_path
@@ -61,68 +117,35 @@ def main() -> None:
 
     path = args.loop or default_loop_path()
     baked = load_loop(path)
+    base_path = args.baseline_loop or path
+    base = load_loop(base_path) if args.baseline_loop else baked
     poses = orbit_path(baked.camera["c2w"], baked.box, baked.up, args.frames)
-    renderer = None
+    renderers = {}
+    if args.only in (None, "planes"):
+        renderers["planes"] = (Renderer(base, 8, 8, arch=args.arch, backend="planes"), base_path, base)
+    if args.only in (None, "bricks"):
+        renderers["bricks"] = (Renderer(baked, 8, 8, arch=args.arch), path, baked)
     for size in args.sizes.split(","):
         w, h = (int(v) for v in size.lower().split("x"))
-        if renderer is None:
-            renderer = Renderer(baked, w, h, arch=args.arch, step_scale=args.step_scale)
-        renderer.resize(w, h)
-        renderer.render(poses[0], 0.0)  # compile (first size only) + allocate this size
-        times, samples = [], []
-        for i, c2w in enumerate(poses):
-            renderer.render(c2w, (i + 0.37) / baked.fps)
-            times.append(renderer.last_frame_seconds)
-            samples.append(float(renderer.last_samples_per_ray().mean()))
-        med = statistics.median(times)
-        row = {
-            "benchmark": "viewer_render",
-            "loop": str(path),
-            "size": f"{w}x{h}",
-            "arch": renderer.arch,
-            "step_scale": args.step_scale,
-            "compile_s": round(renderer.compile_seconds, 3),
-            "frames_timed": len(times),
-            "frame_ms_median": round(1000 * med, 2),
-            "frame_ms_mean": round(1000 * statistics.fmean(times), 2),
-            "fps": round(1.0 / med, 2),
-            "samples_per_ray_mean": round(statistics.fmean(samples), 1),
-            "samples_per_s": round(statistics.fmean(samples) * w * h / med),
-            "density_bounds": baked.density_max is not None,
-            "target_fps": 30 if (w, h) == (320, 240) else None,
-            "cpu_count": os.cpu_count(),
-            "load_avg_1min": round(os.getloadavg()[0], 2),
-        }
-        if not args.no_unbounded and baked.density_max is not None:
-            import dataclasses
-
-            plain = Renderer(dataclasses.replace(baked, density_max=None), w, h, arch=args.arch, step_scale=args.step_scale)
-            plain.render(poses[0], 0.0)
-            plain_times = []
-            for i, c2w in enumerate(poses):
-                plain.render(c2w, (i + 0.37) / baked.fps)
-                plain_times.append(plain.last_frame_seconds)
-            plain_med = statistics.median(plain_times)
-            row.update(
-                unbounded_frame_ms_median=round(1000 * plain_med, 2),
-                speedup_vs_unbounded=round(plain_med / med, 2),
-            )
-        if not args.no_reference:
-            from loopnerf.export.reference_render import render_camera
-
-            intr = renderer.intrinsics_for(w, h)
-            k = dict(fx=intr.fx, fy=intr.fy, cx=intr.cx, cy=intr.cy, width=w, height=h)
-            t0 = time.perf_counter()
-            ref = render_camera(baked, poses[1], k, phase=renderer.phase_at(1.37 / baked.fps))
-            ref_s = time.perf_counter() - t0
-            rgb, _ = renderer.render(poses[1], 1.37 / baked.fps)
-            mse = float(np.mean((rgb / 255.0 - ref["rgb"].numpy()) ** 2))
-            row.update(
-                reference_frame_s=round(ref_s, 3),
-                speedup_vs_reference=round(ref_s / med, 1),
-                psnr_vs_reference_db=round(-10 * np.log10(max(mse, 1e-12)), 2),
-            )
-        print(json.dumps(row), flush=True)
+        rows = {}
+        for name, (r, p, b) in renderers.items():
+            r.resize(w, h)
+            row = {"benchmark": "viewer_render", "renderer": name, "loop": str(p), "size": f"{w}x{h}", "arch": r.arch,
+                   **time_orbit(r, poses, b.fps),
+                   "compile_s": round(r.compile_seconds, 3), "build_s": round(r.build_seconds, 3),
+                   "occupied_fraction": round(float(b.occupancy.float().mean()), 4),
+                   "culled": "culling" in b.extra,
+                   "target_fps": {(320, 240): 30, (640, 480): 10}.get((w, h)),
+                   "cpu_count": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2)}
+            if name == "bricks":
+                row["bricks"] = r.bricks.stats
+            rows[name] = row
+            print(json.dumps(row), flush=True)
+        if len(rows) == 2:
+            print(json.dumps({"benchmark": "viewer_speedup", "size": f"{w}x{h}",
+                              "bricks_vs_planes": round(rows["planes"]["frame_ms_median"] / rows["bricks"]["frame_ms_median"], 2)}), flush=True)
+    if args.run is not None:
+        fidelity(args.run, {name: r for name, (r, _, _) in renderers.items()})
 
 
 if __name__ == "__main__":

@@ -7,17 +7,20 @@ timing every iteration:
 1. `dragging`: a scripted left-button drag orbits the camera every frame, so the
    window renders at its moving quality (MOVING_FACTOR of the size, MOVING_STEP_SCALE
    times the step) and nothing can be cached;
-2. `still, first loop`: the camera rests and the loop plays one frame per iteration
+2. `refine`: the drag stops; the window keeps running on the wall clock until it shows
+   a full-resolution frame: the seconds from the last drag event to that frame;
+3. `still, first loop`: the camera rests and the loop plays one frame per iteration
    through its F frames, each rendered at full quality (and cached);
-3. `still, cached`: the next loop replays the cached frames (upload + draw only).
+4. `still, cached`: the next loop replays the cached frames (upload + draw only).
 
-Prints one JSON line per phase: frames, median frame time (ms) and fps, render size.
+Prints one JSON line per phase: frames, median frame time (ms) and fps, render size
+(and for `refine` the seconds to full resolution, target <= 0.5 s).
 Without a DISPLAY it starts its own Xvfb (apt-get install xvfb). Xvfb draws with a
 software OpenGL, as a headless CI machine does.
 
 Usage:
     .venv/bin/python benchmarks/viewer_window.py [--loop scene.loop] [--size 320x240]
-        [--drag-frames 24]
+        [--drag-frames 24] [--backend bricks|planes]
 
 Without --loop it uses the cached benchmark loop of benchmarks/viewer.py.
 """
@@ -53,6 +56,7 @@ def main() -> None:
     ap.add_argument("--loop", type=Path, default=None, help="baked .loop (default: the viewer benchmark's loop)")
     ap.add_argument("--size", default="320x240", help="window size WxH")
     ap.add_argument("--drag-frames", type=int, default=24, help="iterations of the dragging phase")
+    ap.add_argument("--backend", choices=("bricks", "planes"), default="bricks", help="renderer backend")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
 
@@ -72,7 +76,7 @@ def main() -> None:
             spec.loader.exec_module(bench)
         path = args.loop or bench.default_loop_path()
         baked = load_loop(path)
-        renderer = Renderer(baked, w, h)
+        renderer = Renderer(baked, w, h, backend=args.backend)
         app = ViewerApp(renderer, w, h, title="benchmark")
         app.step(0.0)  # compile + first frame
         left = pyglet.window.mouse.LEFT
@@ -92,12 +96,28 @@ def main() -> None:
             print(json.dumps({
                 "benchmark": "viewer_window", "phase": phase, "loop": str(path), "window": f"{w}x{h}",
                 "render_size": f"{size[0]}x{size[1]}", "frames": len(times), "frame_ms_median": round(1000 * med, 2),
-                "fps": round(1.0 / med, 2), "arch": renderer.arch, "display": os.environ.get("DISPLAY"),
+                "fps": round(1.0 / med, 2), "backend": args.backend, "arch": renderer.arch, "display": os.environ.get("DISPLAY"),
                 "xvfb": xvfb is not None, "cpu_count": os.cpu_count(),
             }), flush=True)
 
         times, size = timed(args.drag_frames, lambda: app.on_mouse_drag(w // 2, h // 2, 3, 0, left, 0), 0.0)
         report("dragging", times, size)
+        # The drag stops: run the window on the wall clock until a full-size frame shows.
+        app.on_mouse_drag(w // 2, h // 2, 3, 0, left, 0)
+        stopped = time.perf_counter()
+        full = app.render_size(moving=False)
+        refine_frames = 0
+        while True:
+            app.step()
+            refine_frames += 1
+            if (app.last_rgb.shape[1], app.last_rgb.shape[0]) == full or time.perf_counter() - stopped > 30:
+                break
+        to_full = time.perf_counter() - stopped
+        print(json.dumps({
+            "benchmark": "viewer_window", "phase": "refine", "loop": str(path), "window": f"{w}x{h}",
+            "render_size": f"{full[0]}x{full[1]}", "frames": refine_frames, "seconds_to_full_resolution": round(to_full, 3),
+            "target_s": 0.5, "arch": renderer.arch, "xvfb": xvfb is not None, "cpu_count": os.cpu_count(),
+        }), flush=True)
         app.last_input = -1e9  # the camera rests from here on
         frame_dt = 1.0 / renderer.fps
         app.time = 0.0

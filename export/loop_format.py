@@ -425,10 +425,29 @@ def _validate_header(header: dict[str, Any], name: str) -> dict[str, Any]:
              "resolution", "occupancy_resolution", "density_threshold", "camera", "up", "background",
              "near", "far", "step"}
     extra = {k: v for k, v in header.items() if k not in known}
+    if "culling" in extra:
+        _validate_culling(extra["culling"], name)
     return dict(box=(lo, hi), contraction=contraction, decoder=decoder, frames=frames, fps=fps,
                 scales=tuple(int(s) for s in scales), features=features, resolution=resolution,
                 occupancy_resolution=occ_res, density_threshold=threshold, camera=camera, up=up,
                 background=background, near=near, far=far, step=step, extra=extra)
+
+
+def _validate_culling(culling: Any, name: str) -> None:
+    """The optional 'culling' header object written by visibility culling
+    (`loopnerf.export.visibility`): min_weight >= 0, dilate and views >= 0 integers,
+    occupied fractions in [0, 1]."""
+    if not isinstance(culling, dict):
+        raise LoopFormatError(f"{name}: header field 'culling' must be an object, got {culling!r}")
+    _num(culling, "min_weight", name + " (culling)", nonneg=True)
+    for key in ("dilate", "views"):
+        v = _field(culling, key, name + " (culling)")
+        if not _is_int(v) or v < 0:
+            raise LoopFormatError(f"{name}: header field 'culling.{key}' must be an integer >= 0, got {v!r}")
+    for key in ("occupied_before", "occupied_after"):
+        v = _num(culling, key, name + " (culling)", nonneg=True)
+        if v > 1.0:
+            raise LoopFormatError(f"{name}: header field 'culling.{key}' must be a fraction in [0, 1], got {v!r}")
 
 
 def _validate(header: dict[str, Any], tensors: dict[str, Any], name: str) -> BakedLoop:

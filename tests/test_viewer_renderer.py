@@ -29,7 +29,9 @@ def loop():
 
 @pytest.fixture(scope="module")
 def renderer(loop):
-    return Renderer(loop, 40, 30)
+    # The exact backend (the file's planes at every sample); the default "bricks"
+    # backend is checked against it in test_viewer_bricks.py.
+    return Renderer(loop, 40, 30, backend="planes")
 
 
 def _intr_dict(intr):

@@ -32,20 +32,22 @@ the CPU backend, and a 10x longer compile.)
 
 import taichi as ti
 
-# Layout of the float32 `params` vector handed to the kernel (host and kernel agree
-# on these indices; see `pack_params` in renderer.py).
-P_C2W = 0  # 12 values: rows 0..2 of camera-to-world
-P_FX, P_FY, P_CX, P_CY = 12, 13, 14, 15
-P_BOX_MIN = 16  # 3 values, world units
-P_BOX_MAX = 19  # 3 values
-P_NEAR, P_FAR, P_STEP = 22, 23, 24
-P_SIGMA_BIAS = 25
-P_BG = 26  # 3 values in [0, 1]
-P_MIN_ALPHA = 29  # a sample whose weight T*alpha is below this skips its colour
-P_STOP_T = 30  # transmittance under which a ray stops (1e-3)
-P_TAU = 31  # most optical depth one sample may cover (sigma bound * its length)
-P_SKIP = 32  # a cell whose optical-depth bound along the ray is under this is skipped
-N_PARAMS = 33
+from loopnerf.viewer.march import (  # noqa: F401  (P_* re-exported for older callers)
+    N_PARAMS,
+    P_MIN_ALPHA,
+    P_RECORD,
+    P_SIGMA_BIAS,
+    P_SKIP,
+    P_STEP,
+    P_STOP_T,
+    P_TAU,
+    box_interval,
+    camera_ray,
+    direction_taps,
+    next_segment,
+    record_visibility,
+    write_pixel,
+)
 
 
 @ti.func
@@ -109,6 +111,7 @@ def render_loop_kernel(
     samples_out: ti.types.ndarray(dtype=ti.i32, ndim=2),
     feature_scratch: ti.types.ndarray(dtype=ti.f32, ndim=2),
     basis_scratch: ti.types.ndarray(dtype=ti.f32, ndim=3),
+    visibility: ti.types.ndarray(dtype=ti.f32, ndim=1),
     n_channels: ti.i32,
     n_scales: ti.i32,
 ):
@@ -135,41 +138,13 @@ def render_loop_kernel(
     n_feat = n_channels * n_scales
     height = rgb_out.shape[0]
     width = rgb_out.shape[1]
-    n_levels = mip_meta.shape[0]
     table_h = dir_table.shape[0]
     table_w = dir_table.shape[1]
     for pix in range(height * width):
         row = pix // width
         col = pix % width
-        # Camera ray in world space (OpenGL: looks down -Z, +Y up).
-        dcx = (col + 0.5 - params[P_CX]) / params[P_FX]
-        dcy = -(row + 0.5 - params[P_CY]) / params[P_FY]
-        dcz = -1.0
-        dx = params[0] * dcx + params[1] * dcy + params[2] * dcz
-        dy = params[4] * dcx + params[5] * dcy + params[6] * dcz
-        dz = params[8] * dcx + params[9] * dcy + params[10] * dcz
-        inv_len = 1.0 / ti.sqrt(dx * dx + dy * dy + dz * dz)
-        dx *= inv_len
-        dy *= inv_len
-        dz *= inv_len
-        origin = ti.Vector([params[3], params[7], params[11]])
-        box_min = ti.Vector([params[P_BOX_MIN], params[P_BOX_MIN + 1], params[P_BOX_MIN + 2]])
-        box_max = ti.Vector([params[P_BOX_MAX], params[P_BOX_MAX + 1], params[P_BOX_MAX + 2]])
-        scale = 2.0 / (box_max - box_min)
-        # Ray in the normalised cube: xn(t) = on + t * dn.
-        on = (origin - box_min) * scale - 1.0
-        dn = ti.Vector([dx, dy, dz]) * scale
-        t_lo = params[P_NEAR]
-        t_hi = params[P_FAR]
-        for a in ti.static(range(3)):
-            if ti.abs(dn[a]) > 1e-12:
-                ta = (-1.0 - on[a]) / dn[a]
-                tb = (1.0 - on[a]) / dn[a]
-                t_lo = ti.max(t_lo, ti.min(ta, tb))
-                t_hi = ti.min(t_hi, ti.max(ta, tb))
-            elif ti.abs(on[a]) > 1.0:
-                t_hi = -1.0  # parallel to this slab and outside it: misses the box
-
+        origin, direction = camera_ray(params, row, col)
+        on, dn, t_lo, t_hi = box_interval(params, origin, direction)
         transmittance = 1.0
         acc_r = 0.0
         acc_g = 0.0
@@ -179,27 +154,14 @@ def render_loop_kernel(
         if t_lo < t_hi:
             # Colour basis B(d) [3, C*S] for this ray: one bilinear lookup of the table
             # (the direction is fixed along the ray), then a dot product per sample.
-            theta = ti.acos(ti.math.clamp(dy, -1.0, 1.0))
-            trow = ti.math.clamp(theta / 3.141592653589793 * (table_h - 1), 0.0, ti.cast(table_h - 1, ti.f32))
-            r0 = ti.min(ti.cast(ti.floor(trow), ti.i32), ti.max(table_h - 2, 0))
-            r1 = ti.min(r0 + 1, table_h - 1)
-            ar = trow - r0
-            tcol = (ti.atan2(dz, dx) + 3.141592653589793) / (2.0 * 3.141592653589793) * table_w
-            c0f = ti.floor(tcol)
-            ac = tcol - c0f
-            c0 = ti.cast(c0f, ti.i32) % table_w
-            c1 = (c0 + 1) % table_w
-            w00 = (1 - ar) * (1 - ac)
-            w01 = (1 - ar) * ac
-            w10 = ar * (1 - ac)
-            w11 = ar * ac
+            r0, r1, c0, c1, tw = direction_taps(direction, table_h, table_w)
             for ch in ti.static(range(3)):
                 for j in range(n_feat):
                     basis_scratch[pix, ch, j] = (
-                        w00 * dir_table[r0, c0, ch, j]
-                        + w01 * dir_table[r0, c1, ch, j]
-                        + w10 * dir_table[r1, c0, ch, j]
-                        + w11 * dir_table[r1, c1, ch, j]
+                        tw[0] * dir_table[r0, c0, ch, j]
+                        + tw[1] * dir_table[r0, c1, ch, j]
+                        + tw[2] * dir_table[r1, c0, ch, j]
+                        + tw[3] * dir_table[r1, c1, ch, j]
                     )
             inv_dn = ti.Vector([0.0, 0.0, 0.0])
             for a in ti.static(range(3)):
@@ -208,47 +170,10 @@ def render_loop_kernel(
             tau = params[P_TAU]
             skip = params[P_SKIP]
             nudge = 1e-4 * base_step
-            level0 = ti.Vector([mip_meta[0, 1], mip_meta[0, 2], mip_meta[0, 3]])
+            record = params[P_RECORD] > 0.0
             t = t_lo
             while t < t_hi:
-                # Find the coarsest level whose cell at t is empty or faint enough for one
-                # sample; else sample the finest cell at max(base_step, tau / bound).
-                probe = on + (t + nudge) * dn
-                seg_end = t_hi
-                n_pieces = 0
-                lv = n_levels - 1
-                while lv >= 0:
-                    off = mip_meta[lv, 0]
-                    gx = mip_meta[lv, 1]
-                    gy = mip_meta[lv, 2]
-                    gz = mip_meta[lv, 3]
-                    dims = ti.Vector([gx, gy, gz])
-                    # Level lv's cells are 2^lv level-0 cells wide (a padded last cell
-                    # reaches past the box, which rays never sample).
-                    geo = ti.cast(level0, ti.f32) / ti.cast(1 << lv, ti.f32)
-                    cell = ti.Vector([0, 0, 0])
-                    for a in ti.static(range(3)):
-                        cell[a] = ti.math.clamp(ti.cast(ti.floor((probe[a] + 1.0) * 0.5 * geo[a]), ti.i32), 0, dims[a] - 1)
-                    bound = density_mip[off + (cell[0] * gy + cell[1]) * gz + cell[2]]
-                    t_exit = t_hi
-                    for a in ti.static(range(3)):
-                        if dn[a] > 1e-12:
-                            t_exit = ti.min(t_exit, (-1.0 + 2.0 * (cell[a] + 1) / geo[a] - on[a]) * inv_dn[a])
-                        elif dn[a] < -1e-12:
-                            t_exit = ti.min(t_exit, (-1.0 + 2.0 * cell[a] / geo[a] - on[a]) * inv_dn[a])
-                    t_exit = ti.max(t_exit, t + nudge)  # always move on
-                    seg = t_exit - t
-                    seg_end = t_exit
-                    if bound * seg <= skip:
-                        n_pieces = 0  # at most `skip` of optical depth: nothing to see
-                        break
-                    if bound * seg <= tau:
-                        n_pieces = 1  # one sample covers the whole cell
-                        break
-                    if lv == 0:
-                        piece = ti.max(base_step, tau / bound)
-                        n_pieces = ti.max(ti.cast(ti.ceil(seg / piece), ti.i32), 1)
-                    lv -= 1
+                seg_end, n_pieces = next_segment(density_mip, mip_meta, on, dn, inv_dn, t, t_hi, nudge, base_step, tau, skip)
                 delta = (seg_end - t) / ti.max(n_pieces, 1)
                 for i in range(n_pieces):
                     ts = t + (i + 0.5) * delta
@@ -285,6 +210,8 @@ def render_loop_kernel(
                     sigma = ti.exp(ti.min(sigma_acc + params[P_SIGMA_BIAS] - 1.0, 80.0))
                     alpha = 1.0 - ti.exp(-sigma * delta)
                     weight = transmittance * alpha
+                    if record:
+                        record_visibility(visibility, mip_meta, xn, weight)
                     if weight > params[P_MIN_ALPHA]:
                         lr = 0.0
                         lg = 0.0
@@ -304,14 +231,5 @@ def render_loop_kernel(
                 if transmittance < params[P_STOP_T]:
                     break
                 t = seg_end
-        opacity = 1.0 - transmittance
-        r = acc_r + transmittance * params[P_BG]
-        g = acc_g + transmittance * params[P_BG + 1]
-        b = acc_b + transmittance * params[P_BG + 2]
-        rgb_out[row, col, 0] = ti.cast(ti.math.clamp(r * 255.0 + 0.5, 0.0, 255.0), ti.u8)
-        rgb_out[row, col, 1] = ti.cast(ti.math.clamp(g * 255.0 + 0.5, 0.0, 255.0), ti.u8)
-        rgb_out[row, col, 2] = ti.cast(ti.math.clamp(b * 255.0 + 0.5, 0.0, 255.0), ti.u8)
-        # The reference renderer's convention: what the rays miss counts at `far`.
-        depth_out[row, col] = acc_t + transmittance * params[P_FAR]
-        opacity_out[row, col] = opacity
-        samples_out[row, col] = n_eval
+        write_pixel(params, rgb_out, depth_out, opacity_out, samples_out, row, col,
+                    ti.Vector([acc_r, acc_g, acc_b]), acc_t, transmittance, n_eval)

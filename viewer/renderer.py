@@ -13,6 +13,16 @@ so playback at any speed is smooth.
 Cameras are camera-to-world 4x4 matrices with OpenGL axes (looking down -Z, +Y up);
 intrinsics default to the .loop's camera scaled to the render size (vertical field
 of view kept; see `intrinsics_for`).
+
+Two backends march the same rays through the same density-bound pyramid ("auto", the
+default, takes the bricks when their grid fits its memory budget, else the planes;
+`backend` and `backend_reason` say which and why):
+- "bricks": the loop resampled at load time into a sparse brick grid
+  (`bricks.build_bricks`: log density + a rank-k colour code per voxel corner, the
+  moving bricks per loop frame), so a sample is one trilinear lookup (`brick_kernel`);
+- "planes": the `.loop`'s planes evaluated at every sample (`render_kernel`, 3 bilinear
+  + 3 linear lookups per scale and channel): exact to the file, about 10x slower; the
+  twin the bricks are checked against, and what the bake's visibility pass uses.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from __future__ import annotations
 import os
 import time as _time
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 import numpy as np
 
@@ -28,7 +38,9 @@ from loopnerf.data.capture import Intrinsics  # re-exported by loopnerf.viewer
 
 if TYPE_CHECKING:  # pragma: no cover
     from loopnerf.export.loop_format import BakedLoop
+    from loopnerf.viewer.bricks import BrickGrid
 
+Backend = Literal["auto", "bricks", "planes"]
 STOP_TRANSMITTANCE = 1e-3  # a ray stops once less than this much light gets through
 MIN_SAMPLE_WEIGHT = 1e-5  # samples weighing less skip their colour lookup (|error| <= this each)
 SAMPLE_OPTICAL_DEPTH = 0.25  # most optical depth (density bound x length) one sample may cover
@@ -56,14 +68,19 @@ class Renderer:
             and the optical depth one sample may cover in faint ones
             (`SAMPLE_OPTICAL_DEPTH`); 1 = as baked, 2 about halves the samples per ray
             for speed at some loss of accuracy (the window does this while moving).
+        backend: "auto" (default: "bricks" when the brick grid fits
+            `bricks.MAX_MEGABYTES`, else "planes"), "bricks" (fast; any size) or
+            "planes" (exact to the file's planes).
+        bricks: a prebuilt `BrickGrid` of this loop (else built here for "bricks").
 
-    Attributes after the first render: `compile_seconds` (Taichi start + kernel
-    compile, measured on a tiny warm-up image) and `last_frame_seconds` (the latest
-    render's wall time, steady state).
+    Attributes: `build_seconds` (brick grid build at load time, 0 for "planes");
+    after the first render `compile_seconds` (Taichi start + kernel compile, measured
+    on a tiny warm-up image) and `last_frame_seconds` (the latest render's wall time,
+    steady state).
     """
 
     def __init__(self, loop: Union["BakedLoop", str, os.PathLike], width: int, height: int, *, arch: str | None = None,
-                 step_scale: float = 1.0):
+                 step_scale: float = 1.0, backend: Backend = "auto", bricks: "BrickGrid | None" = None):
         if isinstance(loop, (str, os.PathLike)):
             from loopnerf.export.loop_format import load_loop
 
@@ -73,6 +90,12 @@ class Renderer:
         if not step_scale > 0:
             raise ValueError(f"step_scale must be > 0, got {step_scale}")
         self.step_scale = float(step_scale)
+        if backend not in ("auto", "bricks", "planes"):
+            raise ValueError(f"backend must be 'auto', 'bricks' or 'planes', got {backend!r}")
+        self.backend = backend
+        self.backend_reason = "requested"
+        self.bricks = bricks
+        self.build_seconds = 0.0
         self.arch: str | None = None
         self.compile_seconds: float | None = None
         self.last_frame_seconds: float | None = None
@@ -88,12 +111,30 @@ class Renderer:
 
     # ------------------------------------------------------------------ set-up
     def _pack_scene(self) -> None:
-        """Flatten the planes into the layout the kernel reads (float32, channel-last)."""
+        """Flatten the scene into the layout the backend's kernel reads (float32)."""
         loop = self.loop
-        C = int(loop.features)
-        S = len(loop.scales)
-        self.n_channels = C
-        self.n_scales = S
+        self.n_channels = int(loop.features)
+        self.n_scales = len(loop.scales)
+        self._occupancy = _to_numpy(loop.occupancy, np.uint8)
+        self._density_mip, self._mip_meta = density_pyramid(self._occupancy, loop.density_max)
+        if self.bricks is not None and self.backend == "auto":
+            self.backend = "bricks"
+        if self.backend in ("auto", "bricks") and self.bricks is None:
+            from loopnerf.viewer.bricks import BrickBudgetError, build_bricks
+
+            t0 = _time.perf_counter()
+            try:
+                self.bricks = build_bricks(loop) if self.backend == "auto" else build_bricks(loop, max_megabytes=None)
+                self.backend = "bricks"
+            except BrickBudgetError as err:
+                self.backend, self.backend_reason = "planes", f"brick grid over budget: {err}"
+            self.build_seconds = _time.perf_counter() - t0
+        self._pack_planes()  # cheap (a copy of the planes); `collapse_loop_planes` serves both
+
+    def _pack_planes(self) -> None:
+        """The planes backend's arrays: planes flat and channel-last, lines per phase."""
+        loop = self.loop
+        C, S = self.n_channels, self.n_scales
         static_chunks, static_meta, offset = [], [], 0
         for s in range(S):
             for plane in loop.static_planes[s]:  # xy [Ry, Rx, C], xz [Rz, Rx, C], yz [Rz, Ry, C]
@@ -114,8 +155,6 @@ class Renderer:
         self._sigma_weight = _to_numpy(loop.sigma_weight, np.float32).reshape(-1)
         self._sigma_bias = float(_to_numpy(loop.sigma_bias, np.float32).reshape(-1)[0])
         self._dir_table = _to_numpy(loop.dir_table, np.float32)
-        self._occupancy = _to_numpy(loop.occupancy, np.uint8)
-        self._density_mip, self._mip_meta = density_pyramid(self._occupancy, loop.density_max)
 
     def _ensure_runtime(self) -> None:
         """Start Taichi, move the scene to the device and compile the kernel (once)."""
@@ -132,17 +171,28 @@ class Renderer:
             nd.from_numpy(arr)
             return nd
 
+        from loopnerf.viewer.march import N_PARAMS
+
         self._gpu = {
-            "static_planes": upload(self._static_planes, ti.f32),
-            "static_meta": upload(self._static_meta, ti.i32),
-            "line_meta": upload(self._line_meta, ti.i32),
-            "sigma_weight": upload(self._sigma_weight, ti.f32),
-            "dir_table": upload(self._dir_table, ti.f32),
             "density_mip": upload(self._density_mip, ti.f32),
             "mip_meta": upload(self._mip_meta, ti.i32),
-            "lines": ti.ndarray(ti.f32, shape=self._lines.shape),
-            "params": ti.ndarray(ti.f32, shape=(_kernel().N_PARAMS,)),
+            "params": ti.ndarray(ti.f32, shape=(N_PARAMS,)),
+            "no_visibility": ti.ndarray(ti.f32, shape=(1,)),
         }
+        if self.backend == "bricks":
+            b = self.bricks
+            self._gpu.update(
+                slot=upload(b.slot, ti.i32), dynamic=upload(b.dynamic, ti.i32),
+                log_density=upload(b.log_density, ti.f32), colour=upload(b.colour, ti.f32),
+                colour_table=upload(b.colour_table, ti.f32),
+                temporal=ti.ndarray(ti.f32, shape=(b.temporal_rank,)),
+            )
+        else:
+            self._gpu.update(
+                static_planes=upload(self._static_planes, ti.f32), static_meta=upload(self._static_meta, ti.i32),
+                line_meta=upload(self._line_meta, ti.i32), sigma_weight=upload(self._sigma_weight, ti.f32),
+                dir_table=upload(self._dir_table, ti.f32), lines=ti.ndarray(ti.f32, shape=self._lines.shape),
+            )
         self._targets = {}
         # Warm-up on a 2x2 image compiles the kernel (or loads it from the offline cache).
         width, height = self.width, self.height
@@ -158,13 +208,14 @@ class Renderer:
 
             if len(self._targets) > 4:  # sizes change while a window is resized: keep few
                 self._targets.clear()
+            scratch = (height * width) if self.backend == "planes" else 1  # the planes kernel's per-pixel rows
             self._targets[key] = (
                 ti.ndarray(ti.u8, shape=(height, width, 3)),
                 ti.ndarray(ti.f32, shape=(height, width)),
                 ti.ndarray(ti.f32, shape=(height, width)),
                 ti.ndarray(ti.i32, shape=(height, width)),
-                ti.ndarray(ti.f32, shape=(height * width, self.n_channels * self.n_scales)),
-                ti.ndarray(ti.f32, shape=(height * width, 3, self.n_channels * self.n_scales)),
+                ti.ndarray(ti.f32, shape=(scratch, self.n_channels * self.n_scales)),
+                ti.ndarray(ti.f32, shape=(scratch, 3, self.n_channels * self.n_scales)),
             )
         return self._targets[key]
 
@@ -183,7 +234,12 @@ class Renderer:
         a wider window shows more at the sides), the principal point keeps its relative
         position. For the .loop's own size this is exactly its camera.
         """
-        cam = self.loop.camera
+        return self.intrinsics_of(self.loop, width, height)
+
+    @staticmethod
+    def intrinsics_of(loop: "BakedLoop", width: int, height: int) -> Intrinsics:
+        """`intrinsics_for` of a baked loop, without a renderer."""
+        cam = loop.camera
         k = height / float(cam["height"])
         return Intrinsics(
             fx=float(cam["fx"]) * k,
@@ -257,34 +313,72 @@ class Renderer:
             raise RuntimeError("nothing rendered yet")
         return self._last_samples.to_numpy()
 
-    def _render_into(self, c2w, phase: float, intr: Intrinsics):
-        kern = _kernel()
+    def record_visibility(self, views, *, progress=None) -> np.ndarray:
+        """Visibility of the grid cells: the largest weight T * alpha any sample of the
+        given views puts in each level-0 cell of the density pyramid (SNeRG's culling
+        criterion).
+
+        views: iterable of (c2w [4, 4], phase in [0, 1), Intrinsics). progress: called
+        as progress(done, total). Returns float32 [Gx, Gy, Gz] (the occupancy grid's
+        shape). Colour is not computed (only densities matter).
+        """
+        import taichi as ti
+
+        self._ensure_runtime()
+        views = list(views)
+        grid = ti.ndarray(ti.f32, shape=(int(np.prod(self._occupancy.shape)),))
+        grid.fill(0.0)
+        for i, (c2w, phase, intr) in enumerate(views):
+            self._render_into(c2w, phase, intr, visibility=grid)
+            if progress is not None:
+                progress(i + 1, len(views))
+        return grid.to_numpy().reshape(self._occupancy.shape)
+
+    def _render_into(self, c2w, phase: float, intr: Intrinsics, visibility=None):
+        from loopnerf.viewer import march as m
+
         loop = self.loop
         c2w = _to_numpy(c2w, np.float32).reshape(4, 4)
-        params = np.zeros(kern.N_PARAMS, dtype=np.float32)
-        params[kern.P_C2W : kern.P_C2W + 12] = c2w[:3, :4].reshape(-1)
-        params[kern.P_FX], params[kern.P_FY] = intr.fx, intr.fy
-        params[kern.P_CX], params[kern.P_CY] = intr.cx, intr.cy
-        params[kern.P_BOX_MIN : kern.P_BOX_MIN + 3] = loop.box[0]
-        params[kern.P_BOX_MAX : kern.P_BOX_MAX + 3] = loop.box[1]
-        params[kern.P_NEAR], params[kern.P_FAR], params[kern.P_STEP] = loop.near, loop.far, loop.step * self.step_scale
-        params[kern.P_SIGMA_BIAS] = self._sigma_bias
-        params[kern.P_BG : kern.P_BG + 3] = self.background
-        params[kern.P_MIN_ALPHA] = MIN_SAMPLE_WEIGHT
-        params[kern.P_STOP_T] = STOP_TRANSMITTANCE
-        params[kern.P_TAU] = SAMPLE_OPTICAL_DEPTH * self.step_scale
-        params[kern.P_SKIP] = SKIP_OPTICAL_DEPTH
+        params = np.zeros(m.N_PARAMS, dtype=np.float32)
+        params[m.P_C2W : m.P_C2W + 12] = c2w[:3, :4].reshape(-1)
+        params[m.P_FX], params[m.P_FY] = intr.fx, intr.fy
+        params[m.P_CX], params[m.P_CY] = intr.cx, intr.cy
+        params[m.P_BOX_MIN : m.P_BOX_MIN + 3] = loop.box[0]
+        params[m.P_BOX_MAX : m.P_BOX_MAX + 3] = loop.box[1]
+        params[m.P_NEAR], params[m.P_FAR], params[m.P_STEP] = loop.near, loop.far, loop.step * self.step_scale
+        params[m.P_BG : m.P_BG + 3] = self.background
+        params[m.P_MIN_ALPHA] = np.inf if visibility is not None else MIN_SAMPLE_WEIGHT
+        params[m.P_STOP_T] = STOP_TRANSMITTANCE
+        params[m.P_TAU] = SAMPLE_OPTICAL_DEPTH * self.step_scale
+        params[m.P_SKIP] = SKIP_OPTICAL_DEPTH
+        params[m.P_RECORD] = 1.0 if visibility is not None else 0.0
         g = self._gpu
-        g["params"].from_numpy(params)
-        g["lines"].from_numpy(self.collapse_loop_planes(phase))
+        vis = visibility if visibility is not None else g["no_visibility"]
         rgb, depth, opacity, samples, feat_scratch, basis_scratch = self._target(intr.width, intr.height)
-        kern.render_loop_kernel(
-            g["static_planes"], g["static_meta"], g["lines"], g["line_meta"], g["sigma_weight"],
-            g["dir_table"], g["density_mip"], g["mip_meta"], g["params"], rgb, depth, opacity, samples,
-            feat_scratch, basis_scratch,
-            self.n_channels, self.n_scales,
-        )
+        if self.backend == "bricks":
+            from loopnerf.viewer.brick_kernel import render_bricks_kernel
+
+            b = self.bricks
+            g["params"].from_numpy(params)
+            g["temporal"].from_numpy(b.temporal_weights(phase))
+            render_bricks_kernel(
+                g["slot"], g["dynamic"], g["log_density"], g["colour"], g["colour_table"], g["density_mip"],
+                g["mip_meta"], g["params"], rgb, depth, opacity, samples, vis, g["temporal"],
+                b.cells[0], b.cells[1], b.cells[2], b.brick, b.rank, b.temporal_rank,
+            )
+        else:
+            params[m.P_SIGMA_BIAS] = self._sigma_bias
+            g["params"].from_numpy(params)
+            g["lines"].from_numpy(self.collapse_loop_planes(phase))
+            _kernel().render_loop_kernel(
+                g["static_planes"], g["static_meta"], g["lines"], g["line_meta"], g["sigma_weight"],
+                g["dir_table"], g["density_mip"], g["mip_meta"], g["params"], rgb, depth, opacity, samples,
+                feat_scratch, basis_scratch, vis,
+                self.n_channels, self.n_scales,
+            )
         self._last_samples = samples
+        if visibility is not None:
+            return None
         return rgb.to_numpy(), depth.to_numpy(), opacity.to_numpy()
 
 

@@ -1,0 +1,213 @@
+"""The brick grid (the viewer's fast backend) against the exact planes backend and the
+PyTorch reference, its colour code, and the bake's visibility culling."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from loopnerf.data.capture import Intrinsics
+from loopnerf.export.demo_loop import make_test_loop
+from loopnerf.export.loop_format import LoopFormatError, load_loop, save_loop
+from loopnerf.export.reference_render import render_camera
+from loopnerf.export.visibility import cull_invisible, culling_views
+from loopnerf.viewer.bricks import build_bricks, colour_code, occupied_bricks
+from loopnerf.viewer.orbit_camera import orbit_path
+from loopnerf.viewer.renderer import Renderer
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.astype(np.float64) / (255.0 if a.dtype == np.uint8 else 1.0)
+    b = b.astype(np.float64) / (255.0 if b.dtype == np.uint8 else 1.0)
+    return -10.0 * math.log10(max(float(np.mean((a - b) ** 2)), 1e-12))
+
+
+@pytest.fixture(scope="module")
+def loop():
+    return make_test_loop()  # 8 frames, 16^3 x scales (1, 2), C = 8: a blob circling
+
+
+@pytest.fixture(scope="module")
+def grid(loop):
+    return build_bricks(loop)
+
+
+@pytest.fixture(scope="module")
+def renderers(loop, grid):
+    return Renderer(loop, 40, 30, bricks=grid), Renderer(loop, 40, 30, backend="planes")
+
+
+def test_grid_layout(loop, grid):
+    # Voxel corners on the finest planes' samples: 32 samples -> 31 cells per axis.
+    assert grid.cells == (31, 31, 31)
+    assert grid.slot.shape == tuple(math.ceil(31 / grid.brick) for _ in range(3))
+    occupied = grid.slot >= 0
+    assert occupied.sum() == grid.stats["bricks"] > 0
+    assert np.array_equal(occupied, occupied_bricks(loop.occupancy, grid.cells, grid.brick))
+    # The blob moves: some bricks move, and not all of them.
+    assert 0 < grid.stats["dynamic_bricks"] < grid.stats["bricks"]
+    n_slots = int(occupied.sum() + grid.dynamic.sum() * grid.temporal_rank)
+    assert grid.log_density.size == n_slots * grid.corners
+    assert grid.colour.size == n_slots * grid.corners * grid.rank
+    assert grid.colour_table.shape == tuple(loop.dir_table.shape[:3]) + (grid.rank + 1,)
+
+
+def test_corner_values_are_the_field(loop, grid):
+    """A moving corner's mean + temporal components give the field's log density at each
+    loop frame: check a few against the reference field."""
+    from loopnerf.export.reference_render import query_features
+
+    w = loop.sigma_weight.float()
+    b = float(loop.sigma_bias[0]) - 1.0
+    B1 = grid.brick + 1
+    rng = np.random.default_rng(1)
+    bricks = np.argwhere(grid.dynamic > 0)
+    for bx, by, bz in bricks[rng.choice(len(bricks), size=3, replace=False)]:
+        s = grid.slot[bx, by, bz]
+        i, j, l = (int(v) for v in rng.integers(0, B1, size=3))
+        corner = (i * B1 + j) * B1 + l
+        idx = np.array([bx, by, bz]) * grid.brick + np.array([i, j, l])
+        x = torch.tensor([[-1.0 + 2.0 * min(idx[a], grid.cells[a]) / grid.cells[a] for a in range(3)]])
+        coeffs = [float(grid.log_density[(s + r) * grid.corners + corner]) for r in range(grid.temporal_rank + 1)]
+        for frame in (0, 3):
+            ref = float(query_features(loop, x, frame / loop.frames)[0] @ w + b)
+            t = grid.temporal_weights(frame / loop.frames)
+            got = coeffs[0] + float(np.dot(coeffs[1:], t))
+            # exact up to the temporal components left out (R of F - 1)
+            assert abs(got - ref) < 0.05 * max(1.0, abs(ref))
+
+
+def test_colour_code_is_exact_at_full_rank():
+    rng = torch.Generator().manual_seed(0)
+    table = torch.randn(6, 8, 3, 5, generator=rng, dtype=torch.float64)
+    feats = torch.randn(200, 5, generator=rng, dtype=torch.float64) * 2 + 1
+    encode, mean, ctable, kept = colour_code(table.float(), feats.float(), torch.ones(200), rank=5)
+    assert kept == pytest.approx(1.0, abs=1e-9)
+    z = (feats.float() - mean) @ encode
+    got = torch.einsum("hwck,nk->nhwc", ctable[..., :5].double(), z.double()) + ctable[..., 5].double()
+    want = torch.einsum("hwck,nk->nhwc", table, feats)
+    assert torch.allclose(got, want, atol=1e-3)
+    # A lower rank keeps less, and the most it can.
+    *_, kept2 = colour_code(table.float(), feats.float(), torch.ones(200), rank=2)
+    assert 0.3 < kept2 < 1.0
+
+
+@pytest.mark.parametrize("phase", [0.0, 0.25, 0.625])
+def test_bricks_match_planes_at_loop_frames(loop, renderers, phase):
+    """At the loop's frame samples the bricks hold the exact field at their corners: the
+    images agree with the exact backend and the PyTorch reference."""
+    bricks, planes = renderers
+    c2w = bricks.default_c2w()
+    a, da = bricks.render_phase(c2w, phase)
+    b, db = planes.render_phase(c2w, phase)
+    assert psnr(a, b) >= 40.0
+    ref = render_camera(loop, phase=phase, n_samples=512)
+    assert psnr(a, ref["rgb"].numpy()) >= 35.0
+    hit = ref["acc"].numpy() > 0.99
+    assert hit.sum() >= 20
+    assert np.abs(da[hit] - ref["depth"].numpy()[hit]).max() < 0.05
+
+
+def test_bricks_between_frames_and_on_an_orbit(loop, renderers):
+    """Between two frames a moving brick blends their log densities (the planes blend
+    the lines): an approximation, still within 35 dB of the exact backend on an orbit."""
+    bricks, planes = renderers
+    poses = orbit_path(loop.camera["c2w"], loop.box, loop.up, 8, degrees=40.0)
+    intr = bricks.intrinsics_for(36, 28)
+    for i in (1, 3, 6):
+        a, _ = bricks.render_phase(poses[i], i / 8 + 0.53 / 8, intrinsics=intr)
+        b, _ = planes.render_phase(poses[i], i / 8 + 0.53 / 8, intrinsics=intr)
+        assert psnr(a, b) >= 35.0
+
+
+def test_bricks_and_planes_take_the_same_samples(renderers):
+    bricks, planes = renderers
+    c2w = bricks.default_c2w()
+    bricks.render_phase(c2w, 0.1)
+    planes.render_phase(c2w, 0.1)
+    sb, sp = bricks.last_samples_per_ray(), planes.last_samples_per_ray()
+    # Same march, same stops (transmittance decides, so a few rays may differ by a sample).
+    assert np.abs(sb - sp).mean() < 0.5
+
+
+def test_unknown_backend_is_an_error(loop):
+    with pytest.raises(ValueError, match="backend"):
+        Renderer(loop, 8, 8, backend="voxels")
+
+
+def test_auto_backend_falls_back_to_planes_over_budget(loop, monkeypatch):
+    from loopnerf.viewer import bricks as bricks_module
+
+    assert Renderer(loop, 8, 8).backend == "bricks"  # fits the default budget
+    monkeypatch.setattr(bricks_module.build_bricks, "__kwdefaults__", {**bricks_module.build_bricks.__kwdefaults__, "max_megabytes": 0.01})
+    r = Renderer(loop, 8, 8)
+    assert r.backend == "planes" and "budget" in r.backend_reason
+    rgb, _ = r.render_phase(r.default_c2w(), 0.2)  # and it renders
+    assert rgb.shape == (8, 8, 3)
+    with pytest.raises(bricks_module.BrickBudgetError, match="MB"):
+        build_bricks(loop, max_megabytes=0.01)
+
+
+def test_visibility_culling_keeps_what_was_seen(loop):
+    """Cull with views from one side: the cells those cameras weigh stay (their images
+    do not change), the others are emptied, and the header records it."""
+    baked = dataclasses.replace(loop, occupancy=loop.occupancy.clone(), extra={})
+    home = np.asarray(loop.camera["c2w"])
+    poses = orbit_path(home, loop.box, loop.up, 6, degrees=20.0)
+    k = Intrinsics(**{key: loop.camera[key] for key in ("fx", "fy", "cx", "cy", "width", "height")})
+    views = culling_views(np.stack(poses), [k] * len(poses), loop.frames)
+    assert [v[1] for v in views] == [i % loop.frames / loop.frames for i in range(6)]
+    before = Renderer(loop, 40, 30, backend="planes")
+    rec = cull_invisible(baked, views, min_weight=0.005, dilate=1)
+    assert rec["views"] == 6 and rec["occupied_after"] < rec["occupied_before"]
+    assert baked.extra["culling"]["min_weight"] == 0.005
+    assert not (baked.occupancy.bool() & ~loop.occupancy.bool()).any()  # only removes
+    after = Renderer(baked, 40, 30, backend="planes")
+    for i, c2w in enumerate(poses):
+        a, _ = before.render_phase(c2w, views[i][1])
+        b, _ = after.render_phase(c2w, views[i][1])
+        assert psnr(a, b) >= 40.0
+
+
+def test_visibility_grid_is_zero_where_no_ray_goes(loop):
+    # A camera looking away from the box sees nothing: every cell invisible.
+    c2w = np.asarray(loop.camera["c2w"], dtype=np.float32).copy()
+    c2w[:3, 2] *= -1.0  # look down +Z (away from the box)
+    c2w[:3, 0] *= -1.0
+    k = Intrinsics(20.0, 20.0, 10.0, 10.0, 20, 20)
+    vis = Renderer(loop, 2, 2, backend="planes").record_visibility([(c2w, 0.0, k)])
+    assert vis.shape == tuple(loop.occupancy.shape) and float(vis.max()) == 0.0
+    # And the default camera weighs some cells, with weights in (0, 1].
+    vis = Renderer(loop, 2, 2, backend="planes").record_visibility([(loop.camera["c2w"], 0.0, k)])
+    assert 0.0 < float(vis.max()) <= 1.0
+
+
+def test_culling_header_round_trip_and_validation(tmp_path, loop):
+    baked = dataclasses.replace(loop, extra={"culling": {"min_weight": 0.005, "dilate": 1, "views": 3,
+                                                         "occupied_before": 0.5, "occupied_after": 0.25}})
+    path = save_loop(tmp_path / "a.loop", baked)
+    assert load_loop(path).extra["culling"]["views"] == 3
+    for bad in ({"min_weight": -1, "dilate": 1, "views": 3, "occupied_before": 0.5, "occupied_after": 0.2},
+                {"min_weight": 0.1, "dilate": 1.5, "views": 3, "occupied_before": 0.5, "occupied_after": 0.2},
+                {"min_weight": 0.1, "dilate": 1, "views": 3, "occupied_before": 2.0, "occupied_after": 0.2},
+                "yes"):
+        with pytest.raises(LoopFormatError, match="culling"):
+            save_loop(tmp_path / "b.loop", dataclasses.replace(loop, extra={"culling": bad}))
+
+
+def test_bricks_loop_is_seamless(renderers):
+    bricks, _ = renderers
+    c2w = bricks.default_c2w()
+    first, _ = bricks.render_phase(c2w, 0.0)
+    wrapped, _ = bricks.render_phase(c2w, 1.0)
+    assert np.array_equal(first, wrapped)
+    n = 16
+    frames = [bricks.render_phase(c2w, k / n)[0].astype(np.float64) for k in range(n + 1)]
+    steps = [np.abs(frames[k + 1] - frames[k]).mean() for k in range(n)]
+    assert steps[-1] <= 1.5 * max(steps[:-1])  # the wrap (frame n-1 -> n = 0) is no jump
+    assert max(steps) > 0.5  # and the loop moves

@@ -1,0 +1,185 @@
+"""The Taichi kernel that ray-marches a baked loop through its brick grid (`bricks.py`).
+
+Parallel over pixels (DESIGN §8). Per pixel: the camera ray, clipped to the box; the
+march of `march.next_segment` over the max pyramid of (culled) density bounds, so
+empty space is skipped in large cells and faint space costs one sample a cell; at a
+sample one trilinear lookup of the log density in its brick (1 + R in a moving brick:
+its loop-mean state plus R temporal coefficients weighted by T_r(phase)) and, only when the
+sample's weight T * alpha matters, a trilinear lookup of the k colour coordinates,
+decoded with the ray's G(d), g(d) (one bilinear lookup of the colour table per ray,
+kept in registers): colour = sigmoid(G(d) z + g(d)). The ray stops once its
+transmittance is under P_STOP_T.
+
+`brick` (B), `rank` (k) and `temporal_rank` (R) are compile-time, so the corner strides are constants and
+the colour code's loops unroll into registers; one compile serves every file with the
+same (B, k) (the defaults: one).
+"""
+
+import taichi as ti
+
+from loopnerf.viewer.march import (
+    P_MIN_ALPHA,
+    P_RECORD,
+    P_SKIP,
+    P_STEP,
+    P_STOP_T,
+    P_TAU,
+    box_interval,
+    camera_ray,
+    direction_taps,
+    next_segment,
+    record_visibility,
+    write_pixel,
+)
+
+
+@ti.kernel
+def render_bricks_kernel(
+    slot: ti.types.ndarray(dtype=ti.i32, ndim=3),
+    dynamic: ti.types.ndarray(dtype=ti.i32, ndim=3),
+    log_density: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    colour: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    colour_table: ti.types.ndarray(dtype=ti.f32, ndim=4),
+    density_mip: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    mip_meta: ti.types.ndarray(dtype=ti.i32, ndim=2),
+    params: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    rgb_out: ti.types.ndarray(dtype=ti.u8, ndim=3),
+    depth_out: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    opacity_out: ti.types.ndarray(dtype=ti.f32, ndim=2),
+    samples_out: ti.types.ndarray(dtype=ti.i32, ndim=2),
+    visibility: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    temporal: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    cells_x: ti.i32,
+    cells_y: ti.i32,
+    cells_z: ti.i32,
+    brick: ti.template(),
+    rank: ti.template(),
+    temporal_rank: ti.template(),
+):
+    """Render one image of the loop at the phase whose temporal weights are `temporal`.
+
+    slot, dynamic [Bx, By, Bz] int32; log_density [n_slots * (B+1)^3]; colour
+    [n_slots * (B+1)^3 * k]; colour_table [Hd, Wd, 3, k+1] (see `BrickGrid`).
+    density_mip / mip_meta: the max pyramid of density bounds (`density_pyramid`).
+    params [N_PARAMS] (`march.P_*`): camera, box, near/far, step, thresholds and
+    temporal [R] float32: T_r(phase) (`BrickGrid.temporal_weights`).
+    Outputs as `render_kernel.render_loop_kernel`: rgb_out [H, W, 3] uint8, depth_out
+    (expected distance, misses at `far`), opacity_out, samples_out [H, W].
+    visibility [Gx * Gy * Gz] float32: when params[P_RECORD] > 0, each sample's weight
+    T * alpha is max-ed into its level-0 pyramid cell (visibility culling); else unused.
+    cells_*: the voxel cells per axis (N_a).
+    """
+    height = rgb_out.shape[0]
+    width = rgb_out.shape[1]
+    n_bx = slot.shape[0]
+    n_by = slot.shape[1]
+    n_bz = slot.shape[2]
+    table_h = colour_table.shape[0]
+    table_w = colour_table.shape[1]
+    B1 = brick + 1
+    V = B1 * B1 * B1
+    cells = ti.Vector([ti.cast(cells_x, ti.f32), ti.cast(cells_y, ti.f32), ti.cast(cells_z, ti.f32)])
+    for pix in range(height * width):
+        row = pix // width
+        col = pix % width
+        origin, direction = camera_ray(params, row, col)
+        on, dn, t_lo, t_hi = box_interval(params, origin, direction)
+        transmittance = 1.0
+        acc = ti.Vector([0.0, 0.0, 0.0])
+        acc_t = 0.0
+        n_eval = 0
+        if t_lo < t_hi:
+            r0, r1, c0, c1, tw = direction_taps(direction, table_h, table_w)
+            gmat = ti.Matrix.zero(ti.f32, 3, rank + 1)
+            for ch in ti.static(range(3)):
+                for j in ti.static(range(rank + 1)):
+                    gmat[ch, j] = (
+                        tw[0] * colour_table[r0, c0, ch, j]
+                        + tw[1] * colour_table[r0, c1, ch, j]
+                        + tw[2] * colour_table[r1, c0, ch, j]
+                        + tw[3] * colour_table[r1, c1, ch, j]
+                    )
+            inv_dn = ti.Vector([0.0, 0.0, 0.0])
+            for a in ti.static(range(3)):
+                inv_dn[a] = ti.select(ti.abs(dn[a]) > 1e-12, 1.0 / dn[a], 0.0)
+            base_step = params[P_STEP]
+            tau = params[P_TAU]
+            skip = params[P_SKIP]
+            nudge = 1e-4 * base_step
+            tw_r = ti.Vector.zero(ti.f32, temporal_rank)
+            for r in ti.static(range(temporal_rank)):
+                tw_r[r] = temporal[r]
+            record = params[P_RECORD] > 0.0
+            t = t_lo
+            while t < t_hi:
+                seg_end, n_pieces = next_segment(density_mip, mip_meta, on, dn, inv_dn, t, t_hi, nudge, base_step, tau, skip)
+                delta = (seg_end - t) / ti.max(n_pieces, 1)
+                for i in range(n_pieces):
+                    ts = t + (i + 0.5) * delta
+                    xn = on + ts * dn
+                    u = (xn + 1.0) * 0.5 * cells
+                    bx = ti.math.clamp(ti.cast(ti.floor(u[0] / brick), ti.i32), 0, n_bx - 1)
+                    by = ti.math.clamp(ti.cast(ti.floor(u[1] / brick), ti.i32), 0, n_by - 1)
+                    bz = ti.math.clamp(ti.cast(ti.floor(u[2] / brick), ti.i32), 0, n_bz - 1)
+                    s = slot[bx, by, bz]
+                    n_eval += 1
+                    if s >= 0:
+                        lx = ti.math.clamp(u[0] - bx * brick, 0.0, ti.cast(brick, ti.f32))
+                        ly = ti.math.clamp(u[1] - by * brick, 0.0, ti.cast(brick, ti.f32))
+                        lz = ti.math.clamp(u[2] - bz * brick, 0.0, ti.cast(brick, ti.f32))
+                        ix = ti.min(ti.cast(lx, ti.i32), brick - 1)
+                        iy = ti.min(ti.cast(ly, ti.i32), brick - 1)
+                        iz = ti.min(ti.cast(lz, ti.i32), brick - 1)
+                        fx = lx - ix
+                        fy = ly - iy
+                        fz = lz - iz
+                        corner = (ix * B1 + iy) * B1 + iz
+                        w = ti.Vector([
+                            (1 - fx) * (1 - fy) * (1 - fz), (1 - fx) * (1 - fy) * fz,
+                            (1 - fx) * fy * (1 - fz), (1 - fx) * fy * fz,
+                            fx * (1 - fy) * (1 - fz), fx * (1 - fy) * fz,
+                            fx * fy * (1 - fz), fx * fy * fz,
+                        ])
+                        moving = dynamic[bx, by, bz]
+                        base = s * V + corner
+                        logd = 0.0
+                        for q in ti.static(range(8)):
+                            o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
+                            logd += w[q] * log_density[base + o]
+                        if moving:
+                            for r in ti.static(range(temporal_rank)):
+                                part = 0.0
+                                for q in ti.static(range(8)):
+                                    o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
+                                    part += w[q] * log_density[base + (r + 1) * V + o]
+                                logd += tw_r[r] * part
+                        sigma = ti.exp(ti.min(logd, 80.0))
+                        alpha = 1.0 - ti.exp(-sigma * delta)
+                        weight = transmittance * alpha
+                        if record:
+                            record_visibility(visibility, mip_meta, xn, weight)
+                        if weight > params[P_MIN_ALPHA]:
+                            z = ti.Vector.zero(ti.f32, rank)
+                            for q in ti.static(range(8)):
+                                o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
+                                for j in ti.static(range(rank)):
+                                    z[j] += w[q] * colour[(base + o) * rank + j]
+                            if moving:
+                                for r in ti.static(range(temporal_rank)):
+                                    for q in ti.static(range(8)):
+                                        o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
+                                        for j in ti.static(range(rank)):
+                                            z[j] += tw_r[r] * w[q] * colour[(base + (r + 1) * V + o) * rank + j]
+                            for ch in ti.static(range(3)):
+                                logit = gmat[ch, rank]
+                                for j in ti.static(range(rank)):
+                                    logit += gmat[ch, j] * z[j]
+                                acc[ch] += weight / (1.0 + ti.exp(-logit))
+                        acc_t += weight * ts
+                        transmittance *= 1.0 - alpha
+                        if transmittance < params[P_STOP_T]:
+                            break
+                if transmittance < params[P_STOP_T]:
+                    break
+                t = seg_end
+        write_pixel(params, rgb_out, depth_out, opacity_out, samples_out, row, col, acc, acc_t, transmittance, n_eval)

@@ -1,0 +1,418 @@
+"""A sparse brick grid of a baked loop: what makes a viewer sample cheap.
+
+A sample of the `.loop` planes costs 3 bilinear + 3 linear lookups x C channels x S
+scales and a C*S-long dot product for each colour channel. For a renderer that is
+too much, so at load time the loop is resampled once into a grid of small bricks:
+
+- the voxel grid has the finest plane's resolution: N_a = R_a * max(scales) - 1
+  cells per axis over the normalised cube [-1, 1]^3, corners at x = -1 + 2 i / N_a
+  (the finest planes' own sample positions, align_corners);
+- it is cut into bricks of B^3 cells; a brick exists only where the `.loop`'s
+  occupancy grid (after visibility culling) has an occupied cell, and stores its
+  (B+1)^3 corners (an apron, so a trilinear lookup never leaves its brick);
+- per corner: the log density (density = exp(value), per world unit) and k colour
+  coordinates z, a low-rank code of the C*S features: the colour logits are
+  B(d) f ~= g(d) + G(d) z with g = B m, G = B L V_k, z = V_k^T L^-1 (f - m), where
+  m and L L^T are the mean and covariance of the features of the visible corners and
+  V_k the top-k right singular vectors of the stacked direction table times L (the
+  rank-k code that best reproduces the colour logits over all directions);
+- a brick whose values change over the loop by more than a tolerance is stored once
+  per loop frame (F slots), the others once (their frame mean): the moving part of
+  the scene per frame, the still part shared, as in VideoLoop3D's static/looping
+  tiles.
+
+So a sample is one trilinear lookup of the log density and, only where it weighs,
+one of k colour channels (two of each, blended, in a moving brick between frames).
+`build_bricks` is built in seconds from a `BakedLoop` (torch, on the CPU); the
+`Renderer` does it once when it loads a `.loop`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from loopnerf.export.loop_format import BakedLoop
+
+BRICK_CELLS = 8  # B: cells per brick edge
+COLOUR_RANK = 8  # k: colour coordinates per corner
+# A brick is stored per frame when, at some corner and frame, its log density moves by
+# more than this where the density matters (alpha over one cell > ALPHA_FLOOR) ...
+DYNAMIC_LOG_DENSITY = 0.02
+# ... or its colour logits (any channel, any direction) by more than this.
+DYNAMIC_COLOUR_LOGIT = 0.02
+ALPHA_FLOOR = 1e-3
+CHUNK_BRICKS = 128  # bricks evaluated at once (bounds the memory of a build)
+TEMPORAL_RANK = 6  # R: temporal components of a moving brick
+MAX_MEGABYTES = 1024.0  # the largest grid the renderer builds by default
+
+
+@dataclass
+class BrickGrid:
+    """The sparse brick grid (numpy arrays, float32 / int32, as the kernel reads them).
+
+    cells: (Nx, Ny, Nz) voxel cells per axis over [-1, 1]; brick: B; rank: k.
+    temporal_rank: R.
+    slot [Bx, By, Bz] int32: first slot of each brick, -1 where there is none.
+    dynamic [Bx, By, Bz] int32: 1 when the brick moves: slot holds its loop-mean state
+        and slot + 1 .. slot + R its temporal coefficients; 0: one slot.
+    log_density [n_slots * (B+1)^3] float32: corner (i, j, l) of slot s at
+        s * (B+1)^3 + (i * (B+1) + j) * (B+1) + l; density = exp(value) per world unit.
+    colour [n_slots * (B+1)^3 * k] float32: the k colour coordinates, same order.
+    colour_table [Hd, Wd, 3, k + 1] float32: per direction of the `.loop`'s lat-long
+        table, G(d) (first k) and g(d) (last): colour = sigmoid(G(d) z + g(d)).
+    temporal_basis [F, R] float32: T_r at the loop's frames (`temporal_weights`).
+    stats: build figures (seconds, bricks, dynamic bricks, colour energy kept, MB).
+    """
+
+    cells: tuple[int, int, int]
+    brick: int
+    rank: int
+    temporal_rank: int
+    slot: np.ndarray
+    dynamic: np.ndarray
+    log_density: np.ndarray
+    colour: np.ndarray
+    colour_table: np.ndarray
+    temporal_basis: np.ndarray
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def corners(self) -> int:
+        return (self.brick + 1) ** 3
+
+    def temporal_weights(self, phase: float) -> np.ndarray:
+        """float32 [R]: T_r at loop phase `phase` (periodic, linear between frames)."""
+        F = self.temporal_basis.shape[0]
+        u = float(np.mod(phase, 1.0)) * F
+        i0 = int(np.floor(u)) % F
+        a = u - np.floor(u)
+        return ((1.0 - a) * self.temporal_basis[i0] + a * self.temporal_basis[(i0 + 1) % F]).astype(np.float32)
+
+
+def _axis_overlap(n_cells: int, brick: int, n_bricks: int, n_occ: int) -> "torch.Tensor":
+    """[n_bricks, n_occ] float: 1 where brick b's extent overlaps occupancy cell g."""
+    import torch
+
+    b = torch.arange(n_bricks, dtype=torch.float64)
+    lo = -1.0 + 2.0 * (b * brick) / n_cells
+    hi = -1.0 + 2.0 * torch.clamp((b + 1) * brick, max=n_cells) / n_cells
+    g = torch.arange(n_occ, dtype=torch.float64)
+    glo = -1.0 + 2.0 * g / n_occ
+    ghi = -1.0 + 2.0 * (g + 1) / n_occ
+    return ((lo[:, None] <= ghi[None, :]) & (hi[:, None] >= glo[None, :])).double()
+
+
+def occupied_bricks(occupancy, cells: tuple[int, int, int], brick: int) -> np.ndarray:
+    """bool [Bx, By, Bz]: bricks that overlap (or touch) an occupied occupancy cell."""
+    import torch
+
+    occ = torch.as_tensor(np.asarray(occupancy) > 0, dtype=torch.float64)
+    dims = [math.ceil(n / brick) for n in cells]
+    mx, my, mz = (_axis_overlap(cells[a], brick, dims[a], occ.shape[a]) for a in range(3))
+    # One axis at a time (a single four-operand einsum may build a huge intermediate).
+    hit = torch.einsum("ag,ghi->ahi", mx, occ)
+    hit = torch.einsum("bh,ahi->abi", my, hit)
+    hit = torch.einsum("ci,abi->abc", mz, hit)
+    return (hit > 0).numpy()
+
+
+class _LatticeField:
+    """Features of a baked loop on the voxel-corner lattice, by tables per axis pair.
+
+    On the lattice (x_i, y_j, z_l) a feature factors into 2D tables:
+    f[i, j, l] = XY[i, j] XZ[i, l] YZ[j, l] * Lx[i] Ly[j] Lz[l] (per channel, scales
+    concatenated), with XY etc. the static planes and L* the loop lines at a frame.
+    Per frame `frame_tables` folds the lines into two of the tables, so a block of
+    corners is three gathers and two products.
+    """
+
+    def __init__(self, baked: "BakedLoop", cells: tuple[int, int, int], n_corners: tuple[int, int, int]):
+        import torch
+
+        from loopnerf.export.reference_render import _bilinear, _linear
+
+        self.baked = baked
+        S = len(baked.scales)
+        # Corner coordinates per axis (corners past the last cell clamp to +1).
+        self.coords = [(-1.0 + 2.0 * torch.clamp(torch.arange(n_corners[a]), max=cells[a]) / cells[a]).float() for a in range(3)]
+        cx, cy, cz = self.coords
+
+        def table(plane_index: int, a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
+            aa, bb = torch.meshgrid(a, b, indexing="ij")
+            return torch.cat(
+                [_bilinear(baked.static_planes[s][plane_index].float(), aa.reshape(-1), bb.reshape(-1)) for s in range(S)], dim=-1
+            ).reshape(len(a), len(b), -1)
+
+        self.xy = table(0, cx, cy)  # [Nx+1, Ny+1, K]
+        self.xz = table(1, cx, cz)
+        self.yz = table(2, cy, cz)
+        self._linear = _linear
+        self.frames = int(baked.frames)
+
+    def frame_tables(self, frame: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(XY * Lx * Ly [Nx+1, Ny+1, K], XZ * Lz [Nx+1, Nz+1, K]) at loop frame `frame`."""
+        import torch
+
+        b = self.baked
+        S = len(b.scales)
+        lx, ly, lz = (torch.cat([self._linear(b.loop_planes[s][a][frame].float(), self.coords[a]) for s in range(S)], dim=-1) for a in range(3))
+        return self.xy * lx[:, None, :] * ly[None, :, :], self.xz * lz[None, :, :]
+
+    def mean_tables(self) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """`frame_tables` with each loop line averaged over the loop's frames."""
+        import torch
+
+        b = self.baked
+        S = len(b.scales)
+        lx, ly, lz = (torch.cat([self._linear(b.loop_planes[s][a].float().mean(0), self.coords[a]) for s in range(S)], dim=-1) for a in range(3))
+        return self.xy * lx[:, None, :] * ly[None, :, :], self.xz * lz[None, :, :]
+
+    def block(self, tables, ii: "torch.Tensor", jj: "torch.Tensor", ll: "torch.Tensor") -> "torch.Tensor":
+        """Features [n, B+1, B+1, B+1, K] of n bricks with corner indices ii, jj, ll [n, B+1]."""
+        t1, t2 = tables
+        a = t1[ii[:, :, None], jj[:, None, :]]  # [n, b, b, K] over (i, j)
+        c = t2[ii[:, :, None], ll[:, None, :]]  # over (i, l)
+        d = self.yz[jj[:, :, None], ll[:, None, :]]  # over (j, l)
+        return a[:, :, :, None, :] * c[:, :, None, :, :] * d[:, None, :, :, :]
+
+
+def colour_code(dir_table: "torch.Tensor", features: "torch.Tensor", weights: "torch.Tensor", rank: int):
+    """The rank-k colour code of `BrickGrid`: (encode [K, k], mean [K], table [Hd, Wd, 3, k+1], kept).
+
+    dir_table [Hd, Wd, 3, K]: colour basis B(d) per lat-long direction (rows weighted
+    by sin(theta), the solid angle they cover). features [M, K], weights [M] >= 0:
+    samples of the features the code must serve. z = (f - mean) @ encode; colour
+    logits = table[..., :k] @ z + table[..., k]. kept: fraction of the colour-logit
+    energy the code keeps over those samples and all directions (1 = exact).
+    """
+    import torch
+
+    Hd, Wd, _, K = dir_table.shape
+    k = int(min(rank, K))
+    f = features.double()
+    w = weights.double().clamp(min=0)
+    w = w / w.sum().clamp(min=1e-30)
+    mean = (w[:, None] * f).sum(0)
+    centred = f - mean
+    cov = (centred * w[:, None]).T @ centred
+    evals, evecs = torch.linalg.eigh(cov)
+    evals = evals.clamp(min=float(evals.max()) * 1e-9 + 1e-20)
+    sqrt_cov = evecs @ torch.diag(evals.sqrt()) @ evecs.T
+    inv_sqrt = evecs @ torch.diag(evals.rsqrt()) @ evecs.T
+    theta = (torch.arange(Hd, dtype=torch.float64) / max(Hd - 1, 1)) * math.pi
+    row_w = torch.sin(theta).clamp(min=1e-3).sqrt()[:, None, None, None].expand(Hd, Wd, 3, 1)
+    Y = (dir_table.double() * row_w).reshape(-1, K)
+    _, sv, vh = torch.linalg.svd(Y @ sqrt_cov, full_matrices=False)
+    vk = vh[:k].T  # [K, k]
+    kept = float((sv[:k] ** 2).sum() / (sv**2).sum().clamp(min=1e-30))
+    encode = inv_sqrt @ vk  # z = (f - m) @ encode
+    decode = sqrt_cov @ vk  # f - m ~= decode @ z
+    table = torch.cat([dir_table.double() @ decode, (dir_table.double() @ mean)[..., None]], dim=-1)
+    return encode.float(), mean.float(), table.float().contiguous(), kept
+
+
+class BrickBudgetError(RuntimeError):
+    """The brick grid of a loop would need more memory than allowed (a loop whose
+    haze fills the box, or whose every brick moves); the renderer then marches the
+    planes instead."""
+
+
+def build_bricks(
+    baked: "BakedLoop",
+    *,
+    brick: int = BRICK_CELLS,
+    rank: int = COLOUR_RANK,
+    temporal_rank: int = TEMPORAL_RANK,
+    dynamic_log_density: float = DYNAMIC_LOG_DENSITY,
+    dynamic_colour_logit: float = DYNAMIC_COLOUR_LOGIT,
+    max_megabytes: float | None = MAX_MEGABYTES,
+    progress: Callable[[int, int], None] | None = None,
+) -> BrickGrid:
+    """Resample a baked loop into a `BrickGrid` (see the module docstring).
+
+    Args:
+        baked: the loop (its occupancy decides which bricks exist).
+        brick: B, cells per brick edge; rank: k, colour coordinates per corner.
+        temporal_rank: R, temporal components of a moving brick (at most F - 1).
+        dynamic_log_density, dynamic_colour_logit: a brick moves when a corner's log
+            density (where alpha over one cell > ALPHA_FLOOR) or colour logits change by
+            more than these over the loop; else it stores the loop-mean state once.
+        max_megabytes: raise `BrickBudgetError` (before the expensive part) when the grid
+            would need more; None for no limit.
+        progress: called as progress(done, total) over the brick chunks (two passes).
+    """
+    import torch
+
+    t0 = time.perf_counter()
+    F = int(baked.frames)
+    R = int(max(1, min(temporal_rank, F - 1)))
+    finest = [int(r) * max(baked.scales) for r in baked.resolution]
+    cells = tuple(max(1, r - 1) for r in finest)
+    dims = tuple(math.ceil(n / brick) for n in cells)
+    n_corners = tuple(d * brick + 1 for d in dims)
+    occupied = occupied_bricks(baked.occupancy, cells, brick)
+    where = np.argwhere(occupied)
+    n_bricks = len(where)
+    V = (brick + 1) ** 3
+    K = baked.feature_dim
+    k = int(min(rank, K))
+    bytes_per_slot = V * (1 + k) * 4
+    if max_megabytes is not None and n_bricks * bytes_per_slot / 1e6 > max_megabytes:
+        raise BrickBudgetError(
+            f"{n_bricks} occupied bricks ({n_bricks / max(1, int(np.prod(dims))):.0%} of the grid) need "
+            f"{n_bricks * bytes_per_slot / 1e6:.0f} MB even if none moved (budget {max_megabytes:.0f} MB)")
+    lattice = _LatticeField(baked, cells, n_corners)
+    w_sigma = baked.sigma_weight.float()
+    bias = float(baked.sigma_bias.float()[0]) - 1.0
+    cell_len = min((baked.box[1][a] - baked.box[0][a]) / cells[a] for a in range(3))
+    log_floor = math.log(ALPHA_FLOOR / cell_len)  # log density under which alpha over a cell < ALPHA_FLOOR
+    offs = torch.arange(brick + 1)
+    dir_table = baked.dir_table.float()
+
+    def corner_index(sel: np.ndarray) -> tuple["torch.Tensor", ...]:
+        b = torch.as_tensor(sel, dtype=torch.long)
+        return tuple(b[:, a, None] * brick + offs[None, :] for a in range(3))
+
+    # 1. The colour code from the visible corners of a sample of bricks at a few frames.
+    rng = np.random.default_rng(0)
+    sample = where[rng.permutation(n_bricks)[: min(n_bricks, 256)]] if n_bricks else where
+    feats, wts = [], []
+    for frame in sorted({0, F // 3, (2 * F) // 3}):
+        tables = lattice.frame_tables(frame)
+        for c0 in range(0, len(sample), CHUNK_BRICKS):
+            f = lattice.block(tables, *corner_index(sample[c0 : c0 + CHUNK_BRICKS])).reshape(-1, K)
+            alpha = 1.0 - torch.exp(-torch.exp(f @ w_sigma + bias) * cell_len)
+            keep = alpha > ALPHA_FLOOR
+            feats.append(f[keep])
+            wts.append(alpha[keep])
+    if feats and sum(len(x) for x in feats) >= K:
+        features, weights = torch.cat(feats), torch.cat(wts)
+    else:  # nothing visible (an empty loop): any code works
+        features, weights = torch.zeros(K + 1, K), torch.ones(K + 1)
+    encode, mean, table, kept = colour_code(dir_table, features, weights, k)
+    # Colour-logit change bound per unit change of z: the largest row norm of G(d).
+    g_norm = float(table[..., :k].norm(dim=-1).max())
+    project = torch.cat([w_sigma[:, None], encode], dim=1)  # [K, 1 + k]: features -> (log density, code)
+    offset = torch.cat([torch.tensor([bias]), -(mean @ encode)])  # [1 + k]
+
+    def encoded(tables, idx) -> "torch.Tensor":
+        """(log density, code) [n, V', 1 + k] of bricks with corner indices idx."""
+        f = lattice.block(tables, *idx)
+        return f.reshape(f.shape[0], -1, K) @ project + offset
+
+    frame_tables = [lattice.frame_tables(fr) for fr in range(F)]
+    chunks = list(range(0, n_bricks, CHUNK_BRICKS))
+    probe = torch.arange(0, brick + 1, 2)
+
+    def moving_probes(sel: np.ndarray):
+        """(moving [n] bool, deviations from the loop mean [F, n, Vp, 1 + k]) of bricks
+        `sel`, sampled every frame at every other corner (spacing 2 cells)."""
+        pidx = tuple(i[:, probe] for i in corner_index(sel))
+        traj = torch.stack([encoded(frame_tables[fr], pidx) for fr in range(F)])  # [F, n, Vp, 1 + k]
+        dev = traj - traj.mean(0)
+        matters = traj[..., 0].amax(0) > log_floor  # [n, Vp]
+        d_dev = (dev[..., 0].abs().amax(0) * matters).amax(-1)
+        c_dev = (dev[..., 1:].norm(dim=-1).amax(0) * matters).amax(-1) * g_norm
+        return ((d_dev > dynamic_log_density) | (c_dev > dynamic_colour_logit)).numpy(), dev
+
+    # 2. Which bricks move. First a random sample, so a grid far over budget stops here.
+    if max_megabytes is not None and n_bricks > CHUNK_BRICKS:
+        moving, _ = moving_probes(sample[:CHUNK_BRICKS])
+        estimate = n_bricks * (1 + float(moving.mean()) * R) * bytes_per_slot / 1e6
+        if estimate > 1.25 * max_megabytes:
+            raise BrickBudgetError(
+                f"{n_bricks} occupied bricks, about {moving.mean():.0%} of them moving, need about {estimate:.0f} MB "
+                f"(budget {max_megabytes:.0f} MB)")
+    is_dyn = np.zeros(n_bricks, dtype=bool)
+    probes = []
+    for ci, c0 in enumerate(chunks):
+        sel = where[c0 : c0 + CHUNK_BRICKS]
+        moving, dev = moving_probes(sel)
+        is_dyn[c0 : c0 + len(sel)] = moving
+        if moving.any():
+            probes.append(dev[:, torch.as_tensor(np.nonzero(moving)[0])].reshape(F, -1))
+        if progress is not None:
+            progress(ci + 1, 2 * len(chunks))
+    n_dynamic = int(is_dyn.sum())
+    n_slots = n_bricks + n_dynamic * R
+    if max_megabytes is not None and n_slots * bytes_per_slot / 1e6 > max_megabytes:
+        raise BrickBudgetError(
+            f"{n_bricks} occupied bricks of which {n_dynamic} move need {n_slots * bytes_per_slot / 1e6:.0f} MB "
+            f"(budget {max_megabytes:.0f} MB)")
+    # The temporal basis: the top R right singular vectors of the moving probes'
+    # trajectories (frames x samples), so a moving corner is mean + sum_r a_r T_r(frame).
+    if probes:
+        _, sv, vh = torch.linalg.svd(torch.cat(probes, dim=1).T.double(), full_matrices=False)
+        basis = vh[:R].T.float().contiguous()  # [F, R], orthonormal columns
+        temporal_kept = float((sv[:R] ** 2).sum() / (sv**2).sum().clamp(min=1e-30))
+    else:
+        basis = torch.zeros(F, R)
+        basis[0, 0] = 1.0
+        temporal_kept = 1.0
+
+    # 3. The slots: every brick its loop-mean state; a moving one R coefficient slots after it.
+    slot = np.full(dims, -1, dtype=np.int32)
+    dynamic = np.zeros(dims, dtype=np.int32)
+    values: list[torch.Tensor] = []
+    next_slot = 0
+    for ci, c0 in enumerate(chunks):
+        sel = where[c0 : c0 + CHUNK_BRICKS]
+        idx = corner_index(sel)
+        dyn = is_dyn[c0 : c0 + len(sel)]
+        # Loop-mean lines for the bricks that stand still (their frames agree within the
+        # tolerances), every frame for the moving ones.
+        mean_state = None
+        if (~dyn).any():
+            still = tuple(i[torch.as_tensor(np.nonzero(~dyn)[0])] for i in idx)
+            mean_state = encoded(lattice.mean_tables(), still)
+        coeffs = None
+        if dyn.any():
+            mov = tuple(i[torch.as_tensor(np.nonzero(dyn)[0])] for i in idx)
+            traj = torch.stack([encoded(frame_tables[fr], mov) for fr in range(F)])  # [F, m, V, 1 + k]
+            avg = traj.mean(0)
+            coeffs = torch.cat([avg[None], torch.einsum("fr,fmvc->rmvc", basis, traj - avg)])  # [1 + R, m, V, 1 + k]
+        i_still = i_mov = 0
+        for b in range(len(sel)):
+            bx, by, bz = (int(v) for v in sel[b])
+            slot[bx, by, bz] = next_slot
+            if dyn[b]:
+                dynamic[bx, by, bz] = 1
+                values.append(coeffs[:, i_mov])
+                i_mov += 1
+                next_slot += 1 + R
+            else:
+                values.append(mean_state[i_still][None])
+                i_still += 1
+                next_slot += 1
+        if progress is not None:
+            progress(len(chunks) + ci + 1, 2 * len(chunks))
+    if values:
+        data = torch.cat(values)  # [n_slots, V, 1 + k]
+    else:  # keep the arrays non-empty (Taichi ndarrays need a size)
+        data = torch.cat([torch.full((1, V, 1), -80.0), torch.zeros(1, V, k)], dim=-1)
+    grid = BrickGrid(
+        cells=cells, brick=int(brick), rank=int(k), temporal_rank=R, slot=slot, dynamic=dynamic,
+        log_density=np.ascontiguousarray(data[..., 0].reshape(-1).numpy(), dtype=np.float32),
+        colour=np.ascontiguousarray(data[..., 1:].reshape(-1).numpy(), dtype=np.float32),
+        colour_table=np.ascontiguousarray(table.numpy(), dtype=np.float32),
+        temporal_basis=np.ascontiguousarray(basis.numpy(), dtype=np.float32),
+    )
+    grid.stats = {
+        "seconds": round(time.perf_counter() - t0, 3),
+        "bricks": int(n_bricks),
+        "dynamic_bricks": int(n_dynamic),
+        "brick_grid": list(dims),
+        "slots": int(next_slot),
+        "colour_energy_kept": round(kept, 5),
+        "temporal_energy_kept": round(temporal_kept, 5),
+        "megabytes": round((grid.log_density.nbytes + grid.colour.nbytes) / 1e6, 1),
+    }
+    return grid

@@ -1,0 +1,159 @@
+"""Taichi functions shared by the viewer's kernels: camera rays, the box, the march.
+
+Imports taichi (load it lazily, as the kernels do). The `params` vector layout is
+owned here (P_* indices); both kernels and `renderer.py` read it from this module.
+
+- `camera_ray`: the world ray of pixel (row, col), OpenGL axes, pixel centres at +0.5,
+  unit direction.
+- `box_interval`: the ray in the normalised cube (box -> [-1, 1]^3) and its [t_lo, t_hi]
+  inside the box and [near, far].
+- `next_segment`: the max-pyramid step (see `renderer.density_pyramid`): at distance t
+  the coarsest cell that is empty or faint enough for one sample, else the finest
+  cell split into samples at max(step, tau / bound).
+- `direction_taps`: the four cells and weights of a bilinear lookup in the lat-long
+  direction table.
+"""
+
+import taichi as ti
+
+# Layout of the float32 `params` vector handed to the kernels.
+P_C2W = 0  # 12 values: rows 0..2 of camera-to-world
+P_FX, P_FY, P_CX, P_CY = 12, 13, 14, 15
+P_BOX_MIN = 16  # 3 values, world units
+P_BOX_MAX = 19  # 3 values
+P_NEAR, P_FAR, P_STEP = 22, 23, 24
+P_SIGMA_BIAS = 25
+P_BG = 26  # 3 values in [0, 1]
+P_MIN_ALPHA = 29  # a sample whose weight T*alpha is below this skips its colour
+P_STOP_T = 30  # transmittance under which a ray stops
+P_TAU = 31  # most optical depth one sample may cover (sigma bound * its length)
+P_SKIP = 32  # a cell whose optical-depth bound along the ray is under this is skipped
+P_RECORD = 33  # > 0: record each sample's weight into the visibility grid (max per cell)
+N_PARAMS = 34
+
+PI = 3.141592653589793
+
+
+@ti.func
+def camera_ray(params: ti.template(), row: ti.i32, col: ti.i32):
+    """(origin [3], unit direction [3]) in world space of pixel (row, col)."""
+    dcx = (col + 0.5 - params[P_CX]) / params[P_FX]
+    dcy = -(row + 0.5 - params[P_CY]) / params[P_FY]
+    dcz = -1.0
+    d = ti.Vector([
+        params[0] * dcx + params[1] * dcy + params[2] * dcz,
+        params[4] * dcx + params[5] * dcy + params[6] * dcz,
+        params[8] * dcx + params[9] * dcy + params[10] * dcz,
+    ])
+    d = d / ti.sqrt(d.dot(d))
+    return ti.Vector([params[3], params[7], params[11]]), d
+
+
+@ti.func
+def box_interval(params: ti.template(), origin, direction):
+    """(on, dn, t_lo, t_hi): the ray as xn(t) = on + t dn in the normalised cube, and
+    the part of it inside the cube and [near, far] (t_lo >= t_hi: it misses)."""
+    box_min = ti.Vector([params[P_BOX_MIN], params[P_BOX_MIN + 1], params[P_BOX_MIN + 2]])
+    box_max = ti.Vector([params[P_BOX_MAX], params[P_BOX_MAX + 1], params[P_BOX_MAX + 2]])
+    scale = 2.0 / (box_max - box_min)
+    on = (origin - box_min) * scale - 1.0
+    dn = direction * scale
+    t_lo = params[P_NEAR]
+    t_hi = params[P_FAR]
+    for a in ti.static(range(3)):
+        if ti.abs(dn[a]) > 1e-12:
+            ta = (-1.0 - on[a]) / dn[a]
+            tb = (1.0 - on[a]) / dn[a]
+            t_lo = ti.max(t_lo, ti.min(ta, tb))
+            t_hi = ti.min(t_hi, ti.max(ta, tb))
+        elif ti.abs(on[a]) > 1.0:
+            t_hi = -1.0  # parallel to this slab and outside it: misses the box
+    return on, dn, t_lo, t_hi
+
+
+@ti.func
+def next_segment(density_mip: ti.template(), mip_meta: ti.template(), on, dn, inv_dn, t, t_hi, nudge, base_step, tau, skip):
+    """(seg_end, n_pieces) of the march at distance t.
+
+    From the coarsest pyramid level down, the first cell at t whose optical-depth
+    bound bound * (exit - t) is <= skip (n_pieces 0: skipped) or <= tau (1 sample);
+    in a level-0 cell that is neither, ceil(length / max(base_step, tau / bound))."""
+    n_levels = mip_meta.shape[0]
+    level0 = ti.Vector([mip_meta[0, 1], mip_meta[0, 2], mip_meta[0, 3]])
+    probe = on + (t + nudge) * dn
+    seg_end = t_hi
+    n_pieces = 0
+    lv = n_levels - 1
+    while lv >= 0:
+        off = mip_meta[lv, 0]
+        dims = ti.Vector([mip_meta[lv, 1], mip_meta[lv, 2], mip_meta[lv, 3]])
+        # Level lv's cells are 2^lv level-0 cells wide (a padded last cell reaches past
+        # the box, which rays never sample).
+        geo = ti.cast(level0, ti.f32) / ti.cast(1 << lv, ti.f32)
+        cell = ti.Vector([0, 0, 0])
+        for a in ti.static(range(3)):
+            cell[a] = ti.math.clamp(ti.cast(ti.floor((probe[a] + 1.0) * 0.5 * geo[a]), ti.i32), 0, dims[a] - 1)
+        bound = density_mip[off + (cell[0] * dims[1] + cell[1]) * dims[2] + cell[2]]
+        t_exit = t_hi
+        for a in ti.static(range(3)):
+            if dn[a] > 1e-12:
+                t_exit = ti.min(t_exit, (-1.0 + 2.0 * (cell[a] + 1) / geo[a] - on[a]) * inv_dn[a])
+            elif dn[a] < -1e-12:
+                t_exit = ti.min(t_exit, (-1.0 + 2.0 * cell[a] / geo[a] - on[a]) * inv_dn[a])
+        t_exit = ti.max(t_exit, t + nudge)  # always move on
+        seg = t_exit - t
+        seg_end = t_exit
+        if bound * seg <= skip:
+            n_pieces = 0  # at most `skip` of optical depth: nothing to see
+            break
+        if bound * seg <= tau:
+            n_pieces = 1  # one sample covers the whole cell
+            break
+        if lv == 0:
+            piece = ti.max(base_step, tau / bound)
+            n_pieces = ti.max(ti.cast(ti.ceil(seg / piece), ti.i32), 1)
+        lv -= 1
+    return seg_end, n_pieces
+
+
+@ti.func
+def record_visibility(visibility: ti.template(), mip_meta: ti.template(), xn, weight: ti.f32):
+    """Max `weight` into the level-0 pyramid cell holding normalised point xn."""
+    gx = mip_meta[0, 1]
+    gy = mip_meta[0, 2]
+    gz = mip_meta[0, 3]
+    ix = ti.math.clamp(ti.cast(ti.floor((xn[0] + 1.0) * 0.5 * gx), ti.i32), 0, gx - 1)
+    iy = ti.math.clamp(ti.cast(ti.floor((xn[1] + 1.0) * 0.5 * gy), ti.i32), 0, gy - 1)
+    iz = ti.math.clamp(ti.cast(ti.floor((xn[2] + 1.0) * 0.5 * gz), ti.i32), 0, gz - 1)
+    ti.atomic_max(visibility[(ix * gy + iy) * gz + iz], weight)
+
+
+@ti.func
+def direction_taps(direction, table_h: ti.i32, table_w: ti.i32):
+    """Rows r0, r1, columns c0, c1 and the four bilinear weights (w00, w01, w10, w11)
+    of a unit direction in the lat-long table (row theta / pi * (Hd - 1), theta =
+    acos(d_y); column (atan2(d_z, d_x) + pi) / (2 pi) * Wd, periodic)."""
+    theta = ti.acos(ti.math.clamp(direction[1], -1.0, 1.0))
+    trow = ti.math.clamp(theta / PI * (table_h - 1), 0.0, ti.cast(table_h - 1, ti.f32))
+    r0 = ti.min(ti.cast(ti.floor(trow), ti.i32), ti.max(table_h - 2, 0))
+    r1 = ti.min(r0 + 1, table_h - 1)
+    ar = trow - r0
+    tcol = (ti.atan2(direction[2], direction[0]) + PI) / (2.0 * PI) * table_w
+    c0f = ti.floor(tcol)
+    ac = tcol - c0f
+    c0 = ti.cast(c0f, ti.i32) % table_w
+    c1 = (c0 + 1) % table_w
+    return r0, r1, c0, c1, ti.Vector([(1 - ar) * (1 - ac), (1 - ar) * ac, ar * (1 - ac), ar * ac])
+
+
+@ti.func
+def write_pixel(params: ti.template(), rgb_out: ti.template(), depth_out: ti.template(), opacity_out: ti.template(),
+                samples_out: ti.template(), row: ti.i32, col: ti.i32, acc, acc_t: ti.f32, transmittance: ti.f32, n_eval: ti.i32):
+    """Composite over the background and write one pixel's outputs (depth: what the
+    rays miss counts at `far`, the reference renderer's convention)."""
+    for ch in ti.static(range(3)):
+        v = acc[ch] + transmittance * params[P_BG + ch]
+        rgb_out[row, col, ch] = ti.cast(ti.math.clamp(v * 255.0 + 0.5, 0.0, 255.0), ti.u8)
+    depth_out[row, col] = acc_t + transmittance * params[P_FAR]
+    opacity_out[row, col] = 1.0 - transmittance
+    samples_out[row, col] = n_eval
