@@ -3,14 +3,14 @@
 Parallel over pixels (DESIGN §8). Per pixel: the camera ray, clipped to the box; the
 march of `march.next_segment` over the max pyramid of (culled) density bounds, so
 empty space is skipped in large cells and faint space costs one sample a cell; at a
-sample one trilinear lookup of the log density in its brick (1 + R in a moving brick:
-its loop-mean state plus R temporal coefficients weighted by T_r(phase)) and, only when the
+sample one trilinear lookup of the log density in its brick (two, blended, in a moving
+brick: the two loop frames around the phase) and, only when the
 sample's weight T * alpha matters, a trilinear lookup of the k colour coordinates,
 decoded with the ray's G(d), g(d) (one bilinear lookup of the colour table per ray,
 kept in registers): colour = sigmoid(G(d) z + g(d)). The ray stops once its
 transmittance is under P_STOP_T.
 
-`brick` (B), `rank` (k) and `temporal_rank` (R) are compile-time, so the corner strides are constants and
+`brick` (B) and `rank` (k) are compile-time, so the corner strides are constants and
 the colour code's loops unroll into registers; one compile serves every file with the
 same (B, k) (the defaults: one).
 """
@@ -48,21 +48,22 @@ def render_bricks_kernel(
     opacity_out: ti.types.ndarray(dtype=ti.f32, ndim=2),
     samples_out: ti.types.ndarray(dtype=ti.i32, ndim=2),
     visibility: ti.types.ndarray(dtype=ti.f32, ndim=1),
-    temporal: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    frame0: ti.i32,
+    frame1: ti.i32,
+    blend: ti.f32,
     cells_x: ti.i32,
     cells_y: ti.i32,
     cells_z: ti.i32,
     brick: ti.template(),
     rank: ti.template(),
-    temporal_rank: ti.template(),
 ):
-    """Render one image of the loop at the phase whose temporal weights are `temporal`.
+    """Render one image of the loop `blend` of the way from loop frame0 to frame1.
 
     slot, dynamic [Bx, By, Bz] int32; log_density [n_slots * (B+1)^3]; colour
     [n_slots * (B+1)^3 * k]; colour_table [Hd, Wd, 3, k+1] (see `BrickGrid`).
     density_mip / mip_meta: the max pyramid of density bounds (`density_pyramid`).
     params [N_PARAMS] (`march.P_*`): camera, box, near/far, step, thresholds and
-    temporal [R] float32: T_r(phase) (`BrickGrid.temporal_weights`).
+    frame0, frame1, blend: a moving brick blends (1 - blend) frame0 + blend frame1.
     Outputs as `render_kernel.render_loop_kernel`: rgb_out [H, W, 3] uint8, depth_out
     (expected distance, misses at `far`), opacity_out, samples_out [H, W].
     visibility [Gx * Gy * Gz] float32: when params[P_RECORD] > 0, each sample's weight
@@ -106,9 +107,6 @@ def render_bricks_kernel(
             tau = params[P_TAU]
             skip = params[P_SKIP]
             nudge = 1e-4 * base_step
-            tw_r = ti.Vector.zero(ti.f32, temporal_rank)
-            for r in ti.static(range(temporal_rank)):
-                tw_r[r] = temporal[r]
             record = params[P_RECORD] > 0.0
             t = t_lo
             while t < t_hi:
@@ -141,18 +139,19 @@ def render_bricks_kernel(
                             fx * fy * (1 - fz), fx * fy * fz,
                         ])
                         moving = dynamic[bx, by, bz]
-                        base = s * V + corner
+                        base = (s + moving * frame0) * V + corner
                         logd = 0.0
                         for q in ti.static(range(8)):
                             o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
                             logd += w[q] * log_density[base + o]
-                        if moving:
-                            for r in ti.static(range(temporal_rank)):
-                                part = 0.0
-                                for q in ti.static(range(8)):
-                                    o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
-                                    part += w[q] * log_density[base + (r + 1) * V + o]
-                                logd += tw_r[r] * part
+                        base1 = (s + moving * frame1) * V + corner
+                        a1 = blend * moving
+                        if a1 > 0.0:
+                            second = 0.0
+                            for q in ti.static(range(8)):
+                                o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
+                                second += w[q] * log_density[base1 + o]
+                            logd = (1.0 - a1) * logd + a1 * second
                         sigma = ti.exp(ti.min(logd, 80.0))
                         alpha = 1.0 - ti.exp(-sigma * delta)
                         weight = transmittance * alpha
@@ -164,12 +163,13 @@ def render_bricks_kernel(
                                 o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
                                 for j in ti.static(range(rank)):
                                     z[j] += w[q] * colour[(base + o) * rank + j]
-                            if moving:
-                                for r in ti.static(range(temporal_rank)):
-                                    for q in ti.static(range(8)):
-                                        o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
-                                        for j in ti.static(range(rank)):
-                                            z[j] += tw_r[r] * w[q] * colour[(base + (r + 1) * V + o) * rank + j]
+                            if a1 > 0.0:
+                                z1 = ti.Vector.zero(ti.f32, rank)
+                                for q in ti.static(range(8)):
+                                    o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
+                                    for j in ti.static(range(rank)):
+                                        z1[j] += w[q] * colour[(base1 + o) * rank + j]
+                                z = (1.0 - a1) * z + a1 * z1
                             for ch in ti.static(range(3)):
                                 logit = gmat[ch, rank]
                                 for j in ti.static(range(rank)):

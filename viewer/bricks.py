@@ -50,7 +50,6 @@ DYNAMIC_LOG_DENSITY = 0.02
 DYNAMIC_COLOUR_LOGIT = 0.02
 ALPHA_FLOOR = 1e-3
 CHUNK_BRICKS = 128  # bricks evaluated at once (bounds the memory of a build)
-TEMPORAL_RANK = 6  # R: temporal components of a moving brick
 MAX_MEGABYTES = 1024.0  # the largest grid the renderer builds by default
 
 
@@ -59,42 +58,77 @@ class BrickGrid:
     """The sparse brick grid (numpy arrays, float32 / int32, as the kernel reads them).
 
     cells: (Nx, Ny, Nz) voxel cells per axis over [-1, 1]; brick: B; rank: k.
-    temporal_rank: R.
     slot [Bx, By, Bz] int32: first slot of each brick, -1 where there is none.
-    dynamic [Bx, By, Bz] int32: 1 when the brick moves: slot holds its loop-mean state
-        and slot + 1 .. slot + R its temporal coefficients; 0: one slot.
+    dynamic [Bx, By, Bz] int32: 1 when the brick moves (F slots: slot + frame), else 0.
     log_density [n_slots * (B+1)^3] float32: corner (i, j, l) of slot s at
         s * (B+1)^3 + (i * (B+1) + j) * (B+1) + l; density = exp(value) per world unit.
     colour [n_slots * (B+1)^3 * k] float32: the k colour coordinates, same order.
     colour_table [Hd, Wd, 3, k + 1] float32: per direction of the `.loop`'s lat-long
         table, G(d) (first k) and g(d) (last): colour = sigmoid(G(d) z + g(d)).
-    temporal_basis [F, R] float32: T_r at the loop's frames (`temporal_weights`).
     stats: build figures (seconds, bricks, dynamic bricks, colour energy kept, MB).
     """
 
     cells: tuple[int, int, int]
     brick: int
     rank: int
-    temporal_rank: int
+    frames: int
     slot: np.ndarray
     dynamic: np.ndarray
     log_density: np.ndarray
     colour: np.ndarray
     colour_table: np.ndarray
-    temporal_basis: np.ndarray
     stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def corners(self) -> int:
         return (self.brick + 1) ** 3
 
-    def temporal_weights(self, phase: float) -> np.ndarray:
-        """float32 [R]: T_r at loop phase `phase` (periodic, linear between frames)."""
-        F = self.temporal_basis.shape[0]
-        u = float(np.mod(phase, 1.0)) * F
-        i0 = int(np.floor(u)) % F
-        a = u - np.floor(u)
-        return ((1.0 - a) * self.temporal_basis[i0] + a * self.temporal_basis[(i0 + 1) % F]).astype(np.float32)
+    def frame_density_bounds(self, occupancy_shape: tuple[int, int, int]) -> np.ndarray:
+        """float32 [F, Gx, Gy, Gz]: per loop frame, the largest density (1/world unit) any
+        point of each occupancy cell can have in this grid - the max over the corners
+        of every voxel that overlaps the cell (a trilinear value never exceeds its
+        corners), 0 where no brick is. Between two frames the blended log density is
+        at most the larger of the two, so max(bound[f0], bound[f1]) bounds every phase.
+        """
+        import torch
+
+        B1 = self.brick + 1
+        dims = self.slot.shape
+        n_corner = [d * self.brick + 1 for d in dims]
+        where = np.argwhere(self.slot >= 0)
+        slots = torch.as_tensor(self.slot[tuple(where.T)], dtype=torch.long)
+        moving = torch.as_tensor(self.dynamic[tuple(where.T)], dtype=torch.long)
+        logd = torch.as_tensor(self.log_density).reshape(-1, B1, B1, B1)
+        offs = torch.arange(B1)
+        b = torch.as_tensor(where, dtype=torch.long)
+        ii, jj, ll = (b[:, a, None] * self.brick + offs[None, :] for a in range(3))
+        G = [int(g) for g in occupancy_shape]
+        # Occupancy cell of each corner-lattice interval [i, i + 1]: the cells it overlaps.
+        out = np.zeros((self.frames, *G), dtype=np.float32)
+        for fr in range(self.frames):
+            lattice = torch.full(n_corner, -80.0)
+            lattice[ii[:, :, None, None], jj[:, None, :, None], ll[:, None, None, :]] = logd[slots + moving * fr]
+            # max over each voxel's 8 corners, then over the voxels inside each cell
+            vox = torch.nn.functional.max_pool3d(lattice[None, None], kernel_size=2, stride=1)[0, 0]
+            out[fr] = _pool_to_cells(vox, self.cells, G).exp().numpy()
+        return out
+
+    def frames_at(self, phase: float) -> tuple[int, int, float]:
+        """(frame0, frame1, a): loop phase `phase` lies a of the way from frame0 to frame1
+        (periodic: frame F - 1 blends into frame 0)."""
+        u = float(np.mod(phase, 1.0)) * self.frames
+        f0 = int(np.floor(u)) % self.frames
+        return f0, (f0 + 1) % self.frames, float(u - np.floor(u))
+
+
+def _pool_to_cells(vox: "torch.Tensor", cells: tuple[int, int, int], G: list[int]) -> "torch.Tensor":
+    """Max of a per-voxel grid [>= Nx, >= Ny, >= Nz] over the voxels overlapping each of
+    G cells per axis (voxel i spans [-1 + 2 i / N, -1 + 2 (i + 1) / N]; cell g covers
+    voxels floor(g N / G) .. ceil((g + 1) N / G) - 1, adaptive max pooling's regions)."""
+    import torch
+
+    v = vox[: cells[0], : cells[1], : cells[2]]
+    return torch.nn.functional.adaptive_max_pool3d(v[None, None], output_size=tuple(G))[0, 0]
 
 
 def _axis_overlap(n_cells: int, brick: int, n_bricks: int, n_occ: int) -> "torch.Tensor":
@@ -230,7 +264,6 @@ def build_bricks(
     *,
     brick: int = BRICK_CELLS,
     rank: int = COLOUR_RANK,
-    temporal_rank: int = TEMPORAL_RANK,
     dynamic_log_density: float = DYNAMIC_LOG_DENSITY,
     dynamic_colour_logit: float = DYNAMIC_COLOUR_LOGIT,
     max_megabytes: float | None = MAX_MEGABYTES,
@@ -241,10 +274,10 @@ def build_bricks(
     Args:
         baked: the loop (its occupancy decides which bricks exist).
         brick: B, cells per brick edge; rank: k, colour coordinates per corner.
-        temporal_rank: R, temporal components of a moving brick (at most F - 1).
         dynamic_log_density, dynamic_colour_logit: a brick moves when a corner's log
             density (where alpha over one cell > ALPHA_FLOOR) or colour logits change by
-            more than these over the loop; else it stores the loop-mean state once.
+            more than these over the loop (then it is stored per frame); else it stores
+            the loop-mean state once.
         max_megabytes: raise `BrickBudgetError` (before the expensive part) when the grid
             would need more; None for no limit.
         progress: called as progress(done, total) over the brick chunks (two passes).
@@ -253,7 +286,6 @@ def build_bricks(
 
     t0 = time.perf_counter()
     F = int(baked.frames)
-    R = int(max(1, min(temporal_rank, F - 1)))
     finest = [int(r) * max(baked.scales) for r in baked.resolution]
     cells = tuple(max(1, r - 1) for r in finest)
     dims = tuple(math.ceil(n / brick) for n in cells)
@@ -326,39 +358,24 @@ def build_bricks(
     # 2. Which bricks move. First a random sample, so a grid far over budget stops here.
     if max_megabytes is not None and n_bricks > CHUNK_BRICKS:
         moving, _ = moving_probes(sample[:CHUNK_BRICKS])
-        estimate = n_bricks * (1 + float(moving.mean()) * R) * bytes_per_slot / 1e6
+        estimate = n_bricks * (1 + float(moving.mean()) * (F - 1)) * bytes_per_slot / 1e6
         if estimate > 1.25 * max_megabytes:
             raise BrickBudgetError(
                 f"{n_bricks} occupied bricks, about {moving.mean():.0%} of them moving, need about {estimate:.0f} MB "
                 f"(budget {max_megabytes:.0f} MB)")
     is_dyn = np.zeros(n_bricks, dtype=bool)
-    probes = []
     for ci, c0 in enumerate(chunks):
         sel = where[c0 : c0 + CHUNK_BRICKS]
-        moving, dev = moving_probes(sel)
-        is_dyn[c0 : c0 + len(sel)] = moving
-        if moving.any():
-            probes.append(dev[:, torch.as_tensor(np.nonzero(moving)[0])].reshape(F, -1))
+        is_dyn[c0 : c0 + len(sel)] = moving_probes(sel)[0]
         if progress is not None:
             progress(ci + 1, 2 * len(chunks))
     n_dynamic = int(is_dyn.sum())
-    n_slots = n_bricks + n_dynamic * R
+    n_slots = n_bricks + n_dynamic * (F - 1)
     if max_megabytes is not None and n_slots * bytes_per_slot / 1e6 > max_megabytes:
         raise BrickBudgetError(
             f"{n_bricks} occupied bricks of which {n_dynamic} move need {n_slots * bytes_per_slot / 1e6:.0f} MB "
             f"(budget {max_megabytes:.0f} MB)")
-    # The temporal basis: the top R right singular vectors of the moving probes'
-    # trajectories (frames x samples), so a moving corner is mean + sum_r a_r T_r(frame).
-    if probes:
-        _, sv, vh = torch.linalg.svd(torch.cat(probes, dim=1).T.double(), full_matrices=False)
-        basis = vh[:R].T.float().contiguous()  # [F, R], orthonormal columns
-        temporal_kept = float((sv[:R] ** 2).sum() / (sv**2).sum().clamp(min=1e-30))
-    else:
-        basis = torch.zeros(F, R)
-        basis[0, 0] = 1.0
-        temporal_kept = 1.0
-
-    # 3. The slots: every brick its loop-mean state; a moving one R coefficient slots after it.
+    # 3. The slots: a still brick its loop-mean state, a moving one its F frames.
     slot = np.full(dims, -1, dtype=np.int32)
     dynamic = np.zeros(dims, dtype=np.int32)
     values: list[torch.Tensor] = []
@@ -373,21 +390,19 @@ def build_bricks(
         if (~dyn).any():
             still = tuple(i[torch.as_tensor(np.nonzero(~dyn)[0])] for i in idx)
             mean_state = encoded(lattice.mean_tables(), still)
-        coeffs = None
+        traj = None
         if dyn.any():
             mov = tuple(i[torch.as_tensor(np.nonzero(dyn)[0])] for i in idx)
             traj = torch.stack([encoded(frame_tables[fr], mov) for fr in range(F)])  # [F, m, V, 1 + k]
-            avg = traj.mean(0)
-            coeffs = torch.cat([avg[None], torch.einsum("fr,fmvc->rmvc", basis, traj - avg)])  # [1 + R, m, V, 1 + k]
         i_still = i_mov = 0
         for b in range(len(sel)):
             bx, by, bz = (int(v) for v in sel[b])
             slot[bx, by, bz] = next_slot
             if dyn[b]:
                 dynamic[bx, by, bz] = 1
-                values.append(coeffs[:, i_mov])
+                values.append(traj[:, i_mov])
                 i_mov += 1
-                next_slot += 1 + R
+                next_slot += F
             else:
                 values.append(mean_state[i_still][None])
                 i_still += 1
@@ -399,11 +414,10 @@ def build_bricks(
     else:  # keep the arrays non-empty (Taichi ndarrays need a size)
         data = torch.cat([torch.full((1, V, 1), -80.0), torch.zeros(1, V, k)], dim=-1)
     grid = BrickGrid(
-        cells=cells, brick=int(brick), rank=int(k), temporal_rank=R, slot=slot, dynamic=dynamic,
+        cells=cells, brick=int(brick), rank=int(k), frames=F, slot=slot, dynamic=dynamic,
         log_density=np.ascontiguousarray(data[..., 0].reshape(-1).numpy(), dtype=np.float32),
         colour=np.ascontiguousarray(data[..., 1:].reshape(-1).numpy(), dtype=np.float32),
         colour_table=np.ascontiguousarray(table.numpy(), dtype=np.float32),
-        temporal_basis=np.ascontiguousarray(basis.numpy(), dtype=np.float32),
     )
     grid.stats = {
         "seconds": round(time.perf_counter() - t0, 3),
@@ -412,7 +426,6 @@ def build_bricks(
         "brick_grid": list(dims),
         "slots": int(next_slot),
         "colour_energy_kept": round(kept, 5),
-        "temporal_energy_kept": round(temporal_kept, 5),
         "megabytes": round((grid.log_density.nbytes + grid.colour.nbytes) / 1e6, 1),
     }
     return grid

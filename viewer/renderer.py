@@ -130,6 +130,16 @@ class Renderer:
                 self.backend, self.backend_reason = "planes", f"brick grid over budget: {err}"
             self.build_seconds = _time.perf_counter() - t0
         self._pack_planes()  # cheap (a copy of the planes); `collapse_loop_planes` serves both
+        self._frame_mips = None
+        if self.backend == "bricks":
+            # Exact per-frame bounds from the bricks (tighter than the file's bound over all
+            # phases and neighbours): the march skips where nothing is at this phase.
+            bounds_t0 = _time.perf_counter()
+            occ = self._occupancy > 0
+            bounds = self.bricks.frame_density_bounds(self._occupancy.shape)
+            self._frame_mips = [density_pyramid(occ, np.where(occ, b, 0.0))[0] for b in bounds]
+            self._mip_frames = None
+            self.build_seconds += _time.perf_counter() - bounds_t0
 
     def _pack_planes(self) -> None:
         """The planes backend's arrays: planes flat and channel-last, lines per phase."""
@@ -185,7 +195,6 @@ class Renderer:
                 slot=upload(b.slot, ti.i32), dynamic=upload(b.dynamic, ti.i32),
                 log_density=upload(b.log_density, ti.f32), colour=upload(b.colour, ti.f32),
                 colour_table=upload(b.colour_table, ti.f32),
-                temporal=ti.ndarray(ti.f32, shape=(b.temporal_rank,)),
             )
         else:
             self._gpu.update(
@@ -360,11 +369,14 @@ class Renderer:
 
             b = self.bricks
             g["params"].from_numpy(params)
-            g["temporal"].from_numpy(b.temporal_weights(phase))
+            f0, f1, blend = b.frames_at(phase)
+            if self._mip_frames != (f0, f1):
+                g["density_mip"].from_numpy(np.maximum(self._frame_mips[f0], self._frame_mips[f1]))
+                self._mip_frames = (f0, f1)
             render_bricks_kernel(
                 g["slot"], g["dynamic"], g["log_density"], g["colour"], g["colour_table"], g["density_mip"],
-                g["mip_meta"], g["params"], rgb, depth, opacity, samples, vis, g["temporal"],
-                b.cells[0], b.cells[1], b.cells[2], b.brick, b.rank, b.temporal_rank,
+                g["mip_meta"], g["params"], rgb, depth, opacity, samples, vis, f0, f1, blend,
+                b.cells[0], b.cells[1], b.cells[2], b.brick, b.rank,
             )
         else:
             params[m.P_SIGMA_BIAS] = self._sigma_bias
