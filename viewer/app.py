@@ -289,7 +289,7 @@ class ViewerApp:
 
 def run_window(baked, width: int, height: int, *, scale: float = 1.0, frames: int | None = None,
                screenshot: str | Path | None = None, arch: str | None = None, title: str = "LoopNeRF",
-               step_scale: float = 1.0) -> int:
+               step_scale: float = 1.0, backend: str = "auto") -> int:
     """Open the window and play until it is closed (or after `frames` frames).
 
     Returns 0. Raises ConfigError when no display can be opened."""
@@ -297,7 +297,8 @@ def run_window(baked, width: int, height: int, *, scale: float = 1.0, frames: in
     from loopnerf.viewer.renderer import Renderer
 
     renderer = Renderer(baked, max(1, int(width * scale)), max(1, int(height * scale)), arch=arch,
-                        step_scale=step_scale)
+                        step_scale=step_scale, backend=backend)
+    print(renderer.describe())
     try:
         app = ViewerApp(renderer, width, height, scale=scale, title=f"LoopNeRF - {title}")
     except Exception as err:  # pyglet's NoSuchDisplayException and friends

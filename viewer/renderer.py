@@ -228,6 +228,14 @@ class Renderer:
             )
         return self._targets[key]
 
+    def describe(self) -> str:
+        """One line on which backend draws and what it cost to set up."""
+        if self.backend == "bricks":
+            st = self.bricks.stats
+            return (f"renderer: bricks ({st['bricks']} bricks, {st['dynamic_bricks']} moving, {st['megabytes']:.0f} MB, "
+                    f"built in {self.build_seconds:.1f} s)")
+        return f"renderer: planes ({self.backend_reason})"
+
     # ------------------------------------------------------------------ cameras
     def resize(self, width: int, height: int) -> None:
         """Set the image size (pixels) used by `render` when no intrinsics are given."""
