@@ -4,8 +4,8 @@ Gathers the loop model's frozen static planes, its loop planes and its linear de
 (the colour basis tabulated over directions) and hands them to
 `loopnerf.export.bake.bake_loop`, which adds the occupancy grid and writes fp16 planes.
 Then the occupancy is culled to what the capture's cameras saw
-(`loopnerf.export.visibility`): faint matter no camera weighed is removed, so novel
-views show no haze and the viewer spends no samples on it.
+(`loopnerf.export.visibility`): matter no camera weighed is removed, and the viewer
+spends no samples on it.
 The default camera is the longest still segment's averaged pose and intrinsics.
 """
 
@@ -104,8 +104,11 @@ def bake(
         cull: visibility culling: keep only the occupancy cells where some ray of the
             capture (every frame of the capture named in RUN/stage1/config.json, seen
             at the loop's phases in turn) puts a weight T * alpha above
-            `cull_min_weight` (SNeRG's criterion), dilated by `cull_dilate` cells.
-            --no-cull keeps everything the field holds (haze included).
+            `cull_min_weight` (SNeRG's criterion), dilated by `cull_dilate` cells;
+            removes what no camera saw (behind surfaces, outside every view). On the
+            demo loop it empties only 0.8 % of the box: the capture's cameras look
+            through the field's haze (83 % of the cells weigh > 0.005 in some ray), so
+            culling cannot remove it. --no-cull keeps every cell the field holds.
         cull_min_weight: the culling threshold on a cell's largest weight (0..1).
         cull_dilate: cells of margin kept around what the cameras saw.
         quiet: no progress bar.
