@@ -87,7 +87,7 @@ def test_seamless_loop(loop, renderer):
 
 def test_occupancy_skipping_changes_nothing_but_cost(loop, renderer):
     full = dataclasses.replace(loop, occupancy=torch.ones_like(loop.occupancy))
-    dense = Renderer(full, 40, 30)
+    dense = Renderer(full, 40, 30, backend="planes")
     assert float(loop.occupancy.float().mean()) < 0.9  # the baked grid does skip cells
     for phase in (0.1, 0.6):
         a, da = renderer.render_phase(renderer.default_c2w(), phase)
@@ -167,7 +167,7 @@ def test_density_bounds_cut_samples_not_accuracy(loop, renderer):
     # The same loop without its per-cell density bounds (a .loop written before they
     # existed): occupied cells are marched at the base step everywhere.
     assert loop.density_max is not None
-    unbounded = Renderer(dataclasses.replace(loop, density_max=None), 40, 30)
+    unbounded = Renderer(dataclasses.replace(loop, density_max=None), 40, 30, backend="planes")
     c2w = renderer.default_c2w()
     for phase in (0.2, 0.7):
         a, _ = renderer.render_phase(c2w, phase)
