@@ -1,4 +1,4 @@
-"""`loopnerf export SCENE.loop --format glb|ply|layers --out DIR`: play the loop in other engines."""
+"""`loopnerf export SCENE.loop --format glb|web|ply|layers --out DIR`: play the loop in other engines."""
 
 from __future__ import annotations
 
@@ -24,35 +24,47 @@ def prepare_out_dir(out: Path, overwrite: bool) -> Path:
 
 def export(
     scene: Positional[Path],
-    format: Literal["glb", "ply", "layers"],
+    format: Literal["glb", "web", "ply", "layers"],
     out: Path,
     overwrite: bool = False,
-    resolution: int = 96,
-    iso: float | None = None,
+    stills: Path | None = None,
+    voxel: float | None = None,
+    fuse_height: int | None = None,
+    min_opacity: float = 0.5,
+    subdivide: int = 0,
     planes: int = 32,
-    samples: int = 128,
     quiet: bool = False,
 ) -> int:
     """Export a baked loop for other engines.
 
-    glb: `scene.glb`, glTF 2.0 binary with one vertex-coloured mesh per loop frame
-    (marching cubes on the baked density, colours seen from the default camera) and an
-    animation showing them one at a time (Blender, three.js, any glTF viewer).
-    ply: `frame_%04d.ply` coloured point clouds (surface points) + `manifest.json`.
+    glb: `scene.glb`, glTF 2.0 binary: a static mesh and one mesh per loop frame for what
+    moves, shown in turn by one animation at the loop's fps (Blender, three.js, any glTF
+    viewer). The surfaces are what the viewer shows: its renders (expected depth and
+    colour) from the default camera, the still cameras and an orbit around each, fused
+    into TSDF volumes; vertex colours are the viewer's colours, drawn unlit.
+    web: the glb plus `index.html` (three.js, orbit controls) that plays the loop
+    endlessly; serve the folder with any static file server.
+    ply: `frame_%04d.ply` coloured point clouds (the glb's static + moving vertices, with
+    normals) + `manifest.json`.
     layers: VideoLoop3D's layered format from the default camera (RGBA planes at fixed
-    inverse depths: `geometry.obj`, `static.png`, `dynamic/%04d.png`, `meta.json`), which
-    VideoLoop3D's three.js player plays.
+    inverse depths: `geometry.obj`, `static.png`, `dynamic/%04d.png`, `meta.json`), from
+    the viewer's renders, for VideoLoop3D's three.js player.
 
     Args:
         scene: the baked `.loop` file, or a run folder holding `scene.loop`.
-        format: glb, ply or layers.
+        format: glb, web, ply or layers.
         out: output folder (created; must be empty unless --overwrite).
         overwrite: write into an existing non-empty folder, replacing same-named files.
-        resolution: glb / ply: density grid nodes per axis over the scene box.
-        iso: glb / ply: surface density level per world unit (default: the density at
-            which one grid cell is half opaque, ln 2 / cell size).
+        stills: glb / web / ply: a run's `segments.json` whose still cameras are fused too
+            (default: `segments.json` beside the .loop, when there is one).
+        voxel: glb / web / ply: TSDF voxel edge in world units (default: one pixel of the
+            .loop's camera at its focus distance).
+        fuse_height: glb / web / ply: height in pixels of the fusion renders (default: the
+            .loop camera's height; the width keeps its aspect ratio).
+        min_opacity: glb / web / ply: pixels the viewer covers at least this much are meshed.
+        subdivide: glb / web / ply: midpoint subdivisions of the meshes before they are
+            coloured from the renders (each quarters the triangles: sharper colour, 4x size).
         planes: layers: number of RGBA planes between the box's near and far depth.
-        samples: layers: samples per ray when integrating each plane's slab.
         quiet: no progress bars.
     """
     from loopnerf.export.loop_format import load_loop
@@ -61,23 +73,45 @@ def export(
     if scene.is_dir():
         scene = scene / "scene.loop"
     baked = load_loop(scene)
-    if resolution < 8:
-        raise LoopNeRFError(f"--resolution must be >= 8, got {resolution}")
-    if planes < 2 or samples < planes:
-        raise LoopNeRFError(f"need --planes >= 2 and --samples >= --planes, got {planes} and {samples}")
-    out_dir = prepare_out_dir(out, overwrite)
+    if planes < 2:
+        raise LoopNeRFError(f"need --planes >= 2, got {planes}")
+    if voxel is not None and not voxel > 0:
+        raise LoopNeRFError(f"--voxel must be > 0 world units, got {voxel}")
+    if fuse_height is not None and fuse_height < 4:
+        raise LoopNeRFError(f"--fuse-height must be >= 4 pixels, got {fuse_height}")
+    if not 0 <= subdivide <= 3:
+        raise LoopNeRFError(f"--subdivide must be 0..3, got {subdivide}")
+    if not 0.0 < min_opacity < 1.0:
+        raise LoopNeRFError(f"--min-opacity must be in (0, 1), got {min_opacity}")
+    if stills is not None and not Path(stills).is_file():
+        raise LoopNeRFError(f"{stills}: no such file (--stills takes a run's segments.json)")
     progress = not quiet
+    if format in ("glb", "web", "ply"):
+        from loopnerf.export.tsdf import FusionOptions, still_cameras
+
+        segments = Path(stills) if stills is not None else scene.parent / "segments.json"
+        poses = still_cameras(segments)
+        options = FusionOptions(voxel=voxel, height=fuse_height, min_opacity=min_opacity, subdivide=subdivide)
+        if format == "web":
+            from loopnerf.export.web import find_three
+
+            find_three()  # before any output: fail fast when three.js is missing
+    out_dir = prepare_out_dir(out, overwrite)
     if format == "glb":
         from loopnerf.export.glb import export_glb
 
-        path = export_glb(baked, out_dir, resolution=resolution, iso=iso, progress=progress)
+        path = export_glb(baked, out_dir, stills=poses, options=options, progress=progress)
+    elif format == "web":
+        from loopnerf.export.web import export_web
+
+        path = export_web(baked, out_dir, stills=poses, options=options, progress=progress)
     elif format == "ply":
         from loopnerf.export.ply import export_ply
 
-        path = export_ply(baked, out_dir, resolution=resolution, iso=iso, progress=progress)
+        path = export_ply(baked, out_dir, stills=poses, options=options, progress=progress)
     else:
         from loopnerf.export.layers import export_layers
 
-        path = export_layers(baked, out_dir, planes=planes, n_samples=samples, progress=progress)
+        path = export_layers(baked, out_dir, planes=planes, progress=progress)
     print(f"wrote {path}")
     return 0

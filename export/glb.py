@@ -1,32 +1,42 @@
-"""glTF 2.0 binary export: one vertex-coloured mesh per loop frame, played as a loop.
+"""glTF 2.0 binary export: the loop as meshes an engine draws as the viewer shows it.
 
-Layout written (by hand, so the animation is exactly what we want):
-- node k holds mesh k (frame k's marching-cubes surface: POSITION, NORMAL, COLOR_0);
-- one animation, "loop": for every node a `scale` channel with STEP interpolation
-  over F + 1 keyframes at times i / fps (i = 0..F), scale 1 at key k and 0 at the
-  others (the last key repeats the first state so the clip lasts exactly F / fps and
-  players that loop the clip never jump);
+The surfaces come from `loopnerf.export.tsdf` (the viewer's renders fused into TSDF
+volumes): one static mesh shared by every frame and, per loop frame, a mesh of what
+moves. Layout written (by hand, so the animation is exactly what we want):
+- node k (k = 0 .. F-1) "frame_k" holds frame k's moving part (no mesh where nothing
+  moves); then "static" with the static mesh (left out when it is empty),
+  "default_camera" (a glTF camera at the loop's default view) and the root, last;
+- meshes: POSITION (float32) and COLOR_0 (unsigned-short normalised RGBA, linear RGB as
+  glTF requires, converted from the display sRGB colours the viewer shows; alpha 1),
+  indices uint16 or uint32;
+- one animation, "loop": for every frame node a `scale` channel with STEP interpolation
+  over F + 1 keys at times k / fps (k = 0..F), scale 1 at key k and 0 at the others (the
+  last key repeats frame 0's state so the clip lasts exactly F / fps and players that loop
+  it never jump). Key times are stored as the largest float32 not above k / fps, so a
+  player seeking to exactly k / fps (in double precision) lands on frame k, not k - 1;
 - node k's rest scale is 1 for frame 0 and 0 otherwise, so a static viewer shows frame 0;
-- an unlit material (KHR_materials_unlit): the colours are already shaded radiance.
-Coordinates: glTF is +Y up, so the world is rotated to take the header's `up` to +Y;
-units are the scene's world units. COLOR_0 is linear RGB (glTF's convention), converted
-from the display (sRGB) colours the field renders.
+- an unlit material (KHR_materials_unlit), double-sided: the colours are already the
+  shaded radiance.
+Coordinates: glTF is +Y up, so the world is rotated to take the header's `up` to +Y
+(`up_rotation`); units are the scene's world units.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from loopnerf.export.loop_format import BakedLoop
-    from loopnerf.export.surface import Surface
+    from loopnerf.export.tsdf import FusedLoop, FusionOptions, Mesh
 
 _FLOAT = 5126
+_USHORT = 5123
 _UINT = 5125
 _ARRAY_BUFFER = 34962
 _ELEMENT_ARRAY_BUFFER = 34963
@@ -59,7 +69,10 @@ class _Buffer:
         self.views: list[dict] = []
         self.accessors: list[dict] = []
 
-    def add(self, array: np.ndarray, kind: str, component: int, target: int | None = None, minmax: bool = False) -> int:
+    def add(
+        self, array: np.ndarray, kind: str, component: int, target: int | None = None, minmax: bool = False,
+        normalized: bool = False,
+    ) -> int:
         raw = np.ascontiguousarray(array).tobytes()
         while len(self.data) % 4:
             self.data.append(0)
@@ -70,6 +83,8 @@ class _Buffer:
         self.views.append(view)
         count = int(array.shape[0])
         acc = {"bufferView": len(self.views) - 1, "componentType": component, "count": count, "type": kind}
+        if normalized:
+            acc["normalized"] = True
         if minmax:
             flat = array.reshape(count, -1)
             acc["min"] = [float(v) for v in flat.min(axis=0)]
@@ -78,30 +93,102 @@ class _Buffer:
         return len(self.accessors) - 1
 
 
-def build_glb(surfaces: "list[Surface]", fps: float, up=(0.0, 1.0, 0.0), name: str = "loopnerf") -> bytes:
-    """The .glb bytes for one surface per loop frame (see module docstring)."""
-    F = len(surfaces)
-    rot = up_rotation(up).astype(np.float32)
+def key_times(frames: int, fps: float) -> np.ndarray:
+    """float32 [frames + 1]: for each k the largest float32 <= k / fps (exactly 0 for k = 0).
+
+    Rounding k / fps to the nearest float32 lands above it for some k (9 of 24 at 24 fps),
+    and a player seeking to k / fps then still shows frame k - 1 under STEP interpolation;
+    rounding down never does."""
+    exact = np.arange(frames + 1, dtype=np.float64) / float(fps)
+    t = exact.astype(np.float32)
+    above = t.astype(np.float64) > exact
+    t[above] = np.nextafter(t[above], np.float32(-np.inf))
+    if not np.all(np.diff(t.astype(np.float64)) > 0):
+        raise ValueError(f"key times not increasing for {frames} frames at {fps} fps")
+    return t
+
+
+def _mesh_entry(buf: _Buffer, mesh: "Mesh", rot: np.ndarray, name: str) -> dict:
+    pos = (mesh.vertices.astype(np.float64) @ rot.T).astype(np.float32)
+    lin = srgb_to_linear(mesh.colors.astype(np.float64))
+    rgba = np.concatenate([lin, np.ones((len(lin), 1))], axis=1)
+    col = np.round(rgba * 65535.0).astype(np.uint16)
+    attrs = {
+        "POSITION": buf.add(pos, "VEC3", _FLOAT, _ARRAY_BUFFER, minmax=True),
+        "COLOR_0": buf.add(col, "VEC4", _USHORT, _ARRAY_BUFFER, normalized=True),
+    }
+    if len(mesh.vertices) <= 65535:
+        idx = buf.add(mesh.faces.astype(np.uint16).reshape(-1), "SCALAR", _USHORT, _ELEMENT_ARRAY_BUFFER)
+    else:
+        idx = buf.add(mesh.faces.astype(np.uint32).reshape(-1), "SCALAR", _UINT, _ELEMENT_ARRAY_BUFFER)
+    return {"name": name, "primitives": [{"attributes": attrs, "indices": idx, "material": 0, "mode": 4}]}
+
+
+def glb_camera(baked: "BakedLoop") -> tuple[dict, list[float]]:
+    """(glTF perspective camera, node matrix [16] column-major) of the loop's default
+    camera in the glb's +Y-up frame."""
+    cam = baked.camera
+    rot = up_rotation(baked.up)
+    c2w = np.asarray(cam["c2w"], dtype=np.float64)
+    m = np.eye(4)
+    m[:3, :3] = rot @ c2w[:3, :3]
+    m[:3, 3] = rot @ c2w[:3, 3]
+    yfov = 2.0 * math.atan(0.5 * float(cam["height"]) / float(cam["fy"]))
+    camera = {
+        "name": "default_camera",
+        "type": "perspective",
+        "perspective": {
+            "yfov": yfov,
+            "aspectRatio": float(cam["width"]) / float(cam["height"]),
+            "znear": float(max(baked.near, 1e-3)),
+            "zfar": float(baked.far),
+        },
+    }
+    return camera, [float(v) for v in m.T.reshape(-1)]
+
+
+def build_glb(
+    static: "Mesh",
+    frames: "Sequence[Mesh]",
+    fps: float,
+    up=(0.0, 1.0, 0.0),
+    *,
+    camera: tuple[dict, list[float]] | None = None,
+    extras: dict | None = None,
+    name: str = "loopnerf",
+) -> bytes:
+    """The .glb bytes of a static mesh plus one mesh per loop frame (module docstring).
+
+    Args:
+        static: the mesh shown in every frame (may be empty).
+        frames: F meshes, frame k shown on [k / fps, (k + 1) / fps) (each may be empty).
+        fps: playback rate, frames per second.
+        up: the world's up vector (rotated to glTF's +Y).
+        camera: (glTF camera, node matrix) from `glb_camera`, or None for no camera.
+        extras: JSON-able values stored under the asset's extras["loopnerf"].
+    """
+    F = len(frames)
+    if F < 1:
+        raise ValueError("need at least one loop frame")
+    rot = up_rotation(up)
     buf = _Buffer()
-    meshes, nodes = [], []
-    for k, s in enumerate(surfaces):
+    meshes: list[dict] = []
+    nodes: list[dict] = []
+    for k, m in enumerate(frames):
         node: dict = {"name": f"frame_{k:04d}", "scale": [1.0, 1.0, 1.0] if k == 0 else [0.0, 0.0, 0.0]}
-        if len(s.vertices):
-            pos = (s.vertices @ rot.T).astype(np.float32)
-            nrm = (s.normals @ rot.T).astype(np.float32)
-            col = srgb_to_linear(s.colors).astype(np.float32)
-            attrs = {
-                "POSITION": buf.add(pos, "VEC3", _FLOAT, _ARRAY_BUFFER, minmax=True),
-                "NORMAL": buf.add(nrm, "VEC3", _FLOAT, _ARRAY_BUFFER),
-                "COLOR_0": buf.add(col, "VEC3", _FLOAT, _ARRAY_BUFFER),
-            }
-            idx = buf.add(s.faces.astype(np.uint32).reshape(-1), "SCALAR", _UINT, _ELEMENT_ARRAY_BUFFER)
-            meshes.append({"name": f"frame_{k:04d}", "primitives": [{"attributes": attrs, "indices": idx, "material": 0, "mode": 4}]})
+        if len(m.vertices) and len(m.faces):
+            meshes.append(_mesh_entry(buf, m, rot, f"frame_{k:04d}"))
             node["mesh"] = len(meshes) - 1
         nodes.append(node)
-    # Animation: F + 1 STEP keys at i / fps; node k visible on [k / fps, (k + 1) / fps).
-    times = (np.arange(F + 1, dtype=np.float32) / np.float32(fps)).astype(np.float32)
-    t_acc = buf.add(times, "SCALAR", _FLOAT, minmax=True)
+    if len(static.vertices) and len(static.faces):
+        meshes.append(_mesh_entry(buf, static, rot, "static"))
+        nodes.append({"name": "static", "mesh": len(meshes) - 1})
+    cameras = []
+    if camera is not None:
+        cameras.append(camera[0])
+        nodes.append({"name": "default_camera", "camera": 0, "matrix": camera[1]})
+    # Animation: F + 1 STEP keys at k / fps; node k visible on [k / fps, (k + 1) / fps).
+    t_acc = buf.add(key_times(F, fps), "SCALAR", _FLOAT, minmax=True)
     samplers, channels = [], []
     for k in range(F):
         scale = np.zeros((F + 1, 3), np.float32)
@@ -111,13 +198,17 @@ def build_glb(surfaces: "list[Surface]", fps: float, up=(0.0, 1.0, 0.0), name: s
         out_acc = buf.add(scale, "VEC3", _FLOAT)
         samplers.append({"input": t_acc, "output": out_acc, "interpolation": "STEP"})
         channels.append({"sampler": k, "target": {"node": k, "path": "scale"}})
-    root = {"name": name, "children": list(range(F))}
-    gltf = {
-        "asset": {"version": "2.0", "generator": "loopnerf export"},
+    root = {"name": name, "children": list(range(len(nodes)))}
+    nodes.append(root)
+    if not meshes:
+        raise ValueError("nothing to write: every mesh is empty")
+    gltf: dict[str, Any] = {
+        "asset": {"version": "2.0", "generator": "loopnerf export",
+                  "extras": {"loopnerf": {"frames": F, "fps": float(fps), **(extras or {})}}},
         "extensionsUsed": ["KHR_materials_unlit"],
         "scene": 0,
-        "scenes": [{"name": name, "nodes": [F]}],
-        "nodes": nodes + [root],
+        "scenes": [{"name": name, "nodes": [len(nodes) - 1]}],
+        "nodes": nodes,
         "meshes": meshes,
         "materials": [
             {
@@ -131,8 +222,9 @@ def build_glb(surfaces: "list[Surface]", fps: float, up=(0.0, 1.0, 0.0), name: s
         "accessors": buf.accessors,
         "bufferViews": buf.views,
         "buffers": [{"byteLength": len(buf.data)}],
-        "extras": {"loopnerf": {"frames": F, "fps": float(fps)}},
     }
+    if cameras:
+        gltf["cameras"] = cameras
     js = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
     js += b" " * ((4 - len(js) % 4) % 4)
     binary = bytes(buf.data) + b"\0" * ((4 - len(buf.data) % 4) % 4)
@@ -143,13 +235,35 @@ def build_glb(surfaces: "list[Surface]", fps: float, up=(0.0, 1.0, 0.0), name: s
     return out
 
 
-def export_glb(baked: "BakedLoop", out_dir: Path, *, resolution: int = 64, iso: float | None = None, progress: bool = True) -> Path:
-    """Write `out_dir/scene.glb` (one mesh per loop frame + the loop animation)."""
-    from loopnerf.export.surface import loop_surfaces
+def export_glb(
+    baked: "BakedLoop",
+    out_dir: Path,
+    *,
+    stills: "Sequence[np.ndarray]" = (),
+    options: "FusionOptions | None" = None,
+    progress: bool = True,
+    fused: "FusedLoop | None" = None,
+) -> Path:
+    """Write `out_dir/scene.glb`: the viewer's renders fused into a static mesh + one mesh
+    per loop frame (`loopnerf.export.tsdf.fuse_loop` with the still cameras `stills` and
+    `options`), played by the loop animation. `fused` reuses a fusion already made.
+    Also writes `out_dir/scene.glb.json` with the fusion's figures (cameras, voxel size,
+    vertex counts, seconds)."""
+    from loopnerf.errors import LoopNeRFError
+    from loopnerf.export.tsdf import fuse_loop
 
-    surfaces = loop_surfaces(baked, resolution, iso, progress=progress)
+    if fused is None:
+        fused = fuse_loop(baked, stills, options, progress=progress)
+    if len(fused.static) == 0 and all(len(m) == 0 for m in fused.frames):
+        raise LoopNeRFError("the fused surfaces are empty: the viewer shows nothing solid from the fusion cameras")
+    data = build_glb(
+        fused.static, fused.frames, baked.fps, baked.up, camera=glb_camera(baked),
+        extras={"voxel": fused.voxel, "background": [float(c) for c in baked.background]},
+    )
     path = Path(out_dir) / "scene.glb"
-    path.write_bytes(build_glb(surfaces, baked.fps, baked.up))
+    path.write_bytes(data)
+    stats = dict(fused.stats, bytes=len(data))
+    (Path(out_dir) / "scene.glb.json").write_text(json.dumps(stats, indent=2))
     return path
 
 

@@ -20,10 +20,16 @@ its camera at the origin, up (0, -1, 0), looking at +z): x right, y down, z forw
 the camera's image exactly, so from the reference view texel (u, v) of a plane lies on
 pixel (u, v)'s ray.
 
-Each plane holds the radiance of its depth slab (slab borders halfway between planes
-in inverse depth): colour and opacity of the volume-rendering integral restricted to
-the slab. Compositing the planes front to back over the background reproduces the
-direct render from the reference camera exactly, up to 8-bit quantisation.
+The planes are filled from the viewer's own renderer (`loopnerf.viewer.Renderer`, the
+image a user sees), one render per loop frame at the default camera: each pixel's
+colour and opacity go onto the plane nearest (in inverse depth) to the expected depth
+of what the pixel shows, sum(w_i t_i) / opacity, as straight colour c = (rgb - (1 -
+opacity) background) / opacity with alpha = opacity. Every other plane is transparent
+there, so compositing the planes front to back over the background gives back the
+viewer's render at the reference camera up to 8-bit rounding of partly transparent
+pixels (kept to a fraction of a level by choosing alpha and colour together,
+`quantize_over`). (What a pixel hides behind its visible surface is not stored: a view that moves
+far from the reference camera shows the background in the gaps.)
 """
 
 from __future__ import annotations
@@ -36,8 +42,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from loopnerf.export.loop_format import BakedLoop
 
 GUTTER = 1  # texels of border replicated around each tile, so linear filtering never reads a neighbour
@@ -63,46 +67,65 @@ def plane_depths(near: float, far: float, count: int) -> np.ndarray:
     return 1.0 / np.linspace(1.0 / near, 1.0 / far, count)
 
 
-def slab_layers(
-    baked: "BakedLoop", phase: float, depths: np.ndarray, n_samples: int = 128
-) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """Per-plane straight RGB [L, H, W, 3] and alpha [L, H, W] of the default camera's
-    rays at loop phase p: the volume integral restricted to each depth slab."""
-    import torch
+def quantize_over(rgb: np.ndarray, alpha: np.ndarray, background, search: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """8-bit straight alpha and colour [H, W] uint8, [H, W, 3] uint8 whose composite
+    over `background`, a c + (1 - a) bg, is closest to the target `rgb` (uint8 [H, W, 3]).
 
-    from loopnerf.data.rays import camera_rays
-    from loopnerf.export.reference_render import sample_rays
+    Rounding opacity and colour separately leaves up to half a level of error in each,
+    about 60 dB over a hazy image; trying the alpha levels within `search` of
+    round(255 alpha) (nearest first) and, for each, the colour that best gives the target,
+    keeps the composite within a fraction of a level (alpha moves by <= search / 255;
+    pixels with round(255 alpha) = 0 stay fully transparent)."""
+    target = rgb.astype(np.float64) / 255.0
+    bg = np.asarray(background, dtype=np.float64)
+    base = np.round(np.clip(alpha, 0.0, 1.0) * 255.0).astype(np.int64)
+    best_err = np.full(alpha.shape, np.inf)
+    best_a = base.copy()
+    best_c = np.zeros(rgb.shape, np.int64)
+    for j in sorted(range(-search, search + 1), key=abs):
+        a8 = np.clip(base + j, 0, 255)
+        a = (a8 / 255.0)[..., None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = np.where(a > 0, (target - (1.0 - a) * bg) / a, 0.0)
+        c8 = np.clip(np.round(c * 255.0), 0, 255).astype(np.int64)
+        err = np.sum((a * c8 / 255.0 + (1.0 - a) * bg - target) ** 2, axis=-1)
+        better = err < best_err - 1e-15
+        best_err = np.where(better, err, best_err)
+        best_a = np.where(better, a8, best_a)
+        best_c = np.where(better[..., None], c8, best_c)
+    empty = base == 0  # nothing there: stays fully transparent
+    best_a[empty] = 0
+    best_c[best_a == 0] = 0
+    return best_a.astype(np.uint8), best_c.astype(np.uint8)
 
-    cam = baked.camera
-    H, W = int(cam["height"]), int(cam["width"])
-    o, d = (r.reshape(-1, 3) for r in camera_rays(cam["c2w"], cam))
-    forward = -torch.tensor(cam["c2w"], dtype=torch.float32)[:3, 2]
+
+def frame_layers(
+    rgb: np.ndarray, depth: np.ndarray, opacity: np.ndarray, depths: np.ndarray, intr, background, far: float
+) -> np.ndarray:
+    """One loop frame's planes from the viewer's render at the reference camera.
+
+    Args:
+        rgb uint8 [H, W, 3], depth float [H, W] (the viewer's: sum(w_i t_i) + (1 -
+            opacity) far, along unit rays), opacity float [H, W];
+        depths: plane z-depths [L], front to back; intr: the render's intrinsics;
+        background: RGB in [0, 1]; far: the .loop's far distance.
+    Returns RGBA uint8 [L, H, W, 4], straight (not premultiplied) alpha."""
+    from loopnerf.export.tsdf import covered_depth, ray_z_factor
+
+    H, W = opacity.shape
     L = len(depths)
-    # Slab borders: halfway between planes in inverse depth; the first and last slabs are open.
-    inv = 1.0 / np.asarray(depths, dtype=np.float64)
-    borders = torch.tensor(1.0 / (0.5 * (inv[1:] + inv[:-1])), dtype=torch.float32)  # [L - 1] increasing depth
-    rgbs, alphas = [], []
-    chunk = 4096
-    for i in range(0, o.shape[0], chunk):
-        oo, dd = o[i : i + chunk], d[i : i + chunk]
-        with torch.no_grad():
-            t, deltas, sigma, rgb = sample_rays(baked, oo, dd, phase, n_samples)
-        alpha = 1.0 - torch.exp(-sigma * deltas)  # [R, S]
-        z = t * (dd @ forward)[:, None]  # z-depth of each sample
-        slab = torch.bucketize(z, borders)  # [R, S] in 0 .. L-1
-        prem = torch.zeros(oo.shape[0], L, 3)
-        opac = torch.zeros(oo.shape[0], L)
-        for l in range(L):
-            a = torch.where(slab == l, alpha, torch.zeros_like(alpha))
-            trans = torch.cumprod(torch.cat([torch.ones_like(a[:, :1]), 1.0 - a[:, :-1]], dim=1), dim=1)
-            w = trans * a
-            prem[:, l] = (w[..., None] * rgb).sum(dim=1)
-            opac[:, l] = 1.0 - torch.prod(1.0 - a, dim=1)
-        rgbs.append(prem / opac.clamp_min(1e-8)[..., None] * (opac > 1e-8)[..., None])
-        alphas.append(opac)
-    rgb = torch.cat(rgbs).clamp(0, 1).reshape(H, W, L, 3).permute(2, 0, 1, 3)
-    alpha = torch.cat(alphas).clamp(0, 1).reshape(H, W, L).permute(2, 0, 1)
-    return rgb, alpha
+    alpha = np.clip(opacity.astype(np.float64), 0.0, 1.0)
+    z = covered_depth(depth, opacity, far).astype(np.float64) * ray_z_factor(intr)
+    inv = 1.0 / np.asarray(depths, dtype=np.float64)  # decreasing
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iz = np.where(np.isfinite(z) & (z > 0), 1.0 / z, inv[-1])
+    plane = np.clip(np.rint((iz - inv[0]) / (inv[-1] - inv[0]) * (L - 1)), 0, L - 1).astype(np.int64)
+    a8, c8 = quantize_over(rgb, alpha, background)
+    out = np.zeros((L, H, W, 4), np.uint8)
+    rows, cols = np.nonzero(a8 > 0)
+    out[plane[rows, cols], rows, cols, :3] = c8[rows, cols]
+    out[plane[rows, cols], rows, cols, 3] = a8[rows, cols]
+    return out
 
 
 def atlas_layout(count: int, height: int, width: int) -> dict[str, int]:
@@ -153,16 +176,28 @@ def _obj_text(depths: np.ndarray, static: list[bool], cam: dict[str, Any], layou
 
 
 def export_layers(
-    baked: "BakedLoop", out_dir: Path, *, planes: int = 32, n_samples: int = 128, progress: bool = True
+    baked: "BakedLoop", out_dir: Path, *, planes: int = 32, progress: bool = True, renderer=None
 ) -> Path:
-    """Write the layered export into out_dir (see module docstring); returns meta.json's path."""
+    """Write the layered export into out_dir (see module docstring); returns meta.json's path.
+
+    `renderer`: a `loopnerf.viewer.Renderer` of `baked` to reuse (one is made if None).
+    The figures (render and write seconds) go to `meta.json`'s "loopnerf" entry."""
+    import time
+
     import imageio.v3 as iio
 
+    from loopnerf.viewer import Renderer
+
+    t_start = time.perf_counter()
     out_dir = Path(out_dir)
     cam = baked.camera
     H, W = int(cam["height"]), int(cam["width"])
     near, far = depth_range(baked)
     depths = plane_depths(near, far, planes)
+    if renderer is None:
+        renderer = Renderer(baked, W, H)
+    intr = renderer.intrinsics_for(W, H)
+    c2w = renderer.default_c2w()
     frames = range(baked.frames)
     iterator: Any = frames
     if progress:
@@ -170,10 +205,12 @@ def export_layers(
 
         iterator = track(frames, description="layers")
     tiles = []
+    t_render = 0.0
     for k in iterator:
-        rgb, alpha = slab_layers(baked, k / baked.frames, depths, n_samples)
-        rgba = np.concatenate([rgb.numpy(), alpha.numpy()[..., None]], axis=-1)
-        tiles.append(np.round(rgba * 255.0).astype(np.uint8))  # [L, H, W, 4]
+        t0 = time.perf_counter()
+        rgb, depth, opacity = renderer.render_phase_with_opacity(c2w, k / baked.frames, intrinsics=intr)
+        t_render += time.perf_counter() - t0
+        tiles.append(frame_layers(rgb, depth, opacity, depths, intr, baked.background, float(baked.far)))
     stack = np.stack(tiles)  # [F, L, H, W, 4]
     # A plane is static when no frame differs from frame 0 by more than one 8-bit level.
     change = np.abs(stack.astype(np.int16) - stack[:1].astype(np.int16)).max(axis=(0, 2, 3, 4))
@@ -205,6 +242,9 @@ def export_layers(
             "camera": {k: cam[k] for k in ("c2w", "fx", "fy", "cx", "cy", "width", "height")},
             "atlas": layout,
             "axes": "x right, y down, z forward (default camera frame)",
+            "source": "loopnerf.viewer.Renderer, one render per loop frame at the default camera",
+            "render_seconds": t_render,
+            "seconds": time.perf_counter() - t_start,
         },
     }
     path = out_dir / "meta.json"

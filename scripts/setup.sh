@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up everything LoopNeRF needs on a fresh Debian/Ubuntu machine with Python 3.11:
 # the system libraries open3d and the viewer tests need (installed only when missing),
-# a virtual environment in .venv, and the package with the CPU torch wheel pinned.
+# a virtual environment in .venv, the package with the CPU torch wheel pinned, and for
+# the browser exports and their tests Debian's chromium, Node.js and the npm packages of
+# web/package.json (three, playwright-core; `npm ci` into web/node_modules).
 # Idempotent: a second run takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +14,9 @@ ldconfig -p | grep -q 'libGL.so.1' || missing+=(libgl1)
 ldconfig -p | grep -q 'libEGL.so.1' || missing+=(libegl1)
 ldconfig -p | grep -q 'libgomp.so.1' || missing+=(libgomp1)
 command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -e /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so ] || [ -e /usr/lib/aarch64-linux-gnu/dri/swrast_dri.so ] \
   || ls /usr/lib/*/dri/*swrast* >/dev/null 2>&1 || missing+=(libgl1-mesa-dri)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -35,5 +40,12 @@ if [ -n "${LOOPNERF_NO_CONSTRAINTS:-}" ]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
 else
   .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+fi
+# three.js for `loopnerf export --format web` and playwright-core for the browser tests,
+# pinned by web/package-lock.json; re-installed only when the lock file changed.
+if ! cmp -s web/package-lock.json web/node_modules/.loopnerf-lock 2>/dev/null; then
+  echo "[setup] npm ci in web/"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  cp web/package-lock.json web/node_modules/.loopnerf-lock
 fi
 echo "[setup] ready: $(.venv/bin/python -c 'import torch, taichi; print("torch", torch.__version__, "taichi", taichi.__version__)' 2>/dev/null | tail -1)"

@@ -1,6 +1,7 @@
-"""Engine exports of a baked loop: glb (trimesh + the JSON chunk), ply sequence
-(open3d + manifest), VideoLoop3D layers (composed back and compared with a direct
-render from the default camera), and the refusal to write into a non-empty folder."""
+"""Engine exports of a baked loop: glb (trimesh + the JSON chunk + exact key times), ply
+sequence (open3d + manifest), VideoLoop3D layers (composed back and compared with the
+viewer's render from the default camera), camera helpers, and user errors. The glb and
+web page in a real engine (three.js in headless Chromium): tests/test_export_browser.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from loopnerf.errors import LoopNeRFError
 from loopnerf.export import make_test_loop, save_loop
@@ -32,30 +32,40 @@ def loop_path(baked, tmp_path_factory):
     return save_loop(tmp_path_factory.mktemp("engines") / "scene.loop", baked)
 
 
+FUSE = dict(fuse_height=60)  # fusion renders at 80 x 60 (the test loop's camera is 40 x 30)
+
+
 def test_glb(loop_path, baked, tmp_path):
     import trimesh
 
-    from loopnerf.export.glb import read_glb_json
+    from loopnerf.export.glb import key_times, read_glb_json
 
-    export(loop_path, "glb", tmp_path / "glb", resolution=24, quiet=True)
+    export(loop_path, "glb", tmp_path / "glb", quiet=True, **FUSE)
     path = tmp_path / "glb" / "scene.glb"
-    scene = trimesh.load(path)
     F = baked.frames
-    assert len(scene.geometry) == F
-    box = np.array(baked.box)
-    for mesh in scene.geometry.values():
-        assert len(mesh.faces) > 20
-        lo, hi = mesh.bounds
-        assert np.all(lo >= box[0] - 1e-4) and np.all(hi <= box[1] + 1e-4)
-        # the blob (Gaussian width 0.3 of the half-box) is small: a fraction of the box
-        assert np.all(hi - lo < 0.6 * (box[1] - box[0]))
-        colours = mesh.visual.vertex_attributes["color"]
-        assert colours.shape == (len(mesh.vertices), 3) and 0 <= colours.min() and colours.max() <= 1
-    # The blob moves between frames: the mesh centres differ.
-    centres = [m.bounds.mean(axis=0) for m in scene.geometry.values()]
-    assert max(np.linalg.norm(c - centres[0]) for c in centres) > 0.1
     gltf = read_glb_json(path)
     assert gltf["asset"]["version"] == "2.0"
+    names = [n.get("name") for n in gltf["nodes"]]
+    assert names[:F] == [f"frame_{k:04d}" for k in range(F)]
+    assert "default_camera" in names and gltf["cameras"][0]["type"] == "perspective"
+    # The test loop's blob moves everywhere: every frame has its own mesh, none is static.
+    assert "static" not in names
+    assert all("mesh" in gltf["nodes"][k] for k in range(F))
+    scene = trimesh.load(path)
+    meshes = [scene.geometry[gltf["meshes"][gltf["nodes"][k]["mesh"]]["name"]] for k in range(F)]
+    box = np.array(baked.box)
+    for mesh in meshes:
+        assert len(mesh.faces) > 20
+        lo, hi = mesh.bounds
+        assert np.all(lo >= box[0] - 1e-3) and np.all(hi <= box[1] + 1e-3)
+        # the blob (Gaussian width 0.3 of the half-box) is small: a fraction of the box
+        assert np.all(hi - lo < 0.6 * (box[1] - box[0]))
+        colours = np.asarray(mesh.visual.vertex_attributes["color"])  # COLOR_0: normalised uint16 RGBA
+        assert colours.shape == (len(mesh.vertices), 4) and colours.dtype == np.uint16
+        assert np.all(colours[:, 3] == 65535) and colours[:, :3].max() > 10000
+    # The blob moves between frames: the mesh centres differ.
+    centres = [m.bounds.mean(axis=0) for m in meshes]
+    assert max(np.linalg.norm(c - centres[0]) for c in centres) > 0.1
     (anim,) = gltf["animations"]
     assert len(anim["channels"]) == F
     assert {c["target"]["path"] for c in anim["channels"]} == {"scale"}
@@ -65,16 +75,93 @@ def test_glb(loop_path, baked, tmp_path):
         times = gltf["accessors"][sampler["input"]]
         assert times["count"] == F + 1
         assert times["max"][0] == pytest.approx(F / baked.fps)
-    # Exactly one node is visible at rest (frame 0).
+    # Key times as stored: exactly key_times (<= k / fps), read back from the binary chunk.
+    data = path.read_bytes()
+    json_len = int.from_bytes(data[12:16], "little")
+    bin0 = 20 + json_len + 8
+    acc = gltf["accessors"][anim["samplers"][0]["input"]]
+    view = gltf["bufferViews"][acc["bufferView"]]
+    stored = np.frombuffer(data, np.float32, F + 1, bin0 + view["byteOffset"])
+    np.testing.assert_array_equal(stored, key_times(F, baked.fps))
+    # Exactly one frame node is visible at rest (frame 0).
     scales = [n.get("scale") for n in gltf["nodes"][:F]]
     assert scales[0] == [1.0, 1.0, 1.0] and all(s == [0.0, 0.0, 0.0] for s in scales[1:])
+    stats = json.loads((tmp_path / "glb" / "scene.glb.json").read_text())
+    assert stats["bytes"] == path.stat().st_size and stats["cameras"] == 7
+
+
+@pytest.mark.parametrize("fps", [24.0, 30.0, 12.0, 29.97, 60.0])
+def test_key_times_never_above_k_over_fps(fps):
+    """Seeking to exactly k / fps must land on key k: each stored key is the largest
+    float32 not above k / fps (round-to-nearest is above it for 9 of 25 keys at 24 fps)."""
+    from loopnerf.export.glb import key_times
+
+    F = 48
+    t = key_times(F, fps)
+    assert t.dtype == np.float32 and t[0] == 0.0
+    exact = np.arange(F + 1) / fps
+    assert np.all(t.astype(np.float64) <= exact)
+    above = np.nextafter(t, np.float32(np.inf)).astype(np.float64)
+    assert np.all(above > exact)  # the next float32 up is past k / fps: t is the largest below
+    assert np.all(np.diff(t) > 0)
+
+
+def test_glb_of_a_static_scene_has_one_shared_mesh(tmp_path):
+    """A loop whose planes do not change over time: everything is static, so the glb has
+    one static mesh and frame nodes without meshes."""
+    from loopnerf.export.glb import read_glb_json
+
+    still = make_test_loop(frames=3, resolution=12, features=4, scales=(1, 2), seed=0)
+    for s in range(len(still.loop_planes)):
+        for p in still.loop_planes[s]:
+            p.copy_(p[:1].expand_as(p))
+    export(save_loop(tmp_path / "still.loop", still), "glb", tmp_path / "g", quiet=True, **FUSE)
+    gltf = read_glb_json(tmp_path / "g" / "scene.glb")
+    names = [n.get("name") for n in gltf["nodes"]]
+    assert "static" in names
+    assert not any("mesh" in gltf["nodes"][k] for k in range(3))
+    assert len(gltf["meshes"]) == 1
+
+
+def test_still_cameras_from_segments(baked, tmp_path):
+    from loopnerf.export.tsdf import fusion_cameras, still_cameras
+
+    pose = np.asarray(baked.camera["c2w"], dtype=np.float64).copy()
+    pose[0, 3] += 0.3
+    (tmp_path / "segments.json").write_text(json.dumps({"segments": [{"start": 0, "stop": 5, "pose": pose.tolist()}]}))
+    poses = still_cameras(tmp_path / "segments.json")
+    assert len(poses) == 1 and np.allclose(poses[0], pose)
+    cams = fusion_cameras(baked, poses, 3.0, [(10.0, 0.0)])
+    assert len(cams) == 3 and np.allclose(cams[2], pose)
+    cams = fusion_cameras(baked, poses, 3.0, [(10.0, 0.0)], orbit_stills=True)
+    assert len(cams) == 4 and np.allclose(cams[2], pose)
+    assert still_cameras(tmp_path / "missing.json") == []
+    (tmp_path / "bad.json").write_text(json.dumps({"segments": [{"pose": [[1, 0], [0, 1]]}]}))
+    with pytest.raises(LoopNeRFError, match=r"bad\.json.*segments\[0\]\.pose"):
+        still_cameras(tmp_path / "bad.json")
+
+
+def test_orbit_camera_keeps_looking_at_the_focus():
+    from loopnerf.export.tsdf import orbit_camera
+
+    c2w = np.eye(4)
+    c2w[:3, 3] = [0.0, 0.5, 3.0]
+    focus = np.array([0.0, 0.5, 0.0])
+    for yaw, pitch in ((20.0, 0.0), (-35.0, 10.0), (0.0, -15.0)):
+        m = orbit_camera(c2w, focus, (0, 1, 0), yaw, pitch)
+        assert np.allclose(m[:3, :3] @ m[:3, :3].T, np.eye(3), atol=1e-9)
+        assert np.linalg.norm(m[:3, 3] - focus) == pytest.approx(3.0)
+        ahead = m[:3, 3] - m[:3, 2] * 3.0  # the point 3 units down the view axis
+        assert np.allclose(ahead, focus, atol=1e-9)
+        assert math.degrees(math.acos(np.clip(m[:3, 2] @ c2w[:3, 2], -1, 1))) == pytest.approx(
+            math.degrees(math.acos(math.cos(math.radians(yaw)) * math.cos(math.radians(pitch)))), abs=1e-6)
 
 
 def test_ply_sequence(loop_path, baked, tmp_path):
     import open3d as o3d
 
     out = tmp_path / "ply"
-    export(loop_path, "ply", out, resolution=24, quiet=True)
+    export(loop_path, "ply", out, quiet=True, **FUSE)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["fps"] == baked.fps and manifest["frame_count"] == baked.frames
     assert manifest["frames"] == [f"frame_{k:04d}.ply" for k in range(baked.frames)]
@@ -84,7 +171,8 @@ def test_ply_sequence(loop_path, baked, tmp_path):
         pts = np.asarray(pc.points)
         assert len(pts) == count > 20
         assert pc.has_colors() and pc.has_normals()
-        assert np.all(pts >= box[0] - 1e-4) and np.all(pts <= box[1] + 1e-4)
+        assert np.allclose(np.linalg.norm(np.asarray(pc.normals), axis=1), 1.0, atol=1e-3)
+        assert np.all(pts >= box[0] - 1e-3) and np.all(pts <= box[1] + 1e-3)
 
 
 def _read_obj(path):
@@ -142,12 +230,13 @@ def _compose_layers(out, cam, frame):
     return rgb, trans[..., 0], len(layers)
 
 
-def test_layers_compose_back_to_the_direct_render(loop_path, baked, tmp_path):
+def test_layers_compose_back_to_the_viewers_render(loop_path, baked, tmp_path):
     from loopnerf.export.reference_render import render_camera
+    from loopnerf.viewer import Renderer
 
     out = tmp_path / "layers"
-    planes, samples = 8, 64
-    export(loop_path, "layers", out, planes=planes, samples=samples, quiet=True)
+    planes = 8
+    export(loop_path, "layers", out, planes=planes, quiet=True)
     meta = json.loads((out / "meta.json").read_text())
     cam = baked.camera
     assert meta["frame_count"] == baked.frames and meta["fps"] == baked.fps
@@ -156,27 +245,36 @@ def test_layers_compose_back_to_the_direct_render(loop_path, baked, tmp_path):
     assert sorted(p.name for p in (out / "dynamic").iterdir()) == [f"{k:04d}.png" for k in range(baked.frames)]
     # The moving blob lands on dynamic (green) planes; some empty planes are static (red).
     colours = {tuple(line.split()[4:7]) for line in (out / "geometry.obj").read_text().splitlines() if line.startswith("v ")}
-    assert ("0", "1", "0") in colours
-    bg = torch.tensor(baked.background).numpy()
+    assert ("0", "1", "0") in colours and ("1", "0", "0") in colours
+    bg = np.asarray(baked.background)
+    renderer = Renderer(baked, cam["width"], cam["height"])
     figures = []
     for k in range(baked.frames):
         rgb, trans, n = _compose_layers(out, cam, k)
         assert n == planes
         composed = rgb + trans[..., None] * bg
-        direct = render_camera(baked, phase=k / baked.frames, n_samples=samples)
-        ref = direct["rgb"].numpy()
-        mse = float(np.mean((composed - ref) ** 2))
-        fg = direct["acc"].numpy() > 0.05
-        mse_fg = float(np.mean((composed[fg] - ref[fg]) ** 2))
-        figures.append((-10 * math.log10(max(mse, 1e-20)), -10 * math.log10(max(mse_fg, 1e-20))))
-    print("layers composed vs direct render PSNR (all, foreground):", [(round(a, 1), round(b, 1)) for a, b in figures])
-    assert min(a for a, _ in figures) >= 30.0
-    assert min(b for _, b in figures) >= 30.0
+        viewer_rgb, _, opacity = renderer.render_phase_with_opacity(renderer.default_c2w(), k / baked.frames)
+        viewer = viewer_rgb / 255.0
+        fg = opacity > 0.05
+        assert fg.sum() > 10
+        mse = float(np.mean((composed - viewer) ** 2))
+        mse_fg = float(np.mean((composed[fg] - viewer[fg]) ** 2))
+        ref = render_camera(baked, phase=k / baked.frames, n_samples=256)["rgb"].numpy()
+        mse_ref = float(np.mean((composed - ref) ** 2))
+        figures.append([-10 * math.log10(max(m, 1e-20)) for m in (mse, mse_fg, mse_ref)])
+    print("layers composed vs viewer (all, foreground), vs reference renderer, dB:", np.round(figures, 1).tolist())
+    # 8-bit rounding of partly transparent pixels only (measured 80.8-82.2 dB, 70.1-71.5 dB
+    # on the blob; rounding alpha and colour separately gave 71-72 / 62-64 dB; one 8-bit
+    # level everywhere would be 48 dB)
+    assert min(f[0] for f in figures) >= 75.0
+    assert min(f[1] for f in figures) >= 65.0
+    # and the viewer is the loop: the composed planes match the plain-PyTorch renderer too
+    assert min(f[2] for f in figures) >= 30.0
 
 
 def test_run_folder_is_accepted(loop_path, tmp_path):
-    export(loop_path.parent, "ply", tmp_path / "from_run", resolution=12, quiet=True)
-    assert (tmp_path / "from_run" / "manifest.json").exists()
+    export(loop_path.parent, "layers", tmp_path / "from_run", planes=4, quiet=True)
+    assert (tmp_path / "from_run" / "meta.json").exists()
 
 
 def test_refuses_non_empty_folder(loop_path, tmp_path):
@@ -184,10 +282,23 @@ def test_refuses_non_empty_folder(loop_path, tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(LoopNeRFError, match="not empty"):
-        export(loop_path, "ply", out, resolution=16, quiet=True)
+        export(loop_path, "layers", out, planes=4, quiet=True)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
-    export(loop_path, "ply", out, resolution=16, overwrite=True, quiet=True)
-    assert (out / "manifest.json").exists() and (out / "keep.txt").read_text() == "mine"
+    export(loop_path, "layers", out, planes=4, overwrite=True, quiet=True)
+    assert (out / "meta.json").exists() and (out / "keep.txt").read_text() == "mine"
+
+
+def test_bad_options_and_missing_three_are_user_errors(loop_path, tmp_path, monkeypatch):
+    with pytest.raises(LoopNeRFError, match="--voxel"):
+        export(loop_path, "glb", tmp_path / "a", voxel=-1.0, quiet=True)
+    with pytest.raises(LoopNeRFError, match="--min-opacity"):
+        export(loop_path, "glb", tmp_path / "a", min_opacity=1.5, quiet=True)
+    with pytest.raises(LoopNeRFError, match="no such file"):
+        export(loop_path, "glb", tmp_path / "a", stills=tmp_path / "nope.json", quiet=True)
+    monkeypatch.setenv("LOOPNERF_THREE", str(tmp_path / "no-three"))
+    with pytest.raises(LoopNeRFError, match="three.js not found.*setup.sh"):
+        export(loop_path, "web", tmp_path / "w", quiet=True)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "w").exists()
 
 
 def test_cli_reports_bad_loop_file_cleanly(tmp_path):
@@ -202,3 +313,101 @@ def test_cli_reports_bad_loop_file_cleanly(tmp_path):
     assert re.search(r"error: .*bad\.loop", proc.stderr), proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_depth_edges_spare_slanted_planes_and_find_silhouettes():
+    from loopnerf.export.tsdf import depth_edges
+
+    H, W, f = 40, 40, 40.0
+    v = (np.arange(H) + 0.5 - 20) / f
+    dy = np.repeat(-v[:, None], W, axis=1)  # ray direction's y per pixel (z = -1)
+    valid = dy < -0.02
+    z = np.where(valid, 1.0 / np.where(valid, -dy, 1.0), 0.0)  # the floor y = -1: z-depth 1 / -dy
+    assert depth_edges(z, valid, 0.05).sum() == 0  # a plane at a grazing angle is no edge
+    z2 = z.copy()
+    z2[25:35, 10:20] = 3.0  # a box in front of the floor
+    e = depth_edges(z2, valid, 0.05)
+    rows, cols = np.nonzero(e)
+    assert e.sum() > 0
+    # only pixels on either side of the box's outline
+    near_outline = ((rows >= 24) & (rows <= 35) & (cols >= 9) & (cols <= 20)) & ~((rows >= 26) & (rows <= 33) & (cols >= 11) & (cols <= 18))
+    assert near_outline.all()
+
+
+def test_split_pixels_static_background_behind_what_moves():
+    from loopnerf.export.tsdf import FusionOptions, split_pixels
+
+    F, H, W = 8, 6, 10
+    rgb = np.full((F, H, W, 3), 0.5, np.float32)
+    z = np.full((F, H, W), 4.0, np.float32)  # a wall at depth 4
+    covered = np.ones((F, H, W), bool)
+    covered[:, :, 9] = False  # sky in the last column
+    z[:, :, 9] = np.inf
+    # an object at depth 2 crosses columns 2..5, one column per frame for frames 0..3
+    for k in range(4):
+        z[k, :, 2 + k] = 2.0
+        rgb[k, :, 2 + k] = [1.0, 0.0, 0.0]
+    opt = FusionOptions(dilate=0)
+    static_rgb, static_z, static, moving = split_pixels(rgb, z, covered, 0.05, opt)
+    assert static[:, :9].all() and not static[:, 9].any()  # the wall everywhere, also behind the object
+    assert np.allclose(static_z[:, :9], 4.0) and np.allclose(static_rgb[:, :9], 0.5)
+    for k in range(F):
+        expect = np.zeros((H, W), bool)
+        if k < 4:
+            expect[:, 2 + k] = True
+        assert np.array_equal(moving[k], expect)  # only the object, never the wall it uncovers
+
+
+def test_room_loop_fuses_a_static_room_and_a_moving_ball():
+    """Real surfaces: the static mesh holds the floor and the wall (also behind the ball),
+    the per-frame meshes only the ball, which follows its known circle."""
+    from loopnerf.export import room_loop
+    from loopnerf.export.tsdf import fuse_loop
+
+    baked = room_loop.make_room_loop(frames=6)
+    fused = fuse_loop(baked)
+    v = fused.static.vertices
+    on_floor = np.abs(v[:, 1] - room_loop.FLOOR_Y) < 2 * fused.voxel
+    on_wall = np.abs(v[:, 2] - room_loop.WALL_Z) < 2 * fused.voxel
+    assert on_floor.sum() > 200 and on_wall.sum() > 200
+    # the wall behind the ball's circle is in the static mesh (no hole where it passes)
+    cx, cy = room_loop.BALL_CENTRE[:2]
+    behind = on_wall & (np.abs(v[:, 0] - cx) < 0.1) & (np.abs(v[:, 1] - cy) < 0.1)
+    assert behind.sum() > 3
+    for k, mesh in enumerate(fused.frames):
+        assert len(mesh) > 50
+        p = k / baked.frames
+        centre = np.array([cx + room_loop.BALL_ORBIT[0] * math.sin(2 * math.pi * p),
+                           cy + room_loop.BALL_ORBIT[1] * math.cos(2 * math.pi * p)])
+        # the moving vertices lie on the ball (radius 0.3, a rounded-cube profile: within
+        # 0.3 * 2^0.5 of its axis), but for background it hides in most frames and bits
+        # of its silhouette (measured: 85-99 % on the ball with 6 frames)
+        d = np.linalg.norm(mesh.vertices[:, :2] - centre, axis=1)
+        assert np.mean(d < 0.3 * math.sqrt(2) + 2 * fused.voxel) > 0.75, (k, np.mean(d < 0.45))
+        assert np.linalg.norm(np.median(mesh.vertices[:, :2], axis=0) - centre) < 0.15  # it moves 0.2 a frame
+
+
+def test_quantize_over_keeps_the_composite_within_a_fraction_of_a_level():
+    from loopnerf.export.layers import quantize_over
+
+    g = np.random.default_rng(3)
+    H, W = 64, 64
+    alpha = g.uniform(0.0, 1.0, (H, W))
+    alpha[:8] = 1.0
+    alpha[8:16] = 0.0
+    bg = np.array([0.62, 0.74, 0.88])
+    colour = g.uniform(0.0, 1.0, (H, W, 3))
+    target = np.round((alpha[..., None] * colour + (1 - alpha[..., None]) * bg) * 255).astype(np.uint8)
+    a8, c8 = quantize_over(target, alpha, bg)
+    assert np.abs(a8.astype(int) - np.round(alpha * 255)).max() <= 4
+    composite = a8[..., None] / 255.0 * c8 / 255.0 + (1 - a8[..., None] / 255.0) * bg
+    err = composite - target / 255.0
+    # separate rounding of alpha and colour, for comparison
+    naive_a = np.round(alpha * 255) / 255.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        naive_c = np.where(naive_a[..., None] > 0, np.round(np.clip((target / 255.0 - (1 - naive_a[..., None]) * bg) / naive_a[..., None], 0, 1) * 255) / 255.0, 0)
+    naive_err = naive_a[..., None] * naive_c + (1 - naive_a[..., None]) * bg - target / 255.0
+    rms, naive_rms = float(np.sqrt(np.mean(err**2))), float(np.sqrt(np.mean(naive_err**2)))
+    assert rms < 0.8 * naive_rms, (rms, naive_rms)  # measured 0.73 on uniform random alpha and colour
+    assert np.abs(err[:8]).max() < 1e-12  # opaque pixels: exact
+    assert np.all(c8[8:16] == 0) and np.all(a8[8:16] == 0)

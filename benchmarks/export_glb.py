@@ -1,0 +1,191 @@
+"""The glb / web / layers exports measured where they land: three.js in headless Chromium
+against the viewer's own render. One JSON line per figure.
+
+For a baked loop (default: the demo's `runs/demo/run/scene.loop`, with the still
+cameras of `segments.json` beside it):
+- `export_web`: seconds of `loopnerf export --format web` (fusion + glb + page) and the
+  glb's size (MB), vertex and triangle counts;
+- `glb_view`, one line per camera (the default camera and 20 degrees to either side
+  about the up axis and about the camera's right axis) averaged over every loop frame
+  (three.js seeks to k / fps): coverage (share of the pixels the viewer covers, opacity
+  >= 0.5, that three.js covers too), PSNR (dB, on the pixels both cover), the worst
+  frame of each, the share three.js covers outside the viewer ("extra"), and whether
+  three.js showed frame k at every k / fps;
+- `gltf_validator`: errors / warnings of the Khronos glTF validator;
+- `web_page`: the page opened as a person would: frames seen over 2 s, console errors;
+- `layers`: seconds of `--format layers` and the layers composed back at the default
+  camera against the viewer's render (PSNR, all pixels, every loop frame).
+The viewer renders at the .loop camera's size (intrinsics_for its width x height), the
+engine at the same pinhole camera, so the pixels correspond one to one.
+
+Usage:
+    .venv/bin/python benchmarks/export_glb.py [--loop runs/demo/run/scene.loop] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CAMERAS = (("default", 0.0, "yaw"), ("yaw-20", -20.0, "yaw"), ("yaw+20", 20.0, "yaw"),
+           ("pitch-20", -20.0, "pitch"), ("pitch+20", 20.0, "pitch"))
+
+
+def _emit(line: dict, log) -> None:
+    text = json.dumps(line)
+    print(text, flush=True)
+    if log is not None:
+        log.append(line)
+
+
+def measure(loop_path: Path, out_dir: Path, *, quiet: bool = True, with_layers: bool = True, log: list | None = None,
+            export_options: dict | None = None) -> dict:
+    """Export `loop_path` as web (and layers) into out_dir and measure (module docstring).
+    Returns {"glb_mb", "views": [per-camera dicts], ...}; prints the JSON lines."""
+    from loopnerf.export.browser import compare_to_viewer, engine_views, play_in_browser, render_in_browser, validate_glb
+    from loopnerf.export.command import export
+    from loopnerf.export.loop_format import load_loop
+    from loopnerf.export.tsdf import around_default
+    from loopnerf.viewer import Renderer
+
+    baked = load_loop(loop_path)
+    out_dir = Path(out_dir)
+    web = out_dir / "web"
+    t0 = time.perf_counter()
+    export(loop_path, "web", web, quiet=quiet, overwrite=True, **(export_options or {}))
+    seconds = time.perf_counter() - t0
+    stats = json.loads((web / "scene.glb.json").read_text())
+    glb_mb = (web / "scene.glb").stat().st_size / 1e6
+    from loopnerf.export.glb import read_glb_json
+
+    gltf = read_glb_json(web / "scene.glb")
+    n_tri = sum(gltf["accessors"][p["indices"]]["count"] // 3 for m in gltf["meshes"] for p in m["primitives"])
+    _emit({"figure": "export_web", "loop": str(loop_path), "seconds": round(seconds, 2), "glb_mb": round(glb_mb, 3),
+           "static_vertices": stats["static_vertices"], "moving_vertices_per_frame_mean": float(np.mean(stats["frame_vertices"])),
+           "triangles": n_tri, "fusion_cameras": stats["cameras"], "voxel": stats["voxel"],
+           "render_seconds": round(stats["render_seconds"], 2)}, log)
+
+    cam = baked.camera
+    W, H = int(cam["width"]), int(cam["height"])
+    renderer = Renderer(baked, W, H)
+    intr = renderer.intrinsics_for(W, H)
+    F = baked.frames
+    cams = [around_default(baked, deg, stats["focus_depth"], axis=axis) for _, deg, axis in CAMERAS]
+    views = engine_views(baked, [c for c in cams for _ in range(F)], intr, [k / baked.fps for _ in cams for k in range(F)])
+    t0 = time.perf_counter()
+    results, info = render_in_browser(web, views)
+    browser_seconds = time.perf_counter() - t0
+    per_camera = []
+    for ci, (name, deg, axis) in enumerate(CAMERAS):
+        figs = []
+        for k in range(F):
+            res = results[ci * F + k]
+            rgb, _, opacity = renderer.render_phase_with_opacity(cams[ci].astype(np.float32), k / F, intrinsics=intr)
+            figs.append(dict(compare_to_viewer(res["rgba"], rgb, opacity), shown_ok=res["frame"] == k))
+        line = {
+            "figure": "glb_view", "camera": name, "degrees": deg, "axis": axis, "size": [W, H],
+            "coverage": float(np.mean([f["coverage"] for f in figs])),
+            "coverage_worst_frame": float(np.min([f["coverage"] for f in figs])),
+            "psnr": float(np.mean([f["psnr"] for f in figs])),
+            "psnr_worst_frame": float(np.min([f["psnr"] for f in figs])),
+            "viewer_covers": float(np.mean([f["viewer_covers"] for f in figs])),
+            "engine_covers": float(np.mean([f["engine_covers"] for f in figs])),
+            "extra": float(np.mean([f["extra"] for f in figs])),
+            "frame_k_at_k_over_fps": all(f["shown_ok"] for f in figs),
+        }
+        per_camera.append(line)
+        _emit(line, log)
+    _emit({"figure": "browser", "gl_renderer": info.get("gl_renderer"), "errors": info.get("errors"),
+           "blocked": info.get("blocked"), "views": len(views), "seconds": round(browser_seconds, 2)}, log)
+    report = validate_glb(web / "scene.glb")
+    _emit({"figure": "gltf_validator", "errors": report["issues"]["numErrors"], "warnings": report["issues"]["numWarnings"],
+           "infos": report["issues"]["numInfos"]}, log)
+    play = play_in_browser(web, width=320, height=240, samples=9, interval_ms=250)
+    frames_seen = [s["frame"] for s in play.get("samples", [])]
+    _emit({"figure": "web_page", "frames_seen": frames_seen, "distinct": len(set(frames_seen)),
+           "errors": play.get("errors"), "blocked": play.get("blocked")}, log)
+    if play.get("samples"):
+        import imageio.v3 as iio
+
+        iio.imwrite(out_dir / "web_page.png", play["samples"][0]["image"])
+    out = {"glb_mb": glb_mb, "export_seconds": seconds, "views": per_camera}
+    if with_layers:
+        out["layers"] = measure_layers(loop_path, out_dir / "layers", renderer, log=log)
+    return out
+
+
+def measure_layers(loop_path: Path, out_dir: Path, renderer, *, log: list | None = None) -> dict:
+    """Seconds of `--format layers` and the layers composed back at the default camera
+    against the viewer's render (PSNR over all pixels, per loop frame)."""
+    import imageio.v3 as iio
+
+    from loopnerf.export.command import export
+    from loopnerf.export.layers import tile_origin
+
+    t0 = time.perf_counter()
+    export(loop_path, "layers", out_dir, quiet=True, overwrite=True)
+    seconds = time.perf_counter() - t0
+    meta = json.loads((out_dir / "meta.json").read_text())
+    lm = meta["loopnerf"]
+    layout = lm["atlas"]
+    cam = lm["camera"]
+    H, W = int(cam["height"]), int(cam["width"])
+    bg = np.asarray(lm["background"], dtype=np.float64)
+    static_atlas = iio.imread(out_dir / "static.png").astype(np.float64) / 255.0
+    psnrs = []
+    for k in range(meta["frame_count"]):
+        dyn = iio.imread(out_dir / "dynamic" / f"{k:04d}.png").astype(np.float64) / 255.0
+        rgb = np.zeros((H, W, 3))
+        trans = np.ones((H, W, 1))
+        for l in range(len(lm["plane_depths"])):  # front to back
+            r0, c0 = tile_origin(layout, l)
+            tile = (static_atlas if lm["static_planes"][l] else dyn)[r0 : r0 + H, c0 : c0 + W]
+            a = tile[..., 3:4]
+            rgb += trans * a * tile[..., :3]
+            trans *= 1.0 - a
+        composed = rgb + trans * bg
+        ref, _, _ = renderer.render_phase_with_opacity(renderer.default_c2w(), k / meta["frame_count"])
+        mse = float(np.mean((composed - ref / 255.0) ** 2))
+        psnrs.append(-10.0 * math.log10(max(mse, 1e-20)))
+    line = {"figure": "layers", "seconds": round(seconds, 2), "render_seconds": round(lm["render_seconds"], 2),
+            "planes": len(lm["plane_depths"]), "psnr_vs_viewer_mean": float(np.mean(psnrs)),
+            "psnr_vs_viewer_min": float(np.min(psnrs)), "psnr_vs_viewer_max": float(np.max(psnrs))}
+    _emit(line, log)
+    return line
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--loop", type=Path, default=REPO / "runs" / "demo" / "run" / "scene.loop")
+    parser.add_argument("--out", type=Path, default=None, help="keep the exports here (default: a temporary folder)")
+    parser.add_argument("--no-layers", action="store_true")
+    parser.add_argument("--fuse-height", type=int, default=None, help="as `loopnerf export --fuse-height`")
+    parser.add_argument("--voxel", type=float, default=None, help="as `loopnerf export --voxel`")
+    parser.add_argument("--subdivide", type=int, default=None, help="as `loopnerf export --subdivide`")
+    args = parser.parse_args(argv)
+    options = {k: v for k, v in (("fuse_height", args.fuse_height), ("voxel", args.voxel), ("subdivide", args.subdivide))
+               if v is not None}
+    if not args.loop.exists():
+        print(f"{args.loop}: not found (run `loopnerf demo` first, or pass --loop)", file=sys.stderr)
+        return 2
+    import torch
+
+    torch.set_num_threads(1)
+    if args.out is not None:
+        measure(args.loop, args.out, with_layers=not args.no_layers, export_options=options)
+    else:
+        with tempfile.TemporaryDirectory(prefix="loopnerf-export-bench-") as tmp:
+            measure(args.loop, Path(tmp) / "out", with_layers=not args.no_layers, export_options=options)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
