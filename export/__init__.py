@@ -7,7 +7,8 @@ Importing this package is cheap: names are resolved lazily (PEP 562), so
     bake_loop(...) -> BakedLoop                  (loopnerf.export.bake)
     make_test_loop(frames=8, resolution=16, features=8, scales=(1, 2), seed=0) -> BakedLoop
     reference renderer: loopnerf.export.reference_render (render_rays, render_camera, ...)
-    exports: loopnerf.export.glb / ply / layers, CLI in loopnerf.export.command
+    exports: loopnerf.export.glb / web / ply / layers (surfaces fused from the viewer's
+        renders by loopnerf.export.tsdf), CLI in loopnerf.export.command
 """
 
 from __future__ import annotations

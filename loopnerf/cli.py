@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "bake": ("loopnerf.bake", "bake", "Bake a run's loop into a compact .loop file for the viewer and exports."),
     "view": ("loopnerf.viewer.command", "view", "Play a baked .loop forever in a window (or render it headless to mp4/gif)."),
     "render": ("loopnerf.render", "render", "Render a camera file from a run (fit or loop) or a baked .loop."),
-    "export": ("loopnerf.export.command", "export", "Export a baked .loop for other engines: glTF (.glb), PLY sequence, VideoLoop3D layers."),
+    "export": ("loopnerf.export.command", "export", "Export a baked .loop for other engines: glTF (.glb), a three.js web page, PLY sequence, VideoLoop3D layers."),
 }
 
 
