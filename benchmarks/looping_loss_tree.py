@@ -8,7 +8,11 @@ F frames, which plays with a jump at its wrap.
 
 Prints one JSON line per loop (and one with the settings): seam ratio (wrap change /
 ordinary frame change; ~1 is seamless), completeness, coherence and LoopQ (VideoLoop3D's
-nearest-patch errors, lower is better), plus time.
+nearest-patch errors, lower is better), the motion ratio (mean temporal std of the loop ÷
+the reference's, over all pixels and over the moving ones, whose std in the reference is
+at least 0.02: 1 = the full amplitude, a loop that blurs or stands still scores less),
+plus time. The loss settings default to the `cpu` distillation preset's
+(`loopnerf.distill.train.distill_preset("cpu").loss`).
 
     .venv/bin/python benchmarks/looping_loss_tree.py [--steps 300] [--size 80x60]
 """
@@ -25,7 +29,10 @@ import numpy as np
 import torch
 
 from loopnerf.distill import looping_loss
-from loopnerf.evaluation.metrics import coherence, completeness, loop_quality, seam_ratio, stderr_metric
+from loopnerf.distill.train import distill_preset
+from loopnerf.evaluation.metrics import coherence, completeness, loop_quality, motion_ratio, seam_ratio, stderr_metric
+
+MOVING_STD = 0.02  # a reference pixel moves when its temporal std (max over channels) is at least this
 
 ROOT = Path(__file__).resolve().parents[1]
 TREE = ROOT.parent / "shared" / "data" / "tree.avi"
@@ -65,6 +72,8 @@ def measure(name: str, loop: np.ndarray, reference: np.ndarray, extra: dict) -> 
         "coherence": round(coherence(loop, reference), 5),
         "loop_quality": round(loop_quality(loop, reference), 5),
         "stderr": round(stderr_metric(loop, reference), 6),
+        "motion_ratio": round(motion_ratio(loop, reference), 4),
+        "motion_ratio_moving": round(motion_ratio(loop, reference, mask=reference.std(0).max(-1) >= MOVING_STD), 4),
         **extra,
     }
     row["metrics_s"] = round(time.perf_counter() - t0, 1)
@@ -73,7 +82,7 @@ def measure(name: str, loop: np.ndarray, reference: np.ndarray, extra: dict) -> 
 
 
 def optimise(reference: torch.Tensor, init: torch.Tensor, *, steps: int, gamma: float, alpha, patch: int,
-             stride: int, frames: int) -> tuple[np.ndarray, list]:
+             stride: int, frames: int, wrap: str = "append") -> tuple[np.ndarray, list]:
     """Gradient descent on the pixels, clamped to [0, 1], against the whole reference.
 
     The loss is mean((pad(x) - target)^2) over N numbers with the target fixed, so plain
@@ -89,7 +98,7 @@ def optimise(reference: torch.Tensor, init: torch.Tensor, *, steps: int, gamma: 
     history = []
     for step in range(steps):
         opt.zero_grad()
-        loss = looping_loss(x, reference, patch=patch, frames=frames, stride=stride, alpha=alpha)
+        loss = looping_loss(x, reference, patch=patch, frames=frames, stride=stride, alpha=alpha, wrap=wrap)
         loss.backward()
         opt.step()
         with torch.no_grad():
@@ -106,13 +115,18 @@ def main(argv=None) -> int:
     ap.add_argument("--last", type=int, default=330, help="last reference frame (a hand enters at ~340)")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--gamma", type=float, default=0.5, help="fraction of the way to the target per step")
-    ap.add_argument("--patch", type=int, default=5)
-    ap.add_argument("--stride", type=int, default=2)
-    ap.add_argument("--patch-frames", type=int, default=5)
-    ap.add_argument("--alpha", type=float, default=None, help="completeness normalisation (default off)")
+    cpu = distill_preset("cpu").loss
+    ap.add_argument("--patch", type=int, default=cpu.patch, help="patch side in pixels (cpu preset's)")
+    ap.add_argument("--stride", type=int, default=cpu.stride)
+    ap.add_argument("--patch-frames", type=int, default=cpu.frames)
+    ap.add_argument("--alpha", type=float, default=cpu.alpha, help="completeness normalisation (cpu preset's; "
+                    "a negative value turns it off)")
+    ap.add_argument("--wrap", choices=["append", "both"], default=cpu.wrap, help="circular padding of the loop (cpu preset's)")
     ap.add_argument("--init", choices=["first", "mean", "both"], default="both")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    if args.alpha is not None and args.alpha < 0:
+        args.alpha = None
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if not TREE.is_file():
@@ -139,7 +153,7 @@ def main(argv=None) -> int:
             init = (init + 0.02 * torch.randn(init.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
         t0 = time.perf_counter()
         loop, history = optimise(reference, init, steps=args.steps, gamma=args.gamma, alpha=args.alpha,
-                                 patch=args.patch, stride=args.stride, frames=args.patch_frames)
+                                 patch=args.patch, stride=args.stride, frames=args.patch_frames, wrap=args.wrap)
         measure(f"optimised_from_{name}", loop, reference_np,
                 {"optimise_s": round(time.perf_counter() - t0, 1), "loss_history": history})
     return 0

@@ -11,11 +11,14 @@ from loopnerf.evaluation.metrics import (
     coherence,
     completeness,
     loop_quality,
+    motion_ratio,
     nearest_patch_error,
     psnr,
     seam_ratio,
     ssim,
     stderr_metric,
+    video_coherence,
+    video_completeness,
 )
 
 SMALL_SCALES = ((3, 2, 3, 1), (5, 3, 2, 1))
@@ -122,3 +125,36 @@ def test_scales_that_do_not_fit_are_skipped_and_none_raises():
     assert coherence(v, v, ((5, 2, 3, 1), (17, 6, 3, 1))) == 0.0
     with pytest.raises(ValueError):
         coherence(v, v, ((17, 6, 3, 1),))
+
+
+def test_motion_ratio_sees_damping_and_blur():
+    """A wave at half amplitude scores 0.5; averaging two phases half a cycle apart scores
+    ~0; a phase shift keeps 1; the mask restricts the pixels; a still reference raises."""
+    t = np.arange(24)[:, None, None, None]
+    x = np.arange(8)[None, None, :, None]
+    wave = 0.5 + 0.3 * np.sin(2 * np.pi * (t / 24 - x / 8)) * np.ones((1, 6, 1, 3))
+    damped = 0.5 + 0.5 * (wave - 0.5)
+    assert motion_ratio(damped, wave) == pytest.approx(0.5, rel=1e-9)
+    assert motion_ratio(np.roll(wave, 5, axis=0), wave) == pytest.approx(1.0, rel=1e-9)
+    blurred = 0.5 * (wave + np.roll(wave, 12, axis=0))
+    assert motion_ratio(blurred, wave) < 1e-6
+    mask = np.zeros((6, 8), bool)
+    mask[:, :4] = True
+    mixed = wave.copy()
+    mixed[:, :, 4:] = 0.5  # right half still: ignored by the mask
+    assert motion_ratio(mixed, wave, mask) == pytest.approx(1.0, rel=1e-9)
+    assert motion_ratio(mixed, wave) == pytest.approx(0.5, rel=1e-9)
+    with pytest.raises(ValueError, match="does not move"):
+        motion_ratio(wave, np.full_like(wave, 0.5))
+    with pytest.raises(ValueError, match="no pixel"):
+        motion_ratio(wave, wave, np.zeros((6, 8), bool))
+
+
+def test_video_patch_errors_are_not_circular():
+    """A video that contains the reference's patches in order scores 0 as a video, while
+    taken as a loop its wrap (last frame -> first) is a jump that coherence sees."""
+    rng = np.random.default_rng(3)
+    ref = rng.random((10, 8, 8, 3))
+    assert video_coherence(ref, ref, SMALL_SCALES) == pytest.approx(0.0, abs=1e-7)
+    assert video_completeness(ref[2:8], ref, SMALL_SCALES) > 0.05  # ref frames 0-1, 8-9 missing
+    assert coherence(ref, ref, SMALL_SCALES) > 0.01  # the wrap 9 -> 0 never occurs in ref

@@ -157,3 +157,16 @@ def test_wrap_both_weighs_every_loop_frame_alike():
         per_frame = rendered.grad.abs().sum(dim=(1, 2, 3))
         spread = float(per_frame.max() / per_frame.min())
         assert (spread < 1.0 + 1e-6) if uniform else (spread > 1.5), (wrap, per_frame)
+
+
+def test_crop_schedule_is_coarse_to_fine_and_ends_native():
+    """Report §3.4: 192 px crops downsampled to 48, halving every 1000 steps until native
+    48 px crops; at 1080p the paper preset must reach native crops within its steps."""
+    from loopnerf.distill.train import crop_schedule, distill_preset
+
+    paper = distill_preset("paper")
+    crops = [crop_schedule(s, paper, 1080)[0] for s in (0, 999, 1000, 2000, paper.steps - 1)]
+    assert crops == [192, 192, 96, 48, 48]
+    cpu = distill_preset("cpu")
+    assert [crop_schedule(s, cpu, 96)[0] for s in (0, cpu.halve_every, cpu.steps - 1)] == [64, 32, 32]
+    assert crop_schedule(0, cpu, 40) == (32, 0)  # no room to go coarse: native from the start

@@ -151,7 +151,7 @@ def test_static_decomposition_of_still_scene(tmp_path):
     # frames one motion period apart show the scene in the same state: a still scene
     # captured at many different times
     period = 4
-    cap, _ = make_synthetic_capture(SynthConfig(frames=160, size=32, supersample=1, period=period, seed=3))
+    cap, _ = make_synthetic_capture(SynthConfig(frames=160, size=32, supersample=1, period=period, seed=3, motion="periodic"))
     still = cap.subset(np.arange(0, len(cap), period))
     still.eval_idx = np.array([3, 17, 31])
     still.train_idx = np.setdiff1d(np.arange(len(still)), still.eval_idx)

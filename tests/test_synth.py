@@ -15,13 +15,21 @@ from loopnerf.synth.command import GT_CAMERAS, SynthConfig, make_synthetic_captu
 from loopnerf.synth.raycast import render_view
 from loopnerf.synth.scene import AMBIENT, BACKGROUND, LIGHT_DIR, SCENE_BOX, SyntheticScene, make_part
 
-SMALL = SynthConfig(scene="all", frames=60, size=48, period=12, seed=3)
+SMALL = SynthConfig(scene="all", frames=60, size=48, period=12, seed=3, motion="periodic")
+NATURAL = SynthConfig(scene="flag", frames=60, size=32, period=12, seed=3, supersample=1)
 
 
 @pytest.fixture(scope="module")
 def small():
     """(capture, gt) of a 48 px, 60-frame synthetic capture with every moving part."""
     return make_synthetic_capture(SMALL)
+
+
+@pytest.fixture(scope="module")
+def natural():
+    """(capture, gt) of a 32 px, 60-frame flag capture with natural (default) motion."""
+    assert NATURAL.motion == "natural"  # the default
+    return make_synthetic_capture(NATURAL)
 
 
 def rotation_angle(a: np.ndarray, b: np.ndarray) -> float:
@@ -233,7 +241,12 @@ def test_cli_writes_capture_and_rejects_bad_options(tmp_path, capsys):
     assert "overwrite" in capsys.readouterr().err
     assert main(["synth", str(tmp_path / "b"), "--period", "1"]) == 2
     assert "period" in capsys.readouterr().err
-    assert main(["synth", str(out), "--frames", "12", "--size", "16", "--period", "4", "--overwrite", "--supersample", "1"]) == 0
+    assert json.loads((out / "gt" / "meta.json").read_text())["motion"] == "natural"  # the default
+    assert main(["synth", str(out), *tiny, "--overwrite", "--motion", "periodic"]) == 0
+    assert json.loads((out / "gt" / "meta.json").read_text())["motion"] == "periodic"
+    with pytest.raises(SystemExit) as bad:  # tyro rejects a value outside the choices
+        main(["synth", str(out), *tiny, "--overwrite", "--motion", "sometimes"])
+    assert bad.value.code == 2
 
 
 def test_config_errors_name_the_option():
@@ -266,3 +279,90 @@ def test_render_true_frames_reproduces_gt(small):
     frames = render_true_frames(SMALL, cam["c2w"], [2, 2 + SMALL.period])
     np.testing.assert_array_equal(frames[0], cam["frames"][2])
     np.testing.assert_array_equal(frames[1], cam["frames"][2])
+
+
+# ----------------------------------------------------------------------------- natural motion
+def test_natural_schedule_drifts_and_gusts():
+    """Natural motion: frame k + P is several frames of the cycle away from frame k somewhere,
+    the amplitude varies slowly with mean exactly 1, and the phase advances smoothly."""
+    from loopnerf.synth.motion import MotionSchedule
+
+    p, n = 24, 240
+    s = MotionSchedule("natural", p, n, seed=0)
+    cyc = np.array([s.cycles(k) for k in range(n + p)])
+    lag = (cyc[p:] - cyc[:-p]) * p - p  # phase change over P frames minus one cycle, in frames
+    assert np.abs(lag).max() >= 2.0, np.abs(lag).max()
+    drift = np.abs(cyc[:n] * p - np.arange(n)).max()
+    assert drift >= 3.0, drift  # "by several frames over the capture"
+    amp = np.array([s.amplitude(k) for k in range(n)])
+    assert abs(amp.mean() - 1.0) < 1e-9 and amp.max() - amp.min() > 0.3
+    assert np.abs(np.diff(amp)).max() < 0.05  # gusts are slow
+    tempo = s.tempo(np.arange(n))
+    assert (tempo > 0.8).all() and (tempo < 1.2).all()
+    np.testing.assert_allclose([s.phase(k) for k in (0, 7, 100)], cyc[[0, 7, 100]] % 1.0)
+    # periodic: exact phases (k mod P) / P at amplitude 1
+    q = MotionSchedule("periodic", p, n, seed=0)
+    assert [q.phase(k) for k in (3, 3 + p, 3 + 5 * p)] == [3 / p] * 3 and q.amplitude(77) == 1.0
+    with pytest.raises(ValueError, match="motion"):
+        MotionSchedule("jitter", p, n)
+
+
+def test_natural_capture_does_not_repeat(natural):
+    """At a fixed camera, frames k and k + P of natural motion differ (they are equal when periodic)."""
+    capture, gt = natural
+    assert gt["motion"] == "natural"
+    scene = NATURAL.make_scene()
+    c2w, k = gt["cameras"]["supervised"]["c2w"], capture.intrinsics[0]
+    p = NATURAL.period
+    worst = max(
+        np.abs(render_view(scene.parts(f), c2w, k, supersample=1) - render_view(scene.parts(f + p), c2w, k, supersample=1)).max()
+        for f in range(0, 40, 4)
+    )
+    assert worst > 0.1, worst
+
+
+def test_natural_gt_cycle_is_the_uniform_cycle_at_mean_amplitude(natural):
+    """gt/<camera> frames are phase k / P at amplitude 1: the same images as a periodic capture's."""
+    _, gt = natural
+    periodic = SynthConfig(**{**NATURAL.__dict__, "motion": "periodic"})
+    scene = periodic.make_scene()
+    cam = gt["cameras"]["novel"]
+    for j in (0, 5):
+        want = render_view(scene.parts(j), cam["c2w"], cam["intrinsics"], supersample=1)
+        got = cam["frames"][j].astype(np.float64) / 255
+        assert np.abs(got - want).max() <= 1 / 255 + 1e-6
+
+
+def test_still_truth_is_what_the_capture_showed(natural, tmp_path):
+    """gt stills: frame j of stretch s is the state of capture frame start + j, at the
+    stretch's mean pose; written to gt/stills/NN/ with its mask and listed in meta.json."""
+    from loopnerf.synth.camera_path import mean_pose
+    from loopnerf.synth.command import render_true_frames
+
+    capture, gt = natural
+    assert [[s["start"], s["stop"]] for s in gt["stills"]] == gt["still_segments"]
+    st = gt["stills"][1]
+    np.testing.assert_allclose(st["c2w"], mean_pose(capture.c2w[st["start"] : st["stop"]]))
+    assert st["frames"].shape == (st["stop"] - st["start"], NATURAL.size, NATURAL.size, 3)
+    again = render_true_frames(NATURAL, st["c2w"], [st["start"], st["stop"] - 1])
+    np.testing.assert_array_equal(again[0], st["frames"][0])
+    np.testing.assert_array_equal(again[1], st["frames"][-1])
+    assert 0.01 < st["mask"].mean() < 0.5
+    # the stretch's own frames are not one phase: they drift against the uniform cycle
+    assert len(set(np.round(np.diff(st["phases"]), 6))) > 1
+    write_synthetic_capture(tmp_path, capture, gt)
+    meta = json.loads((tmp_path / "gt" / "meta.json").read_text())
+    assert meta["motion"] == "natural" and len(meta["stills"]) == len(gt["stills"])
+    m1 = meta["stills"][1]
+    np.testing.assert_array_equal(iio.imread(tmp_path / "gt" / m1["frames"][-1]), st["frames"][-1])
+    np.testing.assert_array_equal(iio.imread(tmp_path / "gt" / m1["mask"]) > 127, st["mask"])
+    assert m1["times"][0] == pytest.approx(st["start"] / (NATURAL.frames - 1))
+
+
+def test_motion_options_are_checked():
+    with pytest.raises(ConfigError, match="motion"):
+        SynthConfig(motion="random").check()
+    with pytest.raises(ConfigError, match="tempo_drift"):
+        SynthConfig(tempo_drift=0.7).check()
+    with pytest.raises(ConfigError, match="gust"):
+        SynthConfig(gust=-0.1).check()

@@ -1,10 +1,22 @@
 """The loop model: the stage-1 field with its space-time planes replaced by looping ones.
 
 Frozen: the three space planes of every scale, the decoder (density head and colour
-basis / MLP), and the proposal fields (evaluated with their time planes as ones, so
-samples follow the static geometry). Trainable: per scale, three loop planes
-(xt, yt, zt) of shape `[F, R_i, C]` (channel-last; H = the F loop samples), initialised
-to ones (training starts from the static scene), sampled with a periodic time axis.
+basis / MLP), and the proposal fields (evaluated without time dependence, so a ray's
+samples are the same at every phase). Trainable: per scale, three loop planes
+(xt, yt, zt) of shape `[F, R_i, C]` (channel-last; H = the F loop samples), sampled with
+a periodic time axis.
+
+The loop's base (`base="mean"`, the default, or `"ones"`; distillation's `init` option
+picks the start of the loop planes, `loopnerf.distill.train.DistillConfig`):
+- `"mean"`: unless given another start, every loop plane starts as its stage-1 space-time
+  plane averaged over time (constant along the loop's time axis), and the proposal fields use their own time
+  planes averaged over time. Stage 1's space-time planes carry static structure (they
+  vary along their space axis; neither the L1 nor the time-smoothness prior forbids it),
+  so this start is close to the scene stage 1 fitted, frozen at its time average (not
+  exactly: a product of time averages is not the time average of the products). This time-mean is also the loop's *anchor*:
+  the L1 prior pulls the loop planes towards it and `static=True` renders it.
+- `"ones"`: the report's literal start (time planes as ones, proposals likewise); where
+  stage 1 put static structure into its time planes this is a scene that is not there.
 
 A loop model renders with `phase` in [0, 1) where stage 1 took capture time: loop
 frame k is phase k / F and reads loop sample k exactly.
@@ -20,32 +32,90 @@ import torch
 from torch import nn
 
 from loopnerf.errors import ConfigError
-from loopnerf.fields.kplanes import SPACE_PAIRS, interpolate_features
+from loopnerf.fields.kplanes import SPACE_PAIRS, SPACE_TIME_PAIRS, interpolate_features
 from loopnerf.fields.field import KPlanesField
 from loopnerf.model.kplanes_model import KPlanesModel
 
 LOOP_PAIRS = ("xt", "yt", "zt")
 
 
-class LoopField(nn.Module):
-    """`forward(x [R, S, 3], phase [R], dirs [R, 3], static=False) -> (density, rgb)`."""
+BASES = ("mean", "ones")
 
-    def __init__(self, base: KPlanesField, frames: int, init: list[torch.Tensor] | None = None) -> None:
+
+def _time_mean(plane: torch.Tensor, times=None) -> torch.Tensor:
+    """[R, C] a space-time plane [Rt, R, C] averaged over its time axis: over every sample,
+    or (times given, capture times in [0, 1]) over its values at those times (linear)."""
+    plane = plane.detach()
+    if times is None:
+        return plane.mean(dim=0)
+    rt = plane.shape[0]
+    pos = torch.as_tensor(np.asarray(times, dtype=np.float64), dtype=torch.float32).clamp(0, 1) * (rt - 1)
+    i0 = pos.floor().long().clamp(0, rt - 1)
+    i1 = (i0 + 1).clamp_max(rt - 1)
+    f = (pos - i0.float())[:, None, None]
+    return (plane[i0] * (1 - f) + plane[i1] * f).mean(dim=0)
+
+
+def time_mean_planes(grid, times=None) -> list[torch.Tensor]:
+    """[R_i, C] per space-time plane of a 4D `KPlanesGrid` (scale-major, xt / yt / zt):
+    the plane averaged over its time axis (over all samples, or at `times` [T] in [0, 1])."""
+    return [_time_mean(p, times) for p in grid.space_time_planes()]
+
+
+def time_constant_proposals(proposals: nn.ModuleList, times=None) -> nn.ModuleList:
+    """Frozen copies of the proposal fields whose space-time planes are replaced by their
+    average over time (over all samples, or at `times` [T] in [0, 1]; a 2-sample plane,
+    constant along t): density without time dependence."""
+    import copy
+
+    out = copy.deepcopy(proposals)
+    for prop in out:
+        grid = prop.grid
+        if grid.dim != 4:
+            continue
+        for s in range(len(grid.multiscale)):
+            for k in SPACE_TIME_PAIRS:
+                p = grid.planes[s * 6 + k]
+                grid.planes[s * 6 + k] = nn.Parameter(_time_mean(p, times)[None].expand(2, -1, -1).clone())
+    for p in out.parameters():
+        p.requires_grad_(False)
+    return out
+
+
+class LoopField(nn.Module):
+    """`forward(x [R, S, 3], phase [R], dirs [R, 3], static=False) -> (density, rgb)`.
+
+    `base` ("mean" / "ones", see the module docstring) sets the anchor planes
+    `anchor[s * 3 + m]` [R_i, C]: the start of the loop planes when `init` is None, the
+    target of the L1 prior, and what `static=True` evaluates in place of the loop planes.
+    """
+
+    def __init__(self, base: KPlanesField, frames: int, init: list[torch.Tensor] | None = None, anchor: str = "mean", anchor_times=None) -> None:
         super().__init__()
+        if anchor not in BASES:
+            raise ConfigError(f"loop base must be one of {BASES}, got {anchor!r}")
         self.base = base
         for p in self.base.parameters():
             p.requires_grad_(False)
         self.frames = int(frames)
+        self.anchor_kind = anchor
         grid = base.grid
+        means = time_mean_planes(grid, anchor_times) if anchor == "mean" else None
         self.loop_planes = nn.ParameterList()
         for s, m in enumerate(grid.multiscale):
             for axis in range(3):
                 r = grid.base_resolution[axis] * m
+                a = means[s * 3 + axis] if means is not None else torch.ones(r, grid.features)
+                self.register_buffer(f"anchor_{s}_{axis}", a.clone(), persistent=False)
                 if init is not None:
                     p = init[s * 3 + axis].detach().clone()
                 else:
-                    p = torch.ones(self.frames, r, grid.features)
+                    p = a[None].expand(self.frames, -1, -1).clone()
                 self.loop_planes.append(nn.Parameter(p))
+
+    def anchors(self) -> list[torch.Tensor]:
+        """The anchor planes [R_i, C], in `loop_planes` order."""
+        return [getattr(self, f"anchor_{s}_{a}") for s in range(self.n_scales) for a in range(3)]
 
     @property
     def n_scales(self) -> int:
@@ -63,12 +133,21 @@ class LoopField(nn.Module):
         return out
 
     def features(self, x: torch.Tensor, phase: torch.Tensor, static: bool = False) -> torch.Tensor:
-        if static:
+        if static and self.anchor_kind == "ones":
             return self.base.features(x, phase, static=True)
         r, s, _ = x.shape
+        if static:  # the anchor: the loop planes' time-constant start
+            planes = self.planes_by_scale()
+            anchors = self.anchors()
+            for sc in range(self.n_scales):
+                a = [anchors[sc * 3 + m][None].expand(2, -1, -1).contiguous() for m in range(3)]
+                planes[sc] = [planes[sc][0], planes[sc][1], a[0], planes[sc][3], a[1], a[2]]
+            phase = torch.zeros_like(phase)
+        else:
+            planes = self.planes_by_scale()
         t = (phase * 2.0 - 1.0).to(x.dtype)[:, None, None].expand(r, s, 1)
         x4 = torch.cat([x, t], dim=-1).reshape(r * s, 4)
-        f = interpolate_features(x4, self.planes_by_scale(), wrap_time=True, backend=self.base.grid.backend)
+        f = interpolate_features(x4, planes, wrap_time=True, backend=self.base.grid.backend)
         return f.view(r, s, -1)
 
     def density(self, x, phase, static: bool = False):
@@ -82,18 +161,31 @@ class LoopField(nn.Module):
 
 
 class LoopModel(KPlanesModel):
-    """A `KPlanesModel` whose field is a `LoopField`; `forward(origins, dirs, phases)`."""
+    """A `KPlanesModel` whose field is a `LoopField`; `forward(origins, dirs, phases)`.
 
-    def __init__(self, stage1: KPlanesModel, frames: int, init: list[torch.Tensor] | None = None) -> None:
+    `base`: "mean" (default: loop planes and proposals start from stage 1's time planes
+    averaged over time) or "ones" (time planes as ones); see the module docstring.
+    `base_times`: with "mean", average over the stage-1 planes at these capture times [T]
+    in [0, 1] (e.g. the frames of the segment the loop is distilled from) instead of over
+    every time sample; stage 1's time planes differ from segment to segment.
+    """
+
+    def __init__(self, stage1: KPlanesModel, frames: int, init: list[torch.Tensor] | None = None, base: str = "mean", base_times=None) -> None:
         nn.Module.__init__(self)
         self.cfg = stage1.cfg
         self.register_buffer("box_min", stage1.box_min.clone())
         self.register_buffer("box_max", stage1.box_max.clone())
-        self.field = LoopField(stage1.field, frames, init)
-        self.proposals = stage1.proposals
-        for p in self.proposals.parameters():
-            p.requires_grad_(False)
-        self.proposals_static = True
+        self.field = LoopField(stage1.field, frames, init, anchor=base, anchor_times=base_times)
+        self.base_kind = base
+        self.base_times = None if base_times is None else [float(t) for t in base_times]
+        if base == "mean":
+            self.proposals = time_constant_proposals(stage1.proposals, base_times)
+            self.proposals_static = False  # their planes no longer depend on time
+        else:
+            self.proposals = stage1.proposals
+            for p in self.proposals.parameters():
+                p.requires_grad_(False)
+            self.proposals_static = True
         self.frames = int(frames)
 
     def loop_parameters(self) -> list[nn.Parameter]:
@@ -115,7 +207,9 @@ class LoopModel(KPlanesModel):
             terms = [(torch.roll(p, -1, 0) - 2 * p + torch.roll(p, 1, 0)).square().mean() for p in planes]
             out["time_smoothness"] = w.time_smoothness * torch.stack(terms).mean()
         if w.l1_time:
-            out["l1_time"] = w.l1_time * torch.stack([(1.0 - p).abs().mean() for p in planes]).mean()
+            # towards the anchor (stage 1's time average, or ones): the static scene
+            anchors = self.field.anchors()
+            out["l1_time"] = w.l1_time * torch.stack([(a[None] - p).abs().mean() for a, p in zip(anchors, planes)]).mean()
         return out
 
 
@@ -161,7 +255,9 @@ def load_loop_model(run: Path, name: str = "loop"):
         raise ConfigError(f"{run}: no loop there (missing {name}/config.json); run `loopnerf distill` first")
     info = json.loads((d / "config.json").read_text())
     stage1, _ = load_stage1(run)
-    model = LoopModel(stage1, int(info["frames"]))
+    # a loop's base follows its `init` (loops distilled before that option started from ones)
+    base = "ones" if info.get("config", {}).get("init", "ones") == "ones" else "mean"
+    model = LoopModel(stage1, int(info["frames"]), base=base, base_times=info.get("base_times"))
     holder = nn.Module()
     holder.loop_planes = model.field.loop_planes
     ck = finished_or_latest(d)

@@ -4,8 +4,12 @@ Method `loop` (the report's, DESIGN §5.3): each step picks a segment video, a r
 crop and a temporal window; renders the F loop frames of that crop from the segment's
 pose; and minimises VideoLoop3D's looping loss against the window, plus the stage-1
 plane regularizers on the loop planes. Crops run coarse to fine: early crops are large
-and rendered at the training size (downsampled), halving every `halve_every` steps;
-at each halving the lowest-resolution loop planes still trained are frozen.
+and rendered at the training size (downsampled), halving every `halve_every` steps (at
+most `coarse_levels` times, ending on native crops); at each halving the
+lowest-resolution loop planes still trained are frozen. `init` picks where the
+loop planes start ('ones', the report's; 'segment': stage 1's time planes at F consecutive
+frames of the longest still segment, the fitted scene already moving; 'mean'), `segments`
+which segment videos supervise it ('all', or 'longest' for a one-view loop).
 
 Method `naive` (the report's failure case): the loop planes start from the stage-1
 time planes at the times of the first F frames and are fitted to the original frames
@@ -60,6 +64,17 @@ class DistillConfig:
     """Training crop side in rays (each step renders F x size x size rays)."""
     halve_every: int = 150
     """Steps between crop halvings (coarse to fine); 0 = fixed crops of `size`."""
+    coarse_levels: int = 2
+    """At most this many halvings: the first crops are `size` x 2^coarse_levels (report:
+    192 px downsampled to 48, i.e. 2), fewer when the frames are smaller, so training
+    always ends on native crops of `size` (given steps >= coarse_levels x halve_every)."""
+    crop_sampling: str = "area"
+    """How a coarse crop (larger than `size`) meets its `size` x `size` rays: 'area'
+    (default: the reference area-averaged, one ray per super-pixel centre, i.e. a blurred
+    target for a point-sampled render) or 'subsample' (every k-th reference pixel and the
+    ray through that pixel's centre: both sides point samples at the same places). Not yet
+    measured against each other; native crops (halve_every 0) scored like 'area' coarse to
+    fine in a 100-step test (best-phase PSNR 22.33 vs 22.31 dB)."""
     window: int = 0
     """Temporal window of the segment video per step, frames (>= F); 0 = the whole segment."""
     lr: float = 1e-2
@@ -71,6 +86,29 @@ class DistillConfig:
     checkpoint_every: int = 100
     naive_rays: int = 1024
     """Rays per step of the naive baseline."""
+    segments: str = "all"
+    """Which segment videos supervise the loop: 'all' (the report) or 'longest' (only the
+    longest still segment, the default camera of eval, bake and the viewer). Stage 1's
+    space-time planes fit each still segment's frames separately (its times are its own),
+    so their static appearance differs from segment to segment; one loop shared by all
+    segments can only average them. Measured on the demo capture (full `cpu` stage 1,
+    periodic flag, 100 steps, init 'segment'): 'longest' keeps the static region at the
+    default view (45.5 dB against stage 1, 34.8 dB against the truth where stage 1 has
+    35.4) and the motion (ratio 0.63 of the truth, stage 1 0.70), but the other views lose
+    it (novel camera static region 14.8 dB where 'all' with init 'ones' scores 21.1): a
+    one-view loop, so 'all' stays the default."""
+    init: str = "ones"
+    """Where the loop planes start (method 'loop'): 'segment' (stage 1's time planes at F
+    consecutive frame times from the middle of the longest still segment: the scene stage
+    1 fitted, already moving with the capture's own motion, with one jump at the wrap for
+    the looping loss to mend), 'mean' (stage 1's time planes averaged over the frames of the
+    supervising segments: the scene stage 1 fitted, standing still) or 'ones' (time planes
+    as ones, the report's literal start; where stage 1 put static structure into its time
+    planes this is a scene that is not there). With 'segment' and 'mean' the proposals use
+    their time planes averaged over those frames and the L1 prior pulls towards that
+    average; with 'ones', towards ones. Measured on the demo capture (stage 1 at 1000
+    steps, static pixels of the supervised view against stage 1): ones 20.2 dB, the mean
+    over all frames 25.8 dB, the mean over the segment's own frames 39.2 dB."""
 
 
 def distill_preset(name: str) -> DistillConfig:
@@ -90,13 +128,26 @@ class _Weights:
     l1_time: float
 
 
+def segment_init_times(videos, frames: int) -> np.ndarray:
+    """[frames] capture times where the loop planes start (init 'segment'): `frames`
+    consecutive frame times from the middle of the longest segment video (evenly
+    resampled over its time range when the segment is shorter than `frames`)."""
+    v = max(videos, key=lambda v: len(v.times))
+    times = np.asarray(v.times, dtype=np.float64)
+    if len(times) >= frames:
+        a = (len(times) - frames) // 2
+        return times[a : a + frames]
+    return np.linspace(times[0], times[-1], frames)
+
+
 def crop_schedule(step: int, cfg: DistillConfig, full: int) -> tuple[int, int]:
-    """(crop side in video pixels, level) at `step`: starts at the largest power-of-two
-    multiple of `size` that fits `full`, halves every `halve_every` steps down to `size`."""
+    """(crop side in video pixels, level) at `step`: starts at `size` x 2^L, L the largest
+    number of halvings <= `coarse_levels` whose crop fits `full`, and halves every
+    `halve_every` steps down to native crops of `size`."""
     if cfg.halve_every <= 0:
         return min(cfg.size, full), 0
     levels = 0
-    while cfg.size * 2 ** (levels + 1) <= full:
+    while levels < cfg.coarse_levels and cfg.size * 2 ** (levels + 1) <= full:
         levels += 1
     level = min(step // cfg.halve_every, levels)
     return min(cfg.size * 2 ** (levels - level), full), level
@@ -127,17 +178,31 @@ class Distiller:
             self.frame_index[order] = np.arange(n)
         elif method != "loop":
             raise ConfigError(f"unknown method {method!r}: use 'loop' or 'naive'")
-        self.model = LoopModel(self.stage1, cfg.frames, init)
-        self.optimizer = torch.optim.Adam(self.model.loop_parameters(), lr=cfg.lr, eps=1e-15)
-        self.step = 0
+        if cfg.init not in ("segment", "mean", "ones"):
+            raise ConfigError(f"distill: init must be 'segment', 'mean' or 'ones', got {cfg.init!r}")
         self.videos = None
         if method == "loop":
             from loopnerf.distill.segment_videos import render_segment_videos
 
             self.videos = render_segment_videos(self.run, self.stage1, fps=cfg.fps, quiet=quiet)
+            if cfg.segments == "longest":
+                self.videos = [max(self.videos, key=lambda v: len(v.frames))]
+            elif cfg.segments != "all":
+                raise ConfigError(f"distill: segments must be 'all' or 'longest', got {cfg.segments!r}")
             short = [v.index for v in self.videos if len(v.frames) < cfg.loss.frames]
             if short:
                 raise ConfigError(f"segments {short} are shorter than the loss's {cfg.loss.frames}-frame patches")
+            if cfg.init == "segment":
+                init = init_from_stage1_time(self.stage1, segment_init_times(self.videos, cfg.frames))
+        base = "ones" if cfg.init == "ones" else "mean"
+        # the static anchor and the proposals: stage 1 averaged over the frames the loop
+        # learns from (its planes differ from segment to segment), or over all (naive)
+        base_times = None
+        if self.videos is not None and base == "mean":
+            base_times = np.concatenate([np.asarray(v.times, dtype=np.float64) for v in self.videos])
+        self.model = LoopModel(self.stage1, cfg.frames, init, base=base, base_times=base_times)
+        self.optimizer = torch.optim.Adam(self.model.loop_parameters(), lr=cfg.lr, eps=1e-15)
+        self.step = 0
 
     def _load_capture(self):
         from loopnerf.data import load_capture
@@ -170,7 +235,10 @@ class Distiller:
         self._apply_freezing()
 
     def config_dict(self) -> dict:
-        return {"stage": "loop", "method": self.method, "frames": self.cfg.frames, "fps": self.cfg.fps, "config": asdict(self.cfg)}
+        return {
+            "stage": "loop", "method": self.method, "frames": self.cfg.frames, "fps": self.cfg.fps, "config": asdict(self.cfg),
+            "base_times": self.model.base_times,
+        }
 
     # ---------------------------------------------------------------- steps
     def _apply_freezing(self) -> None:
@@ -202,14 +270,22 @@ class Distiller:
         x0 = int(torch.randint(w - crop + 1, (1,), generator=g))
         win = t_len if cfg.window <= 0 else min(max(cfg.window, cfg.frames), t_len)
         t0 = int(torch.randint(t_len - win + 1, (1,), generator=g))
-        ref = torch.from_numpy(v.frames[t0 : t0 + win, y0 : y0 + crop, x0 : x0 + crop])
         n = min(cfg.size, crop)
-        if crop != n:  # area-downsample the reference to the rays' grid
-            ref = F.interpolate(ref.permute(0, 3, 1, 2), size=(n, n), mode="area").permute(0, 2, 3, 1)
-        step = crop / n
         jj = torch.arange(n, dtype=torch.float32)
-        u = (x0 + (jj + 0.5) * step - 0.5)[None, :].expand(n, n).reshape(-1)
-        vv = (y0 + (jj + 0.5) * step - 0.5)[:, None].expand(n, n).reshape(-1)
+        if crop != n and cfg.crop_sampling == "subsample":
+            k_ = crop // n  # crops are size x 2^level, so k_ is a whole number
+            ref = torch.from_numpy(np.ascontiguousarray(v.frames[t0 : t0 + win, y0 : y0 + crop : k_, x0 : x0 + crop : k_]))
+            u = (x0 + jj * k_)[None, :].expand(n, n).reshape(-1)
+            vv = (y0 + jj * k_)[:, None].expand(n, n).reshape(-1)
+        elif crop == n or cfg.crop_sampling == "area":
+            ref = torch.from_numpy(v.frames[t0 : t0 + win, y0 : y0 + crop, x0 : x0 + crop])
+            if crop != n:  # area-downsample the reference to the rays' grid
+                ref = F.interpolate(ref.permute(0, 3, 1, 2), size=(n, n), mode="area").permute(0, 2, 3, 1)
+            step = crop / n
+            u = (x0 + (jj + 0.5) * step - 0.5)[None, :].expand(n, n).reshape(-1)
+            vv = (y0 + (jj + 0.5) * step - 0.5)[:, None].expand(n, n).reshape(-1)
+        else:
+            raise ConfigError(f"distill: crop_sampling must be 'subsample' or 'area', got {cfg.crop_sampling!r}")
         k = v.intrinsics
         c2w = torch.tensor(v.pose, dtype=torch.float32)
         intr = torch.tensor([k.fx, k.fy, k.cx, k.cy], dtype=torch.float32)
@@ -298,6 +374,8 @@ def distill(
     method: Literal["loop", "naive"] = "loop",
     steps: Optional[int] = None,
     fps: Optional[float] = None,
+    init: Optional[Literal["segment", "mean", "ones"]] = None,
+    segments: Optional[Literal["all", "longest"]] = None,
     resume: bool = False,
     rerender: bool = False,
     quiet: bool = False,
@@ -314,6 +392,11 @@ def distill(
         method: 'loop' (the report's looping distillation) or 'naive' (baseline: t' = t mod F).
         steps: override the preset's number of steps.
         fps: playback rate of the loop in frames per second (default 24).
+        init: where the loop planes start (default 'ones': the report's start, time planes as
+            ones; 'segment': stage 1's time planes at F consecutive frames of the longest still
+            segment; 'mean': their average over the supervising frames).
+        segments: which segment videos supervise the loop ('all', default, or 'longest': a
+            loop for the default view only, see DistillConfig.segments).
         resume: continue from RUN/<method>/ckpt.safetensors.
         rerender: render the segment videos again even if they exist.
         quiet: no progress bars.
@@ -327,6 +410,10 @@ def distill(
         cfg.steps = steps
     if fps is not None:
         cfg.fps = fps
+    if init is not None:
+        cfg.init = init
+    if segments is not None:
+        cfg.segments = segments
     if rerender:
         from loopnerf.distill.segment_videos import render_segment_videos
 

@@ -4,12 +4,21 @@ At the evaluation view (a still segment's averaged pose, by default the longest 
 the stage-1 render over the segment's frame times is the reference video; the loop's F
 frames are compared with it: static-region PSNR/SSIM (pixels whose temporal standard
 deviation in the reference is under `static_threshold`), STDerr, completeness,
-coherence, LoopQ and the seam ratio. For a synthetic capture (`gt/` beside its
-transforms.json) each ground-truth camera also gets the best-cyclic-phase PSNR of the
-loop against the true period (all pixels and moving pixels) and the static-region PSNR
-of the loop and of stage 1. Every loop in the run (`loop`, `naive`) is scored the same
-way. Writes RUN/eval.json and RUN/scanlines.png (report Fig. 4.1: one image row over
-time for the stage-1 render, the loop played three times, and the loop's depth).
+coherence, LoopQ, the seam ratio and the motion ratio (mean temporal std of the loop's
+moving pixels ÷ the reference's). For a synthetic capture (`gt/` beside its
+transforms.json):
+- each ground-truth camera (supervised / novel / extrapolated) gets the best-cyclic-phase
+  PSNR of each loop against the true uniform cycle (all pixels and moving pixels), its
+  motion ratio against that cycle, and the static-region PSNR of the loops and stage 1;
+- each still stretch of the capture (`gt/stills/NN`, the true states the capture showed,
+  seen from the stretch's mean pose) gets, for stage 1 (rendered at the stretch's frame
+  times), the loop and the naive baseline: the motion ratio against the true states,
+  coherence and completeness against them (the loops played circularly, stage 1 as the
+  video it is), the static-region PSNR against the truth and against the stage-1 render,
+  and for stage 1 the PSNR of its moving pixels frame by frame.
+Every loop in the run (`loop`, `naive`) is scored the same way. Writes RUN/eval.json and
+RUN/scanlines.png (report Fig. 4.1: one image row over time for the true states where
+known, the stage-1 render, the loops played three times, and the loop's depth).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ def loop_metrics(loop: np.ndarray, reference: np.ndarray, static_threshold: floa
         "loopq": M.loop_quality(loop, reference),
         "seam_ratio": M.seam_ratio(loop),
         "seam_ratio_moving": M.seam_ratio(loop, mask=~static) if (~static).any() else None,
+        "motion_ratio": M.motion_ratio(loop, reference, mask=~static) if (~static).any() else None,
     }
     if static.any():
         out["static_psnr"] = M.psnr(loop.mean(0), reference.mean(0), mask=static)
@@ -53,69 +63,183 @@ def find_ground_truth(capture_path: str) -> Optional[Path]:
     return gt if gt.is_file() else None
 
 
-def ground_truth_scores(gt_meta: Path, loops: dict, stage1) -> dict:
-    """Best-cyclic-phase PSNR of each loop at each ground-truth camera, and static PSNR."""
+def _intrinsics(k: dict) -> Intrinsics:
+    return Intrinsics(k["fx"], k["fy"], k["cx"], k["cy"], int(k["width"]), int(k["height"]))
+
+
+def _read_frames(root: Path, files) -> np.ndarray:
+    """[N, H, W, 3] float32 in [0, 1] from PNG files under `root`."""
     import imageio.v3 as iio
 
+    return np.stack([iio.imread(root / f)[..., :3] for f in files]).astype(np.float32) / 255.0
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    import imageio.v3 as iio
+
+    m = iio.imread(path) > 127
+    return m[..., 0] if m.ndim == 3 else m
+
+
+def still_scores(truth: np.ndarray, moving: np.ndarray, stage1_video: np.ndarray, loops: dict) -> dict:
+    """Scores at one still stretch's camera against the true states the capture showed.
+
+    truth [T, H, W, 3] (the true states, frame by frame), moving [H, W] bool (pixels that
+    change), stage1_video [T, H, W, 3] (stage 1 rendered at the same frame times), loops:
+    name -> [F, H, W, 3] loop frames at that camera. Returns {"moving_pixels", "stage1":
+    {...}, name: {...}} with, per entry, `motion_ratio` (vs truth, moving pixels),
+    `coherence` / `completeness` (vs truth; loops played circularly), `static_psnr` (mean
+    image vs the truth's mean image on the static pixels) and for loops
+    `static_psnr_vs_stage1` (vs the stage-1 render's mean image); stage 1 also gets
+    `moving_psnr` (frame by frame against the true states, moving pixels).
+    """
+    from loopnerf.evaluation import metrics as M
+
+    static = ~moving
+    has_motion = bool(moving.any())
+    s1 = {
+        "static_psnr": M.psnr(stage1_video.mean(0), truth.mean(0), mask=static),
+        "coherence": M.video_coherence(stage1_video, truth),
+        "completeness": M.video_completeness(stage1_video, truth),
+    }
+    if has_motion:
+        s1["moving_psnr"] = M.psnr(stage1_video, truth, mask=np.broadcast_to(moving, truth.shape[:3]))
+        s1["motion_ratio"] = M.motion_ratio(stage1_video, truth, mask=moving)
+    row = {"moving_pixels": int(moving.sum()), "stage1": s1}
+    for name, lp in loops.items():
+        r = {
+            "static_psnr": M.psnr(lp.mean(0), truth.mean(0), mask=static),
+            "static_psnr_vs_stage1": M.psnr(lp.mean(0), stage1_video.mean(0), mask=static),
+            "coherence": M.coherence(lp, truth),
+            "completeness": M.completeness(lp, truth),
+        }
+        if has_motion:
+            r["motion_ratio"] = M.motion_ratio(lp, truth, mask=moving)
+        row[name] = r
+    return row
+
+
+def ground_truth_scores(gt_meta: Path, loops: dict, stage1, stills: bool = True) -> dict:
+    """Scores against a synthetic capture's ground truth (see the module docstring).
+
+    Returns {"period_frames", "motion", "cameras": name -> {...}, "stills": [...],
+    "supervised_still": index of the still stretch whose mean pose is the supervised
+    camera (or None)}.
+    """
     from loopnerf.evaluation import metrics as M
     from loopnerf.model.render_image import render_image
 
     meta = json.loads(gt_meta.read_text())
     root = gt_meta.parent
     period = int(meta.get("period_frames", meta.get("period", 0)))
+    motion = meta.get("motion", "periodic")
     frame_times = meta.get("gt_frame_times")
+    loop_renders: dict = {}
+
+    def render_loops(key, c2w, intr):
+        if key not in loop_renders:
+            loop_renders[key] = {n: render_loop_frames(m, c2w, intr, m.frames) for n, m in loops.items()}
+        return loop_renders[key]
+
     out = {}
     for name, cam in meta["cameras"].items():
-        k = cam["intrinsics"]
-        intr = Intrinsics(k["fx"], k["fy"], k["cx"], k["cy"], int(k["width"]), int(k["height"]))
+        intr = _intrinsics(cam["intrinsics"])
         c2w = np.asarray(cam["c2w"], dtype=np.float64)
-        truth = np.stack([iio.imread(root / f)[..., :3] for f in cam["frames"]]).astype(np.float32) / 255.0
-        moving = iio.imread(root / cam["mask"]) > 127
-        if moving.ndim == 3:
-            moving = moving[..., 0]
+        truth = _read_frames(root, cam["frames"])
+        moving = _read_mask(root / cam["mask"])
         static = ~moving
         row = {"moving_pixels": int(moving.sum())}
         if frame_times is not None:
+            # static pixels do not depend on time: any P times score the static region
             s1 = np.stack([render_image(stage1, c2w, intr, float(t))["rgb"] for t in frame_times])
-            row["stage1_psnr"] = M.psnr(s1, truth)
             row["stage1_static_psnr"] = M.psnr(s1.mean(0), truth.mean(0), mask=static)
-            if moving.any():
-                row["stage1_moving_psnr"] = M.psnr(s1, truth, mask=np.broadcast_to(moving, s1.shape[:3]))
-        for loop_name, model in loops.items():
-            lp = render_loop_frames(model, c2w, intr, model.frames)
+            if motion == "periodic":  # gt frame k is then the state of capture frame k
+                row["stage1_psnr"] = M.psnr(s1, truth)
+                if moving.any():
+                    row["stage1_moving_psnr"] = M.psnr(s1, truth, mask=np.broadcast_to(moving, s1.shape[:3]))
+        for loop_name, lp in render_loops(name, c2w, intr).items():
             r = {"best_phase_psnr": M.best_cyclic_phase_psnr(lp, truth)}
             if moving.any():
                 r["best_phase_psnr_moving"] = M.best_cyclic_phase_psnr(lp, truth, mask=moving)
+                r["motion_ratio"] = M.motion_ratio(lp, truth, mask=moving)
             r["static_psnr"] = M.psnr(lp.mean(0), truth.mean(0), mask=static)
             r["seam_ratio"] = M.seam_ratio(lp)
             row[loop_name] = r
         out[name] = row
-    return {"period_frames": period, "cameras": out}
+    still_rows = []
+    supervised = None
+    sup_c2w = np.asarray(meta["cameras"]["supervised"]["c2w"]) if "supervised" in meta["cameras"] else None
+    for i, st in enumerate(meta.get("stills", []) if stills else []):
+        intr = _intrinsics(st["intrinsics"])
+        c2w = np.asarray(st["c2w"], dtype=np.float64)
+        truth = _read_frames(root, st["frames"])
+        moving = _read_mask(root / st["mask"])
+        s1 = np.stack([render_image(stage1, c2w, intr, float(t))["rgb"] for t in st["times"]])
+        row = {"index": i, "start": int(st["start"]), "stop": int(st["stop"])}
+        row.update(still_scores(truth, moving, s1, render_loops(("still", i), c2w, intr)))
+        still_rows.append(row)
+        if sup_c2w is not None and np.abs(sup_c2w - c2w).max() < 1e-9:
+            supervised = i
+    return {"period_frames": period, "motion": motion, "cameras": out, "stills": still_rows, "supervised_still": supervised}
 
 
-def scanline_figure(path: Path, stage1_video: np.ndarray, loop: np.ndarray, loop_depth: np.ndarray, row: int, cycles: int = 3) -> None:
-    """Report Fig. 4.1: image row `row` stacked over time, for stage 1, the loop (played
-    `cycles` times, seams marked) and the loop's depth."""
+def gt_still_for_segment(gt_meta: Path, start: int, stop: int) -> Optional[np.ndarray]:
+    """The true states [stop - start, H, W, 3] at the still stretch that overlaps frames
+    [start, stop) most (None when no stretch overlaps): frame j is capture frame start + j
+    where the stretch has it, else the stretch's nearest frame."""
+    meta = json.loads(gt_meta.read_text())
+    best, overlap = None, 0
+    for st in meta.get("stills", []):
+        o = min(stop, st["stop"]) - max(start, st["start"])
+        if o > overlap:
+            best, overlap = st, o
+    if best is None:
+        return None
+    idx = np.clip(np.arange(start, stop) - best["start"], 0, best["stop"] - best["start"] - 1)
+    return _read_frames(gt_meta.parent, [best["frames"][j] for j in idx])
+
+
+def scanline_figure(
+    path: Path,
+    stage1_video: np.ndarray,
+    loop: np.ndarray,
+    loop_depth: np.ndarray,
+    row: int,
+    cycles: int = 3,
+    *,
+    truth: Optional[np.ndarray] = None,
+    others: Optional[dict] = None,
+) -> None:
+    """Report Fig. 4.1: image row `row` stacked over time (time runs down).
+
+    Panels, left to right: the true states the capture showed (`truth` [T, H, W, 3], when
+    known), the stage-1 segment video [T, H, W, 3], the loop [F, H, W, 3] played `cycles`
+    times (seams dashed), each of `others` (name -> [F', H, W, 3], e.g. the naive
+    baseline) played the same way, and the loop's depth [F, H, W]. Colours in [0, 1].
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    played = np.concatenate([loop] * cycles)
-    depth = np.concatenate([loop_depth] * cycles)
-    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2))
-    axes[0].imshow(np.clip(stage1_video[:, row], 0, 1), aspect="auto", interpolation="nearest")
-    axes[0].set_title("stage 1 (segment video)")
-    axes[1].imshow(np.clip(played[:, row], 0, 1), aspect="auto", interpolation="nearest")
-    axes[1].set_title(f"loop x{cycles} (F = {len(loop)})")
-    d = depth[:, row]
-    axes[2].imshow(d, aspect="auto", cmap="turbo_r", interpolation="nearest", vmin=np.percentile(d, 1), vmax=np.percentile(d, 99))
-    axes[2].set_title("loop depth")
-    for ax in axes[1:]:
-        for c in range(1, cycles):
-            ax.axhline(c * len(loop) - 0.5, color="w", lw=0.8, ls="--")
-    for ax in axes:
+    panels = []  # (title, image [rows, W, 3] or depth [rows, W], seam period or 0)
+    if truth is not None:
+        panels.append(("truth (capture states)", truth[:, row], 0))
+    panels.append(("stage 1 (segment video)", stage1_video[:, row], 0))
+    panels.append((f"loop x{cycles} (F = {len(loop)})", np.concatenate([loop] * cycles)[:, row], len(loop)))
+    for name, video in (others or {}).items():
+        panels.append((f"{name} x{cycles}", np.concatenate([video] * cycles)[:, row], len(video)))
+    panels.append(("loop depth", np.concatenate([loop_depth] * cycles)[:, row], len(loop)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.4, 4.2))
+    for ax, (title, img, seam) in zip(axes, panels):
+        if img.ndim == 2:
+            ax.imshow(img, aspect="auto", cmap="turbo_r", interpolation="nearest", vmin=np.percentile(img, 1), vmax=np.percentile(img, 99))
+        else:
+            ax.imshow(np.clip(img, 0, 1), aspect="auto", interpolation="nearest")
+        ax.set_title(title)
         ax.set_xlabel("x (pixels)")
+        for c in range(1, cycles if seam else 0):
+            ax.axhline(c * seam - 0.5, color="w", lw=0.8, ls="--")
     axes[0].set_ylabel("time (frames)")
     fig.suptitle(f"scanline y = {row} over time")
     fig.tight_layout()
@@ -137,10 +261,20 @@ def camera_file_view(path: Path, stage1):
     return SegmentVideo(-1, frames, pose, intr, cams.times)
 
 
-def evaluate_run(run: Path, segment: Optional[int] = None, static_threshold: float = 0.02, ground_truth: bool = True, cameras: Optional[Path] = None) -> dict:
-    """Compute every metric of `loopnerf eval` and write RUN/eval.json + RUN/scanlines.png."""
+def evaluate_run(
+    run: Path,
+    segment: Optional[int] = None,
+    static_threshold: float = 0.02,
+    ground_truth: bool = True,
+    cameras: Optional[Path] = None,
+    stills: bool = True,
+) -> dict:
+    """Compute every metric of `loopnerf eval` and write RUN/eval.json + RUN/scanlines.png.
+
+    `stills=False` skips the still-stretch ground-truth scores (they render stage 1 at
+    every still frame)."""
     from loopnerf.distill.loop_model import load_loop_model
-    from loopnerf.distill.segment_videos import render_segment_videos
+    from loopnerf.distill.segment_videos import read_segments, render_segment_videos
     from loopnerf.model.config import save_json_atomic
     from loopnerf.model.train import load_stage1
 
@@ -170,12 +304,20 @@ def evaluate_run(run: Path, segment: Optional[int] = None, static_threshold: flo
         result["loops"][name] = {"frames": model.frames, "time_parameters": model.parameter_count()["time_dependent"], **loop_metrics(rgb, view.frames, static_threshold)}
     result["stage1_time_parameters"] = stage1.parameter_count()["time_dependent"]
     gt = find_ground_truth(info["capture"]) if ground_truth else None
+    truth = None
     if gt is not None:
-        result["ground_truth"] = ground_truth_scores(gt, loops, stage1)
+        result["ground_truth"] = ground_truth_scores(gt, loops, stage1, stills=stills)
+        if cameras is None:
+            seg = read_segments(run)[segment]
+            truth = gt_still_for_segment(gt, int(seg["start"]), int(seg["stop"]))
+            if truth is not None and truth.shape[1:] != view.frames.shape[1:]:
+                truth = None
     main = "loop" if "loop" in loop_frames else next(iter(loop_frames))
-    moving_rows = view.frames.std(axis=0).max(axis=-1).mean(axis=1)
+    # the row that moves most: in the truth where there is one, else in the reference
+    moving_rows = (truth if truth is not None else view.frames).std(axis=0).max(axis=-1).mean(axis=1)
     row = int(np.argmax(moving_rows))
-    scanline_figure(run / "scanlines.png", view.frames, *loop_frames[main], row)
+    others = {n: f[0] for n, f in loop_frames.items() if n != main}
+    scanline_figure(run / "scanlines.png", view.frames, *loop_frames[main], row, truth=truth, others=others)
     result["scanline_row"] = row
     save_json_atomic(run / "eval.json", result)
     return result
@@ -187,6 +329,7 @@ def eval_command(
     static_threshold: float = 0.02,
     ground_truth: bool = True,
     cameras: Optional[Path] = None,
+    stills: bool = True,
 ) -> int:
     """Score RUN's loops (RUN/loop, RUN/naive) with VideoLoop3D's metrics; write RUN/eval.json
     and RUN/scanlines.png.
@@ -199,14 +342,16 @@ def eval_command(
         ground_truth: also score against a synthetic capture's gt/ folder when there is one.
         cameras: evaluate at a camera file's first camera instead of a segment; the stage-1
             render there at every `time` of the file is the reference video.
+        stills: with ground truth, also score every still stretch against the true states
+            the capture showed there (renders stage 1 at every still frame).
     """
     from rich.console import Console
     from rich.table import Table
 
-    res = evaluate_run(run, segment, static_threshold, ground_truth, cameras)
+    res = evaluate_run(run, segment, static_threshold, ground_truth, cameras, stills)
     where = f"camera file {cameras}" if cameras is not None else f"segment {res['view']['segment']}"
     table = Table(title=f"loop metrics at {where} ({Path(run) / 'eval.json'})")
-    keys = ["static_psnr", "stderr", "completeness", "coherence", "loopq", "seam_ratio"]
+    keys = ["static_psnr", "stderr", "completeness", "coherence", "loopq", "seam_ratio", "motion_ratio"]
     table.add_column("loop")
     for k in keys:
         table.add_column(k)
@@ -227,4 +372,16 @@ def eval_command(
                 cells.append(f"{r['best_phase_psnr']:.2f} / {r.get('best_phase_psnr_moving', float('nan')):.2f} / {r['static_psnr']:.2f}")
             t2.add_row(*cells)
         Console().print(t2)
+        if res["ground_truth"].get("stills"):
+            t3 = Table(title="at the still stretches, against the true states (motion ratio / coherence / completeness / static PSNR dB)")
+            t3.add_column("still (frames)")
+            for n in ["stage1", *names]:
+                t3.add_column(n)
+            for st in res["ground_truth"]["stills"]:
+                cells = [f"{st['index']} ({st['start']}-{st['stop'] - 1})"]
+                for n in ["stage1", *names]:
+                    r = st[n]
+                    cells.append(f"{r.get('motion_ratio', float('nan')):.2f} / {r['coherence']:.4f} / {r['completeness']:.4f} / {r['static_psnr']:.2f}")
+                t3.add_row(*cells)
+            Console().print(t3)
     return 0

@@ -22,6 +22,12 @@ leading axes) with True = pixel counts. Every function returns a Python float.
   ordinary step; a hard cut is >> 1).
 - `best_cyclic_phase_psnr`: PSNR of the loop against one true period of a periodic
   ground truth, at the best cyclic phase shift.
+- `motion_ratio`: mean temporal standard deviation of the (moving) pixels of a video
+  divided by the same of a reference video (1 = the full amplitude; a loop that blurs
+  phases together or stands still scores less, a flickering one more).
+- `video_completeness` / `video_coherence`: the patch errors of `completeness` /
+  `coherence` for a video that is *not* a loop (no circular padding), e.g. the stage-1
+  render of a still stretch against the true states.
 Lower is better for STDerr, completeness, coherence, LoopQ; seam ratio should be ~1.
 """
 
@@ -185,6 +191,60 @@ def _loop_error(loop, reference, scales, loop_is_source: bool) -> float:
         src, tar = (played, ref) if loop_is_source else (ref, played)
         errs.append(nearest_patch_error(src, tar, patch=p, stride=s, frames=f, frame_stride=fs))
     return float(np.mean(errs))
+
+
+def motion_ratio(video, reference, mask=None) -> float:
+    """Mean temporal std of `video` ÷ mean temporal std of `reference`, over `mask`.
+
+    video [T1, H, W, C], reference [T2, H, W, C] (lengths may differ); std over time
+    (population), per pixel and channel, averaged over the channels and the pixels where
+    mask [H, W] is True (all pixels if None). Raises ValueError when the reference does
+    not move there (its mean std is 0) or the mask selects nothing.
+    """
+    sv = _tensor(video).std(dim=0, unbiased=False).mean(-1)
+    sr = _tensor(reference).std(dim=0, unbiased=False).mean(-1)
+    if sv.shape != sr.shape:
+        raise ValueError(f"motion_ratio: frame shapes differ {tuple(sv.shape)} vs {tuple(sr.shape)}")
+    if mask is not None:
+        m = _bool_mask(mask, sv.shape)
+        if not bool(m.any()):
+            raise ValueError("motion_ratio: the mask selects no pixel")
+        sv, sr = sv[m], sr[m]
+    den = float(sr.mean())
+    if den <= 0:
+        raise ValueError("motion_ratio: the reference does not move over the selected pixels")
+    return float(sv.mean()) / den
+
+
+def _bool_mask(mask, shape):
+    """A bool torch tensor of `shape` [H, W] from a mask broadcastable to it."""
+    import torch
+
+    return torch.broadcast_to(torch.as_tensor(np.asarray(mask, dtype=bool)), tuple(shape))
+
+
+def _video_error(video, reference, scales, video_is_source: bool) -> float:
+    """Nearest-patch MAE between a (non-looping) video and the reference, both [T, H, W, C]."""
+    v, ref = _tensor(video), _tensor(reference)
+    errs = []
+    for p, s, f, fs in _fitting_scales(scales, [ref, v]):
+        if f > v.shape[0]:
+            continue
+        src, tar = (v, ref) if video_is_source else (ref, v)
+        errs.append(nearest_patch_error(src, tar, patch=p, stride=s, frames=f, frame_stride=fs))
+    if not errs:
+        raise ValueError("no patch scale fits both videos")
+    return float(np.mean(errs))
+
+
+def video_completeness(video, reference, scales: Sequence[tuple[int, int, int, int]] = PATCH_SCALES) -> float:
+    """`completeness` of a video that is not a loop (taken as is, no wrap): reference -> video."""
+    return _video_error(video, reference, scales, video_is_source=False)
+
+
+def video_coherence(video, reference, scales: Sequence[tuple[int, int, int, int]] = PATCH_SCALES) -> float:
+    """`coherence` of a video that is not a loop (taken as is, no wrap): video -> reference."""
+    return _video_error(video, reference, scales, video_is_source=True)
 
 
 def completeness(loop, reference, scales: Sequence[tuple[int, int, int, int]] = PATCH_SCALES) -> float:

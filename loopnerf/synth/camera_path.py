@@ -181,22 +181,22 @@ def mean_pose(c2w: np.ndarray) -> np.ndarray:
 def ground_truth_cameras(path: CameraPath) -> dict:
     """The three ground-truth cameras, name -> (c2w [4, 4], description).
 
-    - `supervised`: the mean pose of the middle still stretch (index n // 2 - (n even)),
-      i.e. a view the capture holds still at;
+    - `supervised`: the mean pose of the longest still stretch (the first of equals), i.e.
+      a view the capture holds still at, and the one `loopnerf select` / `eval` / `bake`
+      take as the default view (their longest segment);
     - `novel`: halfway (azimuth, radius) between still stretches 0 and 1, 3 degrees
       higher: the moving camera only sweeps past it;
     - `extrapolated`: 15 degrees of azimuth past the last still stretch and 8 degrees
       higher, 10% closer: outside the path.
     """
-    n = len(path.stills)
-    mid = (n - 1) // 2
+    mid = int(np.argmax([b - a for a, b in path.stills]))
     s0, s1 = path.stills[mid]
     a, b = path.holds[0].as_array(), path.holds[1].as_array()
     novel = 0.5 * (a + b) + np.array([0.0, 3.0, 0.0])
     last = path.holds[-1].as_array()
     extra = np.array([last[0] + 15.0, max(h.elevation for h in path.holds) + 8.0, last[2] * 0.9])
     return {
-        "supervised": (mean_pose(path.c2w[s0:s1]), f"mean pose of still stretch {mid} (frames {s0}-{s1 - 1})"),
+        "supervised": (mean_pose(path.c2w[s0:s1]), f"mean pose of the longest still stretch, {mid} (frames {s0}-{s1 - 1})"),
         "novel": (orbit_pose(novel), "between still stretches 0 and 1 (mid azimuth and radius, 3 degrees higher)"),
         "extrapolated": (
             orbit_pose(extra),

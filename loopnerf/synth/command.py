@@ -6,13 +6,23 @@ CLI command doing both.
 
 Times and the loop (precisely):
 - the capture has N frames; frame i has capture time t_i = i / (N - 1) in [0, 1];
-- the moving parts are a function of the loop phase (i mod P) / P, so frames i and
-  i + P show the same scene state exactly (P = `period`, in frames);
-- ground-truth frame k (k = 0 .. P-1, file `gt/<camera>/%05d.png`) shows the scene at
-  frame index k, i.e. capture time k / (N - 1) and loop phase k / P; by periodicity it
-  is also the state at every frame k + m P (capture time (k + m P) / (N - 1));
+- the moving parts are a function of a loop phase and an amplitude (`motion.py`); which
+  ones frame i shows is set by `motion`:
+  - `natural` (the default): the tempo drifts (frame i advances the phase by
+    (1 + d(i)) / P, |d| <= `tempo_drift`) and the amplitude gusts (mean 1 over the
+    capture, +-`gust` before normalising), so frames i and i + P do *not* show the same
+    state: like real wind, the motion never repeats exactly;
+  - `periodic`: phase (i mod P) / P at amplitude 1, so frames i and i + P show the same
+    scene state exactly (P = `period`, in frames);
+- ground-truth frame k (k = 0 .. P-1, file `gt/<camera>/%05d.png`) shows the scene's
+  uniform cycle: loop phase k / P at the mean amplitude 1 (with `periodic` motion that is
+  also the state of frame k and of every frame k + m P, capture time (k + m P) / (N - 1));
 - `gt/<camera>/mask.png` is 255 where the pixel changes during the period (any colour
-  channel of any gt frame differs from gt frame 0 by more than 2/255), 0 elsewhere.
+  channel of any gt frame differs from gt frame 0 by more than 2/255), 0 elsewhere;
+- `gt/stills/NN/%05d.png` are the true states the capture itself showed during still
+  stretch NN (frames start..stop-1, one file per frame, file j = frame start + j),
+  rendered from the stretch's mean pose (what `loopnerf select` averages the stretch
+  to); `gt/stills/NN/mask.png` marks the pixels that change during the stretch.
 
 Output folder:
 ```
@@ -21,6 +31,7 @@ OUT/transforms.json, OUT/images/%05d.png   nerfstudio format (every 10th frame f
 OUT/gt/meta.json                           scene, seed, period, fps, still stretches,
                                            the 3 ground-truth cameras (c2w, intrinsics)
 OUT/gt/{supervised,novel,extrapolated}/%05d.png + mask.png
+OUT/gt/stills/NN/%05d.png + mask.png       true states at each still stretch's mean pose
 ```
 """
 
@@ -52,7 +63,11 @@ class SynthConfig:
         scene: moving parts: "flag", "windmill", "water" or "all" (all three).
         frames: number of frames N of the video.
         size: image width = height in pixels.
-        period: motion period P in frames.
+        period: motion period P in frames (at the mean tempo, for natural motion).
+        motion: "natural" (drifting tempo and gusts, never repeating exactly) or
+            "periodic" (repeats exactly every `period` frames).
+        tempo_drift: natural motion's peak relative tempo deviation (0.15 = +-15 %).
+        gust: natural motion's peak relative amplitude deviation (0.3 = +-30 %).
         seed: seed of the camera path, jitter, palette and noise textures.
         fov: field of view in degrees (horizontal = vertical, square images).
         fps: nominal frame rate (frames per second) stored with the capture.
@@ -69,6 +84,9 @@ class SynthConfig:
     fps: float = 24.0
     supersample: int = 2
     eval_every: int = 10
+    motion: str = "natural"
+    tempo_drift: float = 0.15
+    gust: float = 0.3
 
     def check(self) -> None:
         """Raise `ConfigError` naming the option if a setting cannot work."""
@@ -92,6 +110,20 @@ class SynthConfig:
             raise ConfigError(f"synth: option 'fps' must be positive, got {self.fps}")
         if self.eval_every < 2:
             raise ConfigError(f"synth: option 'eval_every' must be >= 2, got {self.eval_every}")
+        from loopnerf.synth.motion import MOTIONS
+
+        if self.motion not in MOTIONS:
+            raise ConfigError(f"synth: option 'motion' must be one of {list(MOTIONS)}, got '{self.motion}'")
+        if not 0.0 <= self.tempo_drift < 0.5:
+            raise ConfigError(f"synth: option 'tempo_drift' must be in [0, 0.5), got {self.tempo_drift}")
+        if not 0.0 <= self.gust < 0.8:
+            raise ConfigError(f"synth: option 'gust' must be in [0, 0.8), got {self.gust}")
+
+    def make_scene(self):
+        """The `SyntheticScene` these settings describe (scene kind, period, seed, motion)."""
+        from loopnerf.synth.scene import SyntheticScene
+
+        return SyntheticScene(self.scene, self.period, self.seed, self.motion, self.frames, self.tempo_drift, self.gust)
 
     def intrinsics(self) -> Intrinsics:
         """Pinhole intrinsics of the square images (principal point at the centre)."""
@@ -122,21 +154,27 @@ def make_synthetic_capture(config: SynthConfig | None = None, *, progress: bool 
             eval_every = 10), `box` = the scene box [2, 3] in world units, and
             `meta["synth"]` = the JSON-able part of the ground truth.
         gt: dict with keys "scene", "seed", "period" (frames), "fps", "frames" (N),
-            "still_segments" (list of [start, stop) frame ranges), "gt_frame_times"
-            ([P] capture times of the gt frames, k / (N - 1)), "background" (RGB),
-            "box" ([2, 3]), and "cameras": name -> {"c2w" [4, 4], "intrinsics"
-            (`Intrinsics`), "description", "frames" uint8 [P, H, W, 3],
-            "mask" bool [H, W] (True = pixel moves during the period)}.
+            "motion" ("natural" / "periodic"), "still_segments" (list of [start, stop)
+            frame ranges), "gt_frame_times" ([P] capture times of the gt frames,
+            k / (N - 1); with natural motion they are *not* the gt frames' states),
+            "background" (RGB), "box" ([2, 3]), "cameras": name -> {"c2w" [4, 4],
+            "intrinsics" (`Intrinsics`), "description", "frames" uint8 [P, H, W, 3]
+            (the uniform cycle, phase k / P at amplitude 1), "mask" bool [H, W] (True =
+            pixel moves during the period)}, and "stills": one dict per still stretch
+            {"start", "stop" (frame range, stop exclusive), "c2w" [4, 4] (its mean pose),
+            "intrinsics", "frames" uint8 [stop - start, H, W, 3] (the true states the
+            capture showed, frame start + j in entry j), "times" (their capture times),
+            "phases", "amplitudes" (the motion state of each), "mask" bool [H, W]}.
     """
     from loopnerf.data.images import to_uint8
-    from loopnerf.synth.camera_path import ground_truth_cameras, make_camera_path
+    from loopnerf.synth.camera_path import ground_truth_cameras, make_camera_path, mean_pose
     from loopnerf.synth.raycast import render_view
-    from loopnerf.synth.scene import BACKGROUND, SCENE_BOX, SyntheticScene
+    from loopnerf.synth.scene import BACKGROUND, SCENE_BOX
 
     cfg = config or SynthConfig()
     cfg.check()
     rng = np.random.default_rng(cfg.seed)
-    scene = SyntheticScene(cfg.scene, cfg.period, cfg.seed)
+    scene = cfg.make_scene()
     path = make_camera_path(cfg.frames, rng)
     k = cfg.intrinsics()
     n, p = cfg.frames, cfg.period
@@ -152,8 +190,28 @@ def make_synthetic_capture(config: SynthConfig | None = None, *, progress: bool 
         for name, (c2w, _) in cams.items():
             task = bar.add_task(f"ground truth '{name}'", total=p)
             for j in range(p):
-                gt_frames[name][j] = to_uint8(render_view(scene.parts(j), c2w, k, supersample=cfg.supersample))
+                gt_frames[name][j] = to_uint8(render_view(scene.parts_at(j / p, 1.0), c2w, k, supersample=cfg.supersample))
                 bar.advance(task)
+        stills = []
+        for a, b in path.stills:
+            pose = mean_pose(path.c2w[a:b])
+            task = bar.add_task(f"true states, still frames {a}-{b - 1}", total=b - a)
+            frames = np.empty((b - a, cfg.size, cfg.size, 3), np.uint8)
+            for j, f in enumerate(range(a, b)):
+                frames[j] = to_uint8(render_view(scene.parts(f), pose, k, supersample=cfg.supersample))
+                bar.advance(task)
+            change = np.abs(frames.astype(np.int16) - frames[:1].astype(np.int16)).max(axis=(0, 3))
+            stills.append({
+                "start": int(a),
+                "stop": int(b),
+                "c2w": pose,
+                "intrinsics": k,
+                "frames": frames,
+                "times": [f / (n - 1) for f in range(a, b)],
+                "phases": [scene.phase(f) for f in range(a, b)],
+                "amplitudes": [scene.amplitude(f) for f in range(a, b)],
+                "mask": change > MASK_THRESHOLD * 255.0,
+            })
 
     idx = np.arange(n)
     held = idx % cfg.eval_every == cfg.eval_every // 2
@@ -163,11 +221,13 @@ def make_synthetic_capture(config: SynthConfig | None = None, *, progress: bool 
         "period": p,
         "fps": cfg.fps,
         "frames": n,
+        "motion": cfg.motion,
         "still_segments": [[int(a), int(b)] for a, b in path.stills],
         "gt_frame_times": [j / (n - 1) for j in range(p)],
         "background": list(BACKGROUND),
         "box": SCENE_BOX.copy(),
         "cameras": {},
+        "stills": stills,
     }
     for name, (c2w, description) in cams.items():
         frames = gt_frames[name]
@@ -200,11 +260,13 @@ def render_true_frames(
     """Render the true scene from any camera at the given integer frame indices.
 
     For scoring from cameras other than the 3 stored ones (e.g. the pose a still
-    segment was found at). Frame index f shows loop phase (f mod period) / period,
-    i.e. capture time f / (frames - 1) (see the module docstring).
+    segment was found at). Frame index f shows the state the capture showed at frame f
+    (capture time f / (frames - 1)): with periodic motion loop phase (f mod period) /
+    period; with natural motion the drifting phase and gusting amplitude of frame f
+    (see the module docstring).
 
     Args:
-        config: the capture's settings (scene, period, seed, size, fov, supersample).
+        config: the capture's settings (scene, period, seed, motion, size, fov, supersample).
         c2w: [4, 4] camera-to-world, OpenGL axes.
         frames: iterable of integer frame indices.
         intrinsics: camera intrinsics (default: the capture's).
@@ -212,10 +274,9 @@ def render_true_frames(
     """
     from loopnerf.data.images import to_uint8
     from loopnerf.synth.raycast import render_view
-    from loopnerf.synth.scene import SyntheticScene
 
     config.check()
-    scene = SyntheticScene(config.scene, config.period, config.seed)
+    scene = config.make_scene()
     k = intrinsics or config.intrinsics()
     out = [to_uint8(render_view(scene.parts(int(f)), np.asarray(c2w, float), k, supersample=config.supersample)) for f in frames]
     return np.stack(out) if out else np.zeros((0, k.height, k.width, 3), np.uint8)
@@ -232,10 +293,15 @@ def gt_meta(gt: dict, cfg: SynthConfig) -> dict:
         "period_time": gt["period"] / (n - 1),
         "fps": gt["fps"],
         "frames": n,
-        "times": "capture time of frame i is i / (frames - 1); the motion repeats every period_frames frames",
+        "motion": gt.get("motion", "periodic"),
+        "times": "capture time of frame i is i / (frames - 1); "
+        + ("the motion repeats every period_frames frames" if gt.get("motion", "periodic") == "periodic"
+           else "the motion's tempo drifts and its amplitude gusts: it never repeats exactly "
+           "(period_frames is the cycle length at the mean tempo)"),
         "still_segments": gt["still_segments"],
-        "gt_frames": "gt/<camera>/%05d.png, k = 0 .. period_frames - 1: the scene at frame index k "
-        "(capture time k / (frames - 1), loop phase k / period_frames)",
+        "gt_frames": "gt/<camera>/%05d.png, k = 0 .. period_frames - 1: the uniform cycle, loop phase "
+        "k / period_frames at the mean amplitude (periodic motion: also the scene at frame index k, "
+        "capture time k / (frames - 1))",
         "gt_frame_times": gt["gt_frame_times"],
         "mask": f"gt/<camera>/mask.png: 255 where some gt frame differs from gt frame 0 by more than "
         f"{MASK_THRESHOLD * 255:g}/255 in a channel",
@@ -253,6 +319,22 @@ def gt_meta(gt: dict, cfg: SynthConfig) -> dict:
             "mask": f"{name}/mask.png",
             "moving_pixels": int(np.asarray(cam["mask"]).sum()) if "mask" in cam else None,
         }
+    meta["stills"] = []
+    for i, st in enumerate(gt.get("stills", [])):
+        k = st["intrinsics"]
+        meta["stills"].append({
+            "start": st["start"],
+            "stop": st["stop"],
+            "description": f"true states of still stretch {i} (frames {st['start']}-{st['stop'] - 1}) at its mean pose",
+            "c2w": np.asarray(st["c2w"]).tolist(),
+            "intrinsics": {"fx": k.fx, "fy": k.fy, "cx": k.cx, "cy": k.cy, "width": k.width, "height": k.height},
+            "frames": [f"stills/{i:02d}/{j:05d}.png" for j in range(st["stop"] - st["start"])],
+            "times": list(st["times"]),
+            "phases": list(st["phases"]),
+            "amplitudes": list(st["amplitudes"]),
+            "mask": f"stills/{i:02d}/mask.png",
+            "moving_pixels": int(np.asarray(st["mask"]).sum()),
+        })
     return meta
 
 
@@ -272,6 +354,7 @@ def write_synthetic_capture(out_dir, capture: Capture, gt: dict) -> Path:
             "scene": meta["scene"],
             "seed": meta["seed"],
             "period_frames": meta["period_frames"],
+            "motion": meta["motion"],
             "fps": meta["fps"],
             "background": meta["background"],
             "ground_truth": "gt/meta.json",
@@ -286,6 +369,12 @@ def write_synthetic_capture(out_dir, capture: Capture, gt: dict) -> Path:
         for j, frame in enumerate(cam["frames"]):
             iio.imwrite(cam_dir / f"{j:05d}.png", frame)
         iio.imwrite(cam_dir / "mask.png", np.where(cam["mask"], 255, 0).astype(np.uint8))
+    for i, st in enumerate(gt.get("stills", [])):
+        st_dir = gt_dir / "stills" / f"{i:02d}"
+        st_dir.mkdir(parents=True, exist_ok=True)
+        for j, frame in enumerate(st["frames"]):
+            iio.imwrite(st_dir / f"{j:05d}.png", frame)
+        iio.imwrite(st_dir / "mask.png", np.where(st["mask"], 255, 0).astype(np.uint8))
     (gt_dir / "meta.json").write_text(json.dumps(meta, indent=1))
     return path
 
@@ -301,15 +390,20 @@ def synth(
     fov: float = 50.0,
     fps: float = 24.0,
     supersample: int = 2,
+    motion: Literal["natural", "periodic"] = "natural",
+    tempo_drift: float = 0.15,
+    gust: float = 0.3,
     overwrite: bool = False,
 ) -> int:
-    """Render the built-in synthetic capture: a small textured scene with exactly periodic
-    motion, filmed by a handheld-style camera that holds still 3-4 times, with ground truth.
+    """Render the built-in synthetic capture: a small textured scene with natural motion
+    (a tempo that drifts and gusts of amplitude; or exactly periodic), filmed by a
+    handheld-style camera that holds still 3-4 times, with ground truth.
 
     Writes OUT/transforms.json + OUT/images/ (nerfstudio format; every 10th frame from
     frame 5 is held out) and OUT/gt/ (meta.json with the period, the true still stretches
-    and 3 test cameras; one full period of frames and a moving-pixel mask per camera).
-    Frame i has capture time i / (frames - 1); the motion repeats every `period` frames.
+    and 3 test cameras; per camera one uniform cycle of `period` frames at the mean
+    amplitude and a moving-pixel mask; per still stretch the true states the capture
+    showed, seen from its mean pose). Frame i has capture time i / (frames - 1).
 
     Args:
         out: output folder (created; must be empty unless --overwrite).
@@ -321,9 +415,17 @@ def synth(
         fov: camera field of view in degrees.
         fps: nominal frame rate stored with the capture (frames per second).
         supersample: rays per pixel along each axis (anti-aliasing; 1 = fastest).
+        motion: 'natural' (default: the tempo drifts by up to +-tempo_drift and the amplitude
+            gusts by up to +-gust, so the motion never repeats exactly, like real footage) or
+            'periodic' (repeats exactly every `period` frames).
+        tempo_drift: natural motion's peak relative tempo deviation (0.15 = +-15 %).
+        gust: natural motion's peak relative amplitude deviation (0.3 = +-30 %).
         overwrite: replace an existing non-empty OUT folder.
     """
-    cfg = SynthConfig(scene=scene, frames=frames, size=size, period=period, seed=seed, fov=fov, fps=fps, supersample=supersample)
+    cfg = SynthConfig(
+        scene=scene, frames=frames, size=size, period=period, seed=seed, fov=fov, fps=fps, supersample=supersample,
+        motion=motion, tempo_drift=tempo_drift, gust=gust,
+    )
     cfg.check()
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -341,7 +443,7 @@ def synth(
     stills = ", ".join(f"{a}-{b - 1}" for a, b in gt["still_segments"])
     print(
         f"wrote {out}: {len(capture)} frames of {size}x{size} ({len(capture.eval_idx)} held out), "
-        f"period {period} frames, still stretches at frames {stills}; ground truth in {out / 'gt'} "
+        f"{motion} motion, period {period} frames, still stretches at frames {stills}; ground truth in {out / 'gt'} "
         f"({seconds:.1f} s)"
     )
     return 0

@@ -1,11 +1,14 @@
-"""The moving parts of the synthetic scene, as functions of the loop phase.
+"""The moving parts of the synthetic scene, as functions of the loop phase and amplitude.
 
-Each mover maps a loop phase `phase` in [0, 1) (see `SyntheticScene.phase`: frame k
-has phase (k mod P) / P) and the scene's `Palette` to a list of `Part`s whose
-vertices are that instant's world positions. Every displacement is a sum of terms
-periodic in `phase` with period 1 (whole-number multiples of 2 pi phase), so the
-motion repeats exactly every P frames; the textures are evaluated in material space
-(the rest pose), so patterns travel with the moving surfaces.
+Each mover maps a loop phase `phase` in [0, 1), the scene's `Palette` and an amplitude
+factor `amplitude` (1 = the nominal motion) to a list of `Part`s whose vertices are that
+instant's world positions. Every displacement is a sum of terms periodic in `phase` with
+period 1 (whole-number multiples of 2 pi phase); the textures are evaluated in material
+space (the rest pose), so patterns travel with the moving surfaces.
+
+Which phase and amplitude frame k shows is the `MotionSchedule`'s business:
+- `periodic`: phase (k mod P) / P, amplitude 1: the motion repeats exactly every P frames;
+- `natural`: a tempo that drifts and gusts of amplitude, like wind (see `MotionSchedule`).
 
 - `flag`: a 0.9 x 0.5 cloth on a pole, displaced along Z by a travelling wave
   (wavelength 0.5, amplitude growing linearly from 0 at the pole to 0.09 at the
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from loopnerf.synth import textures as tx
 from loopnerf.synth.scene import GROUND_Y, Palette, Part, grid_faces, grid_normals, make_part
 
@@ -33,12 +38,99 @@ POOL_CENTER = (0.0, -0.1)  # (x, z)
 POOL_SIZE = (0.5, 0.4)
 
 
-def flag(phase: float, pal: Palette) -> list[Part]:
-    """The waving flag at loop phase `phase` in [0, 1)."""
+MOTIONS = ("natural", "periodic")
+
+
+@dataclass(frozen=True)
+class MotionSchedule:
+    """Which state of the motion cycle each frame shows: phase and amplitude per frame.
+
+    `periodic`: frame k shows phase (k mod P) / P (computed from the integer, so frames k
+    and k + P are bit-identical) at amplitude 1.
+
+    `natural` (wind is never a metronome): the tempo drifts and the amplitude gusts.
+      - tempo: frame k advances the phase by (1 + d(k)) / P, d(k) a sum of two slow
+        sinusoids (periods 0.4-0.9 x `frames`, random phases) scaled so that max |d| =
+        `tempo_drift`; the phase is the running sum (phase(0) = 0), so frame k + P is
+        several frames of the cycle away from frame k after a while;
+      - gusts: amplitude a(k) = 1 + g(k), g a sum of two sinusoids of 30-90 frame periods
+        scaled so that max |g| = `gust` over the capture, then divided by its mean over
+        frames 0..frames-1 so the *mean amplitude is exactly 1*; the uniform ground-truth
+        cycle is drawn at amplitude 1.
+    Both are smooth deterministic functions of k (seeded by `seed`), defined for any k >= 0.
+
+    Attributes:
+        kind: "natural" or "periodic".
+        period: P, frames per cycle at the mean tempo.
+        frames: N, the capture's length (sets the drift's time scales and the mean amplitude).
+        seed: seed of the drift and gusts (independent of the camera path's random stream).
+        tempo_drift: peak relative tempo deviation (natural only; 0.15 = +-15 %).
+        gust: peak relative amplitude deviation before normalising (natural only).
+    """
+
+    kind: str = "periodic"
+    period: int = 24
+    frames: int = 240
+    seed: int = 0
+    tempo_drift: float = 0.15
+    gust: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.kind not in MOTIONS:
+            raise ValueError(f"motion must be one of {MOTIONS}, got {self.kind!r}")
+        rng = np.random.default_rng([self.seed, 1117])
+        n = max(int(self.frames), 2)
+        object.__setattr__(self, "_drift_periods", rng.uniform(0.4, 0.9, 2) * n)
+        object.__setattr__(self, "_drift_phases", rng.uniform(0.0, TWO_PI, 2))
+        object.__setattr__(self, "_gust_periods", rng.uniform(30.0, 90.0, 2))
+        object.__setattr__(self, "_gust_phases", rng.uniform(0.0, TWO_PI, 2))
+        k = np.arange(n, dtype=np.float64)
+        d = self._raw(k, self._drift_periods, self._drift_phases)
+        g = self._raw(k, self._gust_periods, self._gust_phases)
+        object.__setattr__(self, "_drift_scale", self.tempo_drift / max(np.abs(d).max(), 1e-12))
+        object.__setattr__(self, "_gust_scale", self.gust / max(np.abs(g).max(), 1e-12))
+        object.__setattr__(self, "_gust_mean", float((1.0 + self._gust_scale * g).mean()))
+
+    @staticmethod
+    def _raw(k: np.ndarray, periods: np.ndarray, phases: np.ndarray) -> np.ndarray:
+        return np.sin(TWO_PI * k[:, None] / periods[None] + phases[None]).sum(axis=1)
+
+    def tempo(self, k) -> np.ndarray:
+        """[len(k)] relative tempo 1 + d(k) of frames k (1 everywhere when periodic)."""
+        k = np.atleast_1d(np.asarray(k, dtype=np.float64))
+        if self.kind == "periodic":
+            return np.ones_like(k)
+        return 1.0 + self._drift_scale * self._raw(k, self._drift_periods, self._drift_phases)
+
+    def cycles(self, frame: int) -> float:
+        """Unwrapped phase of integer frame `frame` in cycles (frame / P when periodic)."""
+        f = int(frame)
+        if f < 0:
+            raise ValueError(f"frame must be >= 0, got {frame}")
+        if self.kind == "periodic":
+            return f / self.period
+        return float(self.tempo(np.arange(f)).sum()) / self.period
+
+    def phase(self, frame: int) -> float:
+        """Loop phase in [0, 1) of integer frame `frame`."""
+        if self.kind == "periodic":
+            return (int(frame) % self.period) / self.period
+        return self.cycles(frame) % 1.0
+
+    def amplitude(self, frame: int) -> float:
+        """Amplitude factor of integer frame `frame` (1 when periodic; mean 1 over the capture)."""
+        if self.kind == "periodic":
+            return 1.0
+        g = self._raw(np.array([float(frame)]), self._gust_periods, self._gust_phases)[0]
+        return float((1.0 + self._gust_scale * g) / self._gust_mean)
+
+
+def flag(phase: float, pal: Palette, amplitude: float = 1.0) -> list[Part]:
+    """The waving flag at loop phase `phase` in [0, 1); `amplitude` scales the wave's height."""
     width, height = FLAG_SIZE
     nu, nv = 36, 20
     s, h = np.meshgrid(np.linspace(0.0, width, nu), np.linspace(0.0, height, nv), indexing="ij")
-    wavelength, amp = 0.5, 0.09
+    wavelength, amp = 0.5, 0.09 * amplitude
     grow = s / width  # the edge on the pole stays put
     arg = TWO_PI * (s / wavelength + 0.15 * h / height - phase)
     dz = amp * grow * (np.sin(arg) + 0.3 * np.sin(2.0 * arg + 1.0))
@@ -62,8 +154,11 @@ def flag(phase: float, pal: Palette) -> list[Part]:
     return [make_part("flag", p.reshape(-1, 3), grid_faces(nu, nv), albedo, tex.reshape(-1, 3), grid_normals(p), moving=True)]
 
 
-def windmill(phase: float, pal: Palette, blades: int = 4) -> list[Part]:
-    """The windmill's blades at loop phase `phase`: turned by phase * 360 / blades degrees."""
+def windmill(phase: float, pal: Palette, amplitude: float = 1.0, blades: int = 4) -> list[Part]:
+    """The windmill's blades at loop phase `phase`: turned by phase * 360 / blades degrees.
+
+    A turning rotor has no amplitude: `amplitude` is accepted and ignored (gusts show as
+    tempo only)."""
     r0, r1 = 0.05, 0.28  # blade span along its radius (tips stay clear of the backdrop)
     nr = 8
     r = np.linspace(r0, r1, nr)
@@ -93,12 +188,12 @@ def windmill(phase: float, pal: Palette, blades: int = 4) -> list[Part]:
     return [make_part("blades", np.concatenate(verts), np.concatenate(fs), albedo, np.concatenate(texs), moving=True)]
 
 
-def water(phase: float, pal: Palette) -> list[Part]:
-    """The rippling pool surface at loop phase `phase`."""
+def water(phase: float, pal: Palette, amplitude: float = 1.0) -> list[Part]:
+    """The rippling pool surface at loop phase `phase`; `amplitude` scales the ripples."""
     (cx, cz), (sx, sz) = POOL_CENTER, POOL_SIZE
     nx, nz = 40, 32
     x, z = np.meshgrid(np.linspace(cx - sx / 2, cx + sx / 2, nx), np.linspace(cz - sz / 2, cz + sz / 2, nz), indexing="ij")
-    wavelength, amp = 0.15, 0.006
+    wavelength, amp = 0.15, 0.006 * amplitude
     height = np.zeros_like(x)
     grad_x = np.zeros_like(x)
     grad_z = np.zeros_like(x)

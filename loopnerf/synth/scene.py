@@ -5,10 +5,12 @@ World frame: +Y up, the ground is the plane y = -0.6, everything lies inside
 orbits the point `LOOK_AT` from the +Z side (see `camera_path.py`).
 
 A scene is a list of static `Part`s (built once) plus the moving parts of the chosen
-kinds (`motion.py`), which are rebuilt for every frame from the loop phase
-`phase(frame) = (frame mod P) / P`. Computing the phase from the integer frame index
-makes the geometry of frames k and k + P bit-identical, so the motion is *exactly*
-periodic with period P frames.
+kinds (`motion.py`), which are rebuilt for every frame from the phase and amplitude the
+scene's `MotionSchedule` gives that frame. With `motion="periodic"` (the default here)
+`phase(frame) = (frame mod P) / P` is computed from the integer frame index, so the
+geometry of frames k and k + P is bit-identical: the motion is *exactly* periodic. With
+`motion="natural"` the tempo drifts and the amplitude gusts (never repeating exactly);
+`parts_at(phase, amplitude)` draws any state, e.g. the uniform cycle at amplitude 1.
 """
 
 from __future__ import annotations
@@ -274,20 +276,34 @@ def water_rim(pal: Palette) -> list[Part]:
 
 # --------------------------------------------------------------------------- the scene
 class SyntheticScene:
-    """Static parts built once + moving parts per frame, with exactly periodic motion.
+    """Static parts built once + moving parts per frame.
 
     Args:
         scene: one of `SCENE_KINDS` ("flag", "windmill", "water", "all").
-        period: P, the motion period in frames (>= 2).
-        seed: palette and noise seed.
+        period: P, the motion period in frames (>= 2) at the mean tempo.
+        seed: palette, noise, tempo-drift and gust seed.
+        motion: "periodic" (exactly repeating every P frames) or "natural" (drifting
+            tempo, gusts of amplitude; see `motion.MotionSchedule`).
+        frames: N, the capture's length (natural motion's time scales and mean amplitude).
+        tempo_drift, gust: peak relative tempo / amplitude deviations of natural motion.
     """
 
-    def __init__(self, scene: str = "flag", period: int = 24, seed: int = 0) -> None:
-        from loopnerf.synth import motion
+    def __init__(
+        self,
+        scene: str = "flag",
+        period: int = 24,
+        seed: int = 0,
+        motion: str = "periodic",
+        frames: int = 240,
+        tempo_drift: float = 0.15,
+        gust: float = 0.3,
+    ) -> None:
+        from loopnerf.synth import motion as movers
 
         self.scene = scene
         self.kinds = SCENE_KINDS[scene]
         self.period = int(period)
+        self.schedule = movers.MotionSchedule(motion, self.period, int(frames), int(seed), float(tempo_drift), float(gust))
         self.palette = Palette(seed)
         pal = self.palette
         self.static_parts: list[Part] = [ground(pal), backdrop(pal), crate(pal), drum(pal), ball(pal)]
@@ -297,19 +313,30 @@ class SyntheticScene:
             self.static_parts += windmill_tower(pal)
         if "water" in self.kinds:
             self.static_parts += water_rim(pal)
-        self._movers = [getattr(motion, kind) for kind in self.kinds]
+        self._movers = [getattr(movers, kind) for kind in self.kinds]
 
     def phase(self, frame: int) -> float:
-        """Loop phase in [0, 1) of integer frame `frame`: (frame mod P) / P (exact for k and k + P)."""
-        return (int(frame) % self.period) / self.period
+        """Loop phase in [0, 1) of integer frame `frame` (periodic: (frame mod P) / P, exact for k and k + P)."""
+        return self.schedule.phase(frame)
 
-    def moving_parts(self, frame: int) -> list[Part]:
-        """The moving parts' meshes at integer frame `frame`."""
-        ph = self.phase(frame)
+    def amplitude(self, frame: int) -> float:
+        """Motion amplitude factor of integer frame `frame` (1 when periodic)."""
+        return self.schedule.amplitude(frame)
+
+    def moving_parts_at(self, phase: float, amplitude: float = 1.0) -> list[Part]:
+        """The moving parts' meshes at loop phase `phase` in [0, 1) and amplitude factor `amplitude`."""
         parts: list[Part] = []
         for mover in self._movers:
-            parts += mover(ph, self.palette)
+            parts += mover(float(phase), self.palette, float(amplitude))
         return parts
+
+    def moving_parts(self, frame: int) -> list[Part]:
+        """The moving parts' meshes at integer frame `frame` (the schedule's phase and amplitude)."""
+        return self.moving_parts_at(self.phase(frame), self.amplitude(frame))
+
+    def parts_at(self, phase: float, amplitude: float = 1.0) -> list[Part]:
+        """Every part at loop phase `phase` and amplitude `amplitude`: static ones, then moving ones."""
+        return self.static_parts + self.moving_parts_at(phase, amplitude)
 
     def parts(self, frame: int) -> list[Part]:
         """Every part at frame `frame`: the static ones then the moving ones."""
