@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -58,22 +59,25 @@ class _Stages:
 
 
 def _orbit_frames(baked_path: Path, size: int, seconds: float, cycles_min: int = 3):
-    """Frames of the baked loop from a slow orbit around the default camera (novel views)."""
+    """Frames of the baked loop from a slow orbit around the default camera (novel views),
+    drawn by the viewer's renderer (`viewer_truth.orbit_poses` owns the orbit)."""
+    from loopnerf.evaluation.viewer_truth import orbit_poses
     from loopnerf.export import load_loop
-    from loopnerf.viewer.orbit_camera import orbit_path
     from loopnerf.viewer.renderer import Renderer
 
     baked = load_loop(baked_path)
-    fps = float(baked.fps)
-    n = max(int(round(seconds * fps)), cycles_min * baked.frames)
-    poses = orbit_path(baked.camera["c2w"], baked.box, baked.up, n)
-    cam = baked.camera
-    h = int(round(size * cam["height"] / cam["width"]))
-    r = Renderer(baked, size, h)
-    return [r.render(p, i / fps)[0] for i, p in enumerate(poses)], fps
+    poses, k, fps = orbit_poses(baked, size, seconds, cycles_min)
+    r = Renderer(baked, k.width, k.height)
+    return [r.render(p, i / fps, intrinsics=k)[0] for i, p in enumerate(poses)], fps
 
 
-def demo(preset: str = "cpu", out: Path = Path("runs/demo"), fresh: bool = False, quiet: bool = False) -> int:
+def demo(
+    preset: str = "cpu",
+    out: Path = Path("runs/demo"),
+    fresh: bool = False,
+    quiet: bool = False,
+    motion: Literal["natural", "periodic"] = "natural",
+) -> int:
     """Run the whole method on the built-in synthetic capture and write videos and a report.
 
     Args:
@@ -83,6 +87,9 @@ def demo(preset: str = "cpu", out: Path = Path("runs/demo"), fresh: bool = False
             scanlines.png, segments.png, report.md.
         fresh: redo every stage even if its output exists.
         quiet: fewer progress bars.
+        motion: the synthetic capture's motion: 'natural' (default; drifting tempo and gusts,
+            never repeating exactly, like real footage) or 'periodic' (repeats exactly every
+            period, so t mod F is the true phase).
     """
     from loopnerf.bake import bake
     from loopnerf.distill.train import distill
@@ -104,10 +111,10 @@ def demo(preset: str = "cpu", out: Path = Path("runs/demo"), fresh: bool = False
     t_start = time.perf_counter()
 
     def do_synth():
-        cfg = SynthConfig(frames=dp.synth_frames, size=dp.synth_size, supersample=dp.supersample)
+        cfg = SynthConfig(frames=dp.synth_frames, size=dp.synth_size, supersample=dp.supersample, motion=motion)
         cap, gt = make_synthetic_capture(cfg, progress=not quiet)
         write_synthetic_capture(cap_dir, cap, gt)
-        return f"{len(cap)} frames of {cfg.size}x{cfg.size}, motion period {cfg.period} frames"
+        return f"{len(cap)} frames of {cfg.size}x{cfg.size}, {cfg.motion} motion, period {cfg.period} frames"
 
     st.run("synth", (cap_dir / "transforms.json").is_file(), do_synth)
     meta = json.loads((cap_dir / "gt" / "meta.json").read_text())
@@ -154,6 +161,12 @@ def demo(preset: str = "cpu", out: Path = Path("runs/demo"), fresh: bool = False
 
     st.run("render", (out / "compare.mp4").is_file() and (out / "loop.gif").is_file(), do_videos)
 
+    def do_viewer_truth():
+        res = viewer_truth(out, cap_dir, run, dp.video_size, dp.orbit_seconds)
+        return f"novel orbit static PSNR vs truth: mean {res['orbit']['mean']:.2f} dB, worst {res['orbit']['worst']:.2f} dB"
+
+    st.run("viewer-truth", (run / "viewer_truth.json").is_file(), do_viewer_truth)
+
     def do_eval():
         res = evaluate_run(run)
         shutil.copy(run / "scanlines.png", out / "scanlines.png")
@@ -166,6 +179,23 @@ def demo(preset: str = "cpu", out: Path = Path("runs/demo"), fresh: bool = False
     print(f"\ndone: {out / 'report.md'}\n  videos: {out / 'loop.mp4'}, {out / 'loop.gif'}, {out / 'compare.mp4'}")
     print(f"  open the viewer:  loopnerf view {run / 'scene.loop'}")
     return 0
+
+
+def viewer_truth(out: Path, cap_dir: Path, run: Path, size: int, seconds: float) -> dict:
+    """Score what the viewer shows against the synthetic truth: the novel orbit of
+    loop.mp4 (static region, per frame) and the gt cameras; writes RUN/viewer_truth.json."""
+    from loopnerf.evaluation.viewer_truth import orbit_static_psnr, orbit_poses, viewer_truth_table
+    from loopnerf.export import load_loop
+    from loopnerf.synth.truth_views import true_orbit
+
+    meta = json.loads((cap_dir / "gt" / "meta.json").read_text())
+    frames, _ = _orbit_frames(run / "scene.loop", size, seconds)
+    poses, k, _ = orbit_poses(load_loop(run / "scene.loop"), size, seconds)
+    truth, moving = true_orbit(meta, poses, k, range(len(poses)))
+    res = {"orbit": orbit_static_psnr(np.stack(frames), truth, moving),
+           "cameras": viewer_truth_table(run / "scene.loop", cap_dir, meta)}
+    (run / "viewer_truth.json").write_text(json.dumps(res, indent=1))
+    return res
 
 
 def write_compare(path: Path, cap_dir: Path, run: Path, fps: float, cycles: int = 3) -> None:
@@ -196,6 +226,62 @@ def write_compare(path: Path, cap_dir: Path, run: Path, fps: float, cycles: int 
     write_video(path, frames, fps)
 
 
+def _fmt(v, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def ground_truth_motion_lines(ev: dict) -> list[str]:
+    """report.md lines on motion against the ground truth: motion ratios and best-phase PSNR
+    of the moving pixels at the test cameras, the still-stretch scores against the true
+    states (stage 1, loop, naive), and a summary at the supervised still camera."""
+    gt = ev["ground_truth"]
+    names = list(ev["loops"])
+    lines = [f"Capture motion: **{gt.get('motion', 'periodic')}** (period {gt['period_frames']} frames at the mean tempo).", ""]
+    lines += ["### Motion at the test cameras (against the true uniform cycle at mean amplitude)", "",
+              "Motion ratio = mean temporal std of the moving pixels, render ÷ truth (1 = full amplitude).", "",
+              "| camera | " + " | ".join(f"{n} best-phase PSNR moving (dB) / motion ratio" for n in names) + " |",
+              "|---|" + "---|" * len(names)]
+    for cam, row in gt["cameras"].items():
+        cells = [cam] + [f"{_fmt(row[n].get('best_phase_psnr_moving'))} / {_fmt(row[n].get('motion_ratio'))}" for n in names]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    stills = gt.get("stills") or []
+    if stills:
+        lines += ["### At the still stretches (against the true states the capture showed there)", "",
+                  "Per entry: motion ratio / coherence / completeness / static PSNR vs truth (dB); stage 1 also its "
+                  "moving-pixel PSNR frame by frame; loops also static PSNR vs the stage-1 render.", "",
+                  "| still (frames) | stage 1 | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        for st in stills:
+            s1 = st["stage1"]
+            cells = [f"{st['index']} ({st['start']}-{st['stop'] - 1})",
+                     f"{_fmt(s1.get('motion_ratio'))} / {_fmt(s1['coherence'], '.4f')} / {_fmt(s1['completeness'], '.4f')} / "
+                     f"{_fmt(s1['static_psnr'])}; moving {_fmt(s1.get('moving_psnr'))}"]
+            for n in names:
+                r = st[n]
+                cells.append(f"{_fmt(r.get('motion_ratio'))} / {_fmt(r['coherence'], '.4f')} / {_fmt(r['completeness'], '.4f')} / "
+                             f"{_fmt(r['static_psnr'])}; vs stage 1 {_fmt(r['static_psnr_vs_stage1'])}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    sup = gt.get("supervised_still")
+    if sup is not None and "supervised" in gt["cameras"] and "loop" in names:
+        st, cam = stills[sup], gt["cameras"]["supervised"]
+        lines += ["### Summary at the supervised still camera", "", "| | stage 1 | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        lines.append("| moving pixels: PSNR vs true states (stage 1) / best-phase PSNR vs true cycle (loops), dB | "
+                     + _fmt(st["stage1"].get("moving_psnr")) + " | " + " | ".join(_fmt(cam[n].get("best_phase_psnr_moving")) for n in names) + " |")
+        lines.append("| motion ratio vs true states | " + _fmt(st["stage1"].get("motion_ratio")) + " | "
+                     + " | ".join(_fmt(st[n].get("motion_ratio")) for n in names) + " |")
+        lines.append("| static region vs truth, dB | " + _fmt(st["stage1"]["static_psnr"]) + " | "
+                     + " | ".join(_fmt(st[n]["static_psnr"]) for n in names) + " |")
+        lines.append("| static region vs the stage-1 render, dB | - | " + " | ".join(_fmt(st[n]["static_psnr_vs_stage1"]) for n in names) + " |")
+        novel = gt["cameras"].get("novel")
+        if novel is not None:
+            lines.append("| static region vs truth at the novel camera, dB | " + _fmt(novel.get("stage1_static_psnr")) + " | "
+                         + " | ".join(_fmt(novel[n]["static_psnr"]) for n in names) + " |")
+        lines.append("| seam ratio (at the supervised camera) | - | " + " | ".join(_fmt(cam[n].get("seam_ratio")) for n in names) + " |")
+        lines.append("")
+    return lines
+
+
 def write_report(out: Path, run: Path, report: dict) -> None:
     """report.md: stage-1 PSNR, loop metrics vs the naive baseline, sizes, wall times."""
     ev1 = json.loads((run / "stage1" / "eval.json").read_text())
@@ -204,7 +290,7 @@ def write_report(out: Path, run: Path, report: dict) -> None:
     lines = [f"# LoopNeRF demo report (preset `{report['preset']}`)", ""]
     lines += ["![scanlines](scanlines.png)", "", "## Stage 1", "", f"- held-out PSNR {ev1['psnr']:.2f} dB, SSIM {ev1['ssim']:.3f} ({len(ev1['frames'])} frames)", ""]
     lines += ["## Loop vs naive baseline (at the longest still segment)", "", "| metric | " + " | ".join(ev["loops"]) + " |", "|---|" + "---|" * len(ev["loops"])]
-    keys = ["time_parameters", "static_psnr", "stderr", "completeness", "coherence", "loopq", "seam_ratio"]
+    keys = ["time_parameters", "static_psnr", "stderr", "completeness", "coherence", "loopq", "seam_ratio", "motion_ratio"]
     for key in keys:
         vals = [ev["loops"][n].get(key) for n in ev["loops"]]
         lines.append(f"| {key} | " + " | ".join("-" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v:.4g}") for v in vals) + " |")
@@ -218,6 +304,11 @@ def write_report(out: Path, run: Path, report: dict) -> None:
                 cells.append(f"{r['best_phase_psnr']:.2f} / {r.get('best_phase_psnr_moving', float('nan')):.2f} / {r['static_psnr']:.2f}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        lines += ground_truth_motion_lines(ev)
+    if (run / "viewer_truth.json").is_file():
+        from loopnerf.evaluation.viewer_truth import viewer_truth_lines
+
+        lines += viewer_truth_lines(json.loads((run / "viewer_truth.json").read_text()))
     b = bake["bytes"]
     lines += ["## Sizes", "", f"- scene.loop: {b['scene.loop'] / 1e6:.2f} MB", f"- stage-1 weights: {(b['stage1'] or 0) / 1e6:.2f} MB", f"- loop planes checkpoint: {b['loop_checkpoint'] / 1e6:.2f} MB", ""]
     lines += ["## Wall time per stage (this run)", "", "| stage | seconds |", "|---|---|"]

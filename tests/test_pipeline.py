@@ -50,6 +50,20 @@ def test_demo_artefacts_are_valid(demo_dir):
         for key in ("stderr", "completeness", "coherence", "loopq", "seam_ratio"):
             assert np.isfinite(m[key])
     assert set(ev["ground_truth"]["cameras"]) == {"supervised", "novel", "extrapolated"}
+    # natural motion (the demo's default) and the scores that see damping and blur
+    gt = ev["ground_truth"]
+    assert gt["motion"] == meta["motion"] == "natural"
+    assert len(gt["stills"]) == len(meta["stills"]) and gt["supervised_still"] is not None
+    for st in gt["stills"]:
+        for name in ("stage1", "loop", "naive"):
+            for key in ("motion_ratio", "coherence", "completeness", "static_psnr"):
+                assert np.isfinite(st[name][key]), (name, key)
+        assert np.isfinite(st["stage1"]["moving_psnr"]) and np.isfinite(st["loop"]["static_psnr_vs_stage1"])
+    for name in ("loop", "naive"):
+        assert np.isfinite(gt["cameras"]["novel"][name]["motion_ratio"])
+        assert np.isfinite(ev["loops"][name]["motion_ratio"])
+    for needle in ("motion ratio", "true states", "Summary at the supervised still camera"):
+        assert needle in report
 
 
 def test_demo_skips_finished_stages(demo_dir, capsys):
@@ -116,8 +130,9 @@ def test_distill_resume_is_exact(demo_dir, tmp_path):
         second.train_step()
     for a, b in zip(straight.model.loop_parameters(), second.model.loop_parameters()):
         assert torch.equal(a, b)
-    # the loop actually trained: its planes left their initial ones
-    assert any(not torch.equal(p, torch.ones_like(p)) for p in second.model.loop_parameters())
+    # the loop actually trained: its planes left where they started
+    start = Distiller(run, cfg, "loop", quiet=True).model.loop_parameters()
+    assert any(not torch.equal(p, q) for p, q in zip(second.model.loop_parameters(), start))
 
 
 def test_render_baked_loop_matches_the_viewer(demo_dir, tmp_path):
@@ -186,3 +201,53 @@ def test_eval_at_a_camera_file(demo_dir, tmp_path):
     ev_seg = json.loads((run / "eval.json").read_text())
     for key in ("coherence", "seam_ratio"):
         assert abs(ev["loops"]["loop"][key] - ev_seg["loops"]["loop"][key]) < 1e-3 * max(1.0, abs(ev_seg["loops"]["loop"][key]))
+
+
+def test_static_part_of_the_loop_start_is_the_stage1_scene(demo_dir):
+    """The loop's base (stage 1's time planes averaged over time) renders the static region
+    as stage 1 does; time planes as ones (the report's literal start) do not, because
+    stage 1's space-time planes carry static structure."""
+    from loopnerf.data.capture import Intrinsics
+    from loopnerf.distill.loop_model import LoopModel, render_loop_frames
+    from loopnerf.evaluation.metrics import psnr
+    from loopnerf.model.render_image import render_image
+    from loopnerf.model.train import load_stage1
+    import imageio.v3 as iio
+
+    run, cap = demo_dir / "run", demo_dir / "capture"
+    meta = json.loads((cap / "gt" / "meta.json").read_text())
+    st = meta["stills"][1]
+    k = st["intrinsics"]
+    intr = Intrinsics(k["fx"], k["fy"], k["cx"], k["cy"], k["width"], k["height"])
+    static = iio.imread(cap / "gt" / st["mask"]) <= 127
+    stage1, _ = load_stage1(run)
+    full = np.stack([render_image(stage1, st["c2w"], intr, t)["rgb"] for t in st["times"][::4]]).mean(0)
+    mean_start = render_loop_frames(LoopModel(stage1, 4, base="mean"), st["c2w"], intr, 1)[0]
+    ones_start = render_loop_frames(LoopModel(stage1, 4, base="ones"), st["c2w"], intr, 1)[0]
+    p_mean, p_ones = psnr(mean_start, full, mask=static), psnr(ones_start, full, mask=static)
+    assert p_mean >= 30.0 and p_mean >= p_ones + 5.0, (p_mean, p_ones)
+
+
+def test_demo_bake_is_culled_and_the_viewer_is_scored_against_truth(demo_dir):
+    """The bake culls the occupancy to what the capture's cameras saw, and the report
+    scores what the viewer draws (the novel orbit and the gt cameras) against the truth."""
+    from loopnerf.export import load_loop
+    from loopnerf.video import read_video
+
+    out, run = demo_dir, demo_dir / "run"
+    meta = json.loads((out / "capture" / "gt" / "meta.json").read_text())
+    baked = load_loop(run / "scene.loop")
+    culling = baked.extra["culling"]
+    assert culling["views"] == meta["frames"]  # every capture frame was a culling view
+    assert culling["occupied_after"] <= culling["occupied_before"]
+    assert json.loads((run / "bake.json").read_text())["culling"]["views"] == meta["frames"]
+    vt = json.loads((run / "viewer_truth.json").read_text())
+    n = len(read_video(out / "loop.mp4"))
+    assert len(vt["orbit"]["per_frame"]) == n
+    assert all(np.isfinite(v) and 5.0 < v < 60.0 for v in vt["orbit"]["per_frame"])
+    assert 0.3 < vt["orbit"]["static_fraction"] < 1.0  # the mask removes the moving part, not everything
+    assert set(vt["cameras"]) == {"supervised", "novel", "extrapolated"}
+    for row in vt["cameras"].values():
+        assert np.isfinite(row["static_psnr"]) and np.isfinite(row["best_phase_psnr"])
+    report = (out / "report.md").read_text()
+    assert "What the viewer shows, against the truth" in report and "worst frame" in report
