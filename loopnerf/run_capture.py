@@ -17,6 +17,12 @@ def stage1_capture(run: Path):
     """The `Capture` named in RUN/stage1/config.json (images, cameras, times)."""
     from loopnerf.data import load_capture
 
+    path, options = stage1_capture_ref(run)
+    return load_capture(path, **options)
+
+
+def stage1_capture_ref(run: Path) -> tuple[str, dict]:
+    """(capture path, load options) as RUN/stage1/config.json names them."""
     config_path = Path(run) / "stage1" / "config.json"
     if not config_path.is_file():
         raise ConfigError(f"{config_path}: not found (run `loopnerf train` for this run first)")
@@ -29,4 +35,4 @@ def stage1_capture(run: Path):
     options = config.get("capture_options") or {}
     if not isinstance(options, dict):
         raise ConfigError(f"{config_path}: field 'capture_options' must be an object")
-    return load_capture(config["capture"], **options)
+    return str(config["capture"]), options

@@ -342,23 +342,12 @@ def select(
         window: rolling-average length for both deltas, in frames.
         min_length: shortest still segment kept, in frames.
     """
+    from loopnerf.data import load_capture
+    from loopnerf.run_capture import stage1_capture_ref
+
     run = Path(run)
-    config_path = run / "stage1" / "config.json"
-    if not config_path.is_file():
-        raise ConfigError(f"{config_path}: not found (run `loopnerf train` for this run first)")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{config_path}: not valid JSON ({err})") from None
-    if "capture" not in config:
-        raise ConfigError(f"{config_path}: field 'capture' is missing")
-    options = config.get("capture_options") or {}
-    if not isinstance(options, dict):
-        raise ConfigError(f"{config_path}: field 'capture_options' must be an object")
-
-    from loopnerf import data
-
-    capture = data.load_capture(config["capture"], **options)
+    capture_path, options = stage1_capture_ref(run)
+    capture = load_capture(capture_path, **options)
     order = np.argsort(capture.times, kind="stable")
     c2w = capture.c2w[order]
     times = capture.times[order]
@@ -392,7 +381,7 @@ def select(
             "rotation_threshold_degrees": rotation_threshold,
             "window": window,
             "min_length": min_length,
-            "capture": str(config["capture"]),
+            "capture": capture_path,
             "frames": int(len(c2w)),
             "frame_order": "by capture time",
         },

@@ -147,6 +147,26 @@ def direction_taps(direction, table_h: ti.i32, table_w: ti.i32):
 
 
 @ti.func
+def table_lookup(table: ti.template(), r0, r1, c0, c1, tw, ch, j):
+    """Entry [ch, j] of a lat-long direction table [Hd, Wd, 3, n], bilinear with the
+    taps of `direction_taps`."""
+    return (tw[0] * table[r0, c0, ch, j] + tw[1] * table[r0, c1, ch, j]
+            + tw[2] * table[r1, c0, ch, j] + tw[3] * table[r1, c1, ch, j])
+
+
+@ti.func
+def march_setup(params: ti.template(), dn):
+    """(inv_dn, base_step, tau, skip, nudge, record) of a march: the ray's inverse
+    direction (0 on axes it is parallel to), the P_STEP / P_TAU / P_SKIP thresholds, the
+    small nudge that moves t into the next cell, and whether visibility is recorded."""
+    inv_dn = ti.Vector([0.0, 0.0, 0.0])
+    for a in ti.static(range(3)):
+        inv_dn[a] = ti.select(ti.abs(dn[a]) > 1e-12, 1.0 / dn[a], 0.0)
+    base_step = params[P_STEP]
+    return inv_dn, base_step, params[P_TAU], params[P_SKIP], 1e-4 * base_step, params[P_RECORD] > 0.0
+
+
+@ti.func
 def write_pixel(params: ti.template(), rgb_out: ti.template(), depth_out: ti.template(), opacity_out: ti.template(),
                 samples_out: ti.template(), row: ti.i32, col: ti.i32, acc, acc_t: ti.f32, transmittance: ti.f32, n_eval: ti.i32):
     """Composite over the background and write one pixel's outputs (depth: what the

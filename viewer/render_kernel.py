@@ -44,8 +44,10 @@ from loopnerf.viewer.march import (  # noqa: F401  (P_* re-exported for older ca
     box_interval,
     camera_ray,
     direction_taps,
+    march_setup,
     next_segment,
     record_visibility,
+    table_lookup,
     write_pixel,
 )
 
@@ -157,20 +159,8 @@ def render_loop_kernel(
             r0, r1, c0, c1, tw = direction_taps(direction, table_h, table_w)
             for ch in ti.static(range(3)):
                 for j in range(n_feat):
-                    basis_scratch[pix, ch, j] = (
-                        tw[0] * dir_table[r0, c0, ch, j]
-                        + tw[1] * dir_table[r0, c1, ch, j]
-                        + tw[2] * dir_table[r1, c0, ch, j]
-                        + tw[3] * dir_table[r1, c1, ch, j]
-                    )
-            inv_dn = ti.Vector([0.0, 0.0, 0.0])
-            for a in ti.static(range(3)):
-                inv_dn[a] = ti.select(ti.abs(dn[a]) > 1e-12, 1.0 / dn[a], 0.0)
-            base_step = params[P_STEP]
-            tau = params[P_TAU]
-            skip = params[P_SKIP]
-            nudge = 1e-4 * base_step
-            record = params[P_RECORD] > 0.0
+                    basis_scratch[pix, ch, j] = table_lookup(dir_table, r0, r1, c0, c1, tw, ch, j)
+            inv_dn, base_step, tau, skip, nudge, record = march_setup(params, dn)
             t = t_lo
             while t < t_hi:
                 seg_end, n_pieces = next_segment(density_mip, mip_meta, on, dn, inv_dn, t, t_hi, nudge, base_step, tau, skip)
