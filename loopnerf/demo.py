@@ -192,8 +192,8 @@ def viewer_truth(out: Path, cap_dir: Path, run: Path, size: int, seconds: float)
     frames, _ = _orbit_frames(run / "scene.loop", size, seconds)
     poses, k, _ = orbit_poses(load_loop(run / "scene.loop"), size, seconds)
     truth, moving = true_orbit(meta, poses, k, range(len(poses)))
-    res = {"orbit": orbit_static_psnr(np.stack(frames), truth, moving),
-           "cameras": viewer_truth_table(run / "scene.loop", cap_dir, meta)}
+    table, renderer = viewer_truth_table(run / "scene.loop", cap_dir, meta)
+    res = {"orbit": orbit_static_psnr(np.stack(frames), truth, moving), "cameras": table, "renderer": renderer}
     (run / "viewer_truth.json").write_text(json.dumps(res, indent=1))
     return res
 

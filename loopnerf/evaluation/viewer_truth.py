@@ -34,9 +34,10 @@ def orbit_static_psnr(frames: np.ndarray, truth: np.ndarray, moving: np.ndarray)
             "static_fraction": float((~moving).mean())}
 
 
-def viewer_truth_table(loop_path: Path, cap_dir: Path, meta: dict) -> dict:
+def viewer_truth_table(loop_path: Path, cap_dir: Path, meta: dict) -> tuple[dict, str]:
     """Scores of the viewer's render of `loop_path` at each gt camera of the capture in
-    `cap_dir` -> {camera: {"static_psnr", "best_phase_psnr", "best_phase_psnr_moving"}}."""
+    `cap_dir` -> ({camera: {"static_psnr", "best_phase_psnr", "best_phase_psnr_moving"}},
+    the renderer's one-line description: which backend drew)."""
     import imageio.v3 as iio
 
     from loopnerf.evaluation import metrics as M
@@ -58,7 +59,7 @@ def viewer_truth_table(loop_path: Path, cap_dir: Path, meta: dict) -> dict:
         if moving.any():
             row["best_phase_psnr_moving"] = float(M.best_cyclic_phase_psnr(loop, truth, mask=moving))
         out[name] = row
-    return out
+    return out, renderer.describe()
 
 
 def orbit_poses(baked, size: int, seconds: float, cycles_min: int = 3):
@@ -79,12 +80,13 @@ def orbit_poses(baked, size: int, seconds: float, cycles_min: int = 3):
 
 
 def viewer_truth_lines(result: dict) -> list[str]:
-    """report.md lines for `result` = {"orbit": orbit_static_psnr(...), "cameras":
-    viewer_truth_table(...), "bake": {...}} (the demo's viewer_truth.json)."""
+    """report.md lines for `result` = {"orbit": orbit_static_psnr(...), "cameras": the
+    table of `viewer_truth_table`, "renderer": its description} (the demo's
+    viewer_truth.json)."""
     orbit = result["orbit"]
     lines = ["## What the viewer shows, against the truth", "",
-             "The baked `scene.loop` as `loopnerf view` draws it (brick renderer, visibility-culled bake), "
-             "scored against the synthetic scene's own renders.", "",
+             "The visibility-culled `scene.loop` as `loopnerf view` draws it "
+             f"({result.get('renderer', 'the default renderer')}), scored against the synthetic scene's own renders.", "",
              f"**Novel orbit** (`loop.mp4`, {len(orbit['per_frame'])} frames, static region = pixels no moving part "
              f"can cover, {orbit['static_fraction']:.0%} of the image): static PSNR mean **{orbit['mean']:.2f} dB**, "
              f"worst frame **{orbit['worst']:.2f} dB**.", "",
