@@ -124,7 +124,11 @@ class Renderer:
 
             t0 = _time.perf_counter()
             try:
-                self.bricks = build_bricks(loop) if self.backend == "auto" else build_bricks(loop, max_megabytes=None)
+                if self.backend == "auto":
+                    self.bricks = build_bricks(loop)
+                    self.backend_reason = "auto: the brick grid fits its memory budget"
+                else:
+                    self.bricks = build_bricks(loop, max_megabytes=None)
                 self.backend = "bricks"
             except BrickBudgetError as err:
                 self.backend, self.backend_reason = "planes", f"brick grid over budget: {err}"
