@@ -41,31 +41,31 @@ import statistics
 from pathlib import Path
 
 
-def default_loop_path() -> Path:
-    """Bake (once) and return the cached benchmark loop."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "loopnerf"
-    path = cache / "bench_viewer_c16_r64_s124_f24_g32_bounds.loop"
+def cached_loop(name: str, make) -> Path:
+    """~/.cache/loopnerf/NAME: the `BakedLoop` make() returns, baked on first use."""
+    path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "loopnerf" / name
     if not path.exists():
-        from loopnerf.export.demo_loop import make_test_loop
         from loopnerf.export.loop_format import save_loop
 
         print(f"# baking the benchmark loop into {path} (once)", flush=True)
-        baked = make_test_loop(frames=24, resolution=64, features=16, scales=(1, 2, 4), occupancy_resolution=32)
-        save_loop(path, baked)
+        save_loop(path, make())
     return path
+
+
+def default_loop_path() -> Path:
+    """The cached benchmark loop sized like a real scene (the window benchmark uses it too)."""
+    from loopnerf.export.demo_loop import make_test_loop
+
+    return cached_loop("bench_viewer_c16_r64_s124_f24_g32_bounds.loop", lambda: make_test_loop(
+        frames=24, resolution=64, features=16, scales=(1, 2, 4), occupancy_resolution=32))
 
 
 def room_loop_path() -> Path:
-    """Bake (once) and return the cached room loop (`export/room_loop.py`)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "loopnerf"
-    path = cache / "bench_viewer_room_r48_s124_f24_g64.loop"
-    if not path.exists():
-        from loopnerf.export.loop_format import save_loop
-        from loopnerf.export.room_loop import make_room_loop
+    """The cached room loop (`export/room_loop.py`): opaque surfaces, a moving ball."""
+    from loopnerf.export.room_loop import make_room_loop
 
-        print(f"# baking the room loop into {path} (once)", flush=True)
-        save_loop(path, make_room_loop(frames=24, resolution=48, scales=(1, 2, 4), occupancy_resolution=64))
-    return path
+    return cached_loop("bench_viewer_room_r48_s124_f24_g64.loop", lambda: make_room_loop(
+        frames=24, resolution=48, scales=(1, 2, 4), occupancy_resolution=64))
 
 
 def time_orbit(renderer, poses, fps: float) -> dict:

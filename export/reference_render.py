@@ -56,16 +56,20 @@ def _bilinear(plane: "torch.Tensor", a: "torch.Tensor", b: "torch.Tensor") -> "t
     return out[0, :, :, 0].T.contiguous()  # [N, C]
 
 
-def loop_slice(plane: "torch.Tensor", phase: float) -> "torch.Tensor":
-    """Loop plane [F, R, C] at phase p in [0, 1) (periodic) -> [R, C] float32.
+def frame_blend(phase: float, frames: int) -> tuple[int, int, float]:
+    """(k0, k1, w): loop phase p (periodic) lies w of the way from loop sample k0 to k1.
 
-    Sample k sits at phase k / F; between samples the plane is linear, and sample
-    F - 1 blends into sample 0 (the loop has no seam)."""
-    F = plane.shape[0]
-    u = (float(phase) % 1.0) * F
-    k0 = int(math.floor(u)) % F
-    w = u - math.floor(u)
-    k1 = (k0 + 1) % F
+    Sample k sits at phase k / F; sample F - 1 blends into sample 0 (no seam). Every
+    renderer of a loop (this one, the viewer's planes and bricks) reads time this way."""
+    u = (float(phase) % 1.0) * frames
+    k0 = int(math.floor(u)) % frames
+    return k0, (k0 + 1) % frames, u - math.floor(u)
+
+
+def loop_slice(plane: "torch.Tensor", phase: float) -> "torch.Tensor":
+    """Loop plane [F, R, C] at phase p in [0, 1) (periodic) -> [R, C] float32, linear
+    between the F samples (`frame_blend`)."""
+    k0, k1, w = frame_blend(phase, plane.shape[0])
     return plane[k0].float() * (1.0 - w) + plane[k1].float() * w
 
 

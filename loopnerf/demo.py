@@ -58,17 +58,13 @@ class _Stages:
         con.print(f"[bold green]{name:<8}[/bold green] {dt:6.1f} s  {summary}")
 
 
-def _orbit_frames(baked_path: Path, size: int, seconds: float, cycles_min: int = 3):
-    """Frames of the baked loop from a slow orbit around the default camera (novel views),
-    drawn by the viewer's renderer (`viewer_truth.orbit_poses` owns the orbit)."""
+def _orbit_frames(renderer, size: int, seconds: float):
+    """(frames, poses, intrinsics, fps): the baked loop drawn by the viewer's renderer from
+    a slow orbit around its default camera (`viewer_truth.orbit_poses` owns the orbit)."""
     from loopnerf.evaluation.viewer_truth import orbit_poses
-    from loopnerf.export import load_loop
-    from loopnerf.viewer.renderer import Renderer
 
-    baked = load_loop(baked_path)
-    poses, k, fps = orbit_poses(baked, size, seconds, cycles_min)
-    r = Renderer(baked, k.width, k.height)
-    return [r.render(p, i / fps, intrinsics=k)[0] for i, p in enumerate(poses)], fps
+    poses, k, fps = orbit_poses(renderer.loop, size, seconds)
+    return [renderer.render(p, i / fps, intrinsics=k)[0] for i, p in enumerate(poses)], poses, k, fps
 
 
 def demo(
@@ -153,7 +149,9 @@ def demo(
     def do_videos():
         from loopnerf.video import write_video
 
-        frames, fps = _orbit_frames(run / "scene.loop", dp.video_size, dp.orbit_seconds)
+        from loopnerf.viewer.renderer import Renderer
+
+        frames, _, _, fps = _orbit_frames(Renderer(run / "scene.loop", 8, 8), dp.video_size, dp.orbit_seconds)
         write_video(out / "loop.mp4", frames, fps)
         write_video(out / "loop.gif", frames, fps)
         write_compare(out / "compare.mp4", cap_dir, run, fps)
@@ -184,16 +182,16 @@ def demo(
 def viewer_truth(out: Path, cap_dir: Path, run: Path, size: int, seconds: float) -> dict:
     """Score what the viewer shows against the synthetic truth: the novel orbit of
     loop.mp4 (static region, per frame) and the gt cameras; writes RUN/viewer_truth.json."""
-    from loopnerf.evaluation.viewer_truth import orbit_static_psnr, orbit_poses, viewer_truth_table
-    from loopnerf.export import load_loop
+    from loopnerf.evaluation.viewer_truth import orbit_static_psnr, viewer_truth_table
     from loopnerf.synth.truth_views import true_orbit
+    from loopnerf.viewer.renderer import Renderer
 
     meta = json.loads((cap_dir / "gt" / "meta.json").read_text())
-    frames, _ = _orbit_frames(run / "scene.loop", size, seconds)
-    poses, k, _ = orbit_poses(load_loop(run / "scene.loop"), size, seconds)
+    renderer = Renderer(run / "scene.loop", 8, 8)
+    frames, poses, k, _ = _orbit_frames(renderer, size, seconds)
     truth, moving = true_orbit(meta, poses, k, range(len(poses)))
-    table, renderer = viewer_truth_table(run / "scene.loop", cap_dir, meta)
-    res = {"orbit": orbit_static_psnr(np.stack(frames), truth, moving), "cameras": table, "renderer": renderer}
+    res = {"orbit": orbit_static_psnr(np.stack(frames), truth, moving),
+           "cameras": viewer_truth_table(renderer, cap_dir, meta), "renderer": renderer.describe()}
     (run / "viewer_truth.json").write_text(json.dumps(res, indent=1))
     return res
 

@@ -103,7 +103,6 @@ class BrickGrid:
         b = torch.as_tensor(where, dtype=torch.long)
         ii, jj, ll = (b[:, a, None] * self.brick + offs[None, :] for a in range(3))
         G = [int(g) for g in occupancy_shape]
-        # Occupancy cell of each corner-lattice interval [i, i + 1]: the cells it overlaps.
         out = np.zeros((self.frames, *G), dtype=np.float32)
         for fr in range(self.frames):
             lattice = torch.full(n_corner, -80.0)
@@ -112,13 +111,6 @@ class BrickGrid:
             vox = torch.nn.functional.max_pool3d(lattice[None, None], kernel_size=2, stride=1)[0, 0]
             out[fr] = _pool_to_cells(vox, self.cells, G).exp().numpy()
         return out
-
-    def frames_at(self, phase: float) -> tuple[int, int, float]:
-        """(frame0, frame1, a): loop phase `phase` lies a of the way from frame0 to frame1
-        (periodic: frame F - 1 blends into frame 0)."""
-        u = float(np.mod(phase, 1.0)) * self.frames
-        f0 = int(np.floor(u)) % self.frames
-        return f0, (f0 + 1) % self.frames, float(u - np.floor(u))
 
 
 def _pool_to_cells(vox: "torch.Tensor", cells: tuple[int, int, int], G: list[int]) -> "torch.Tensor":
@@ -189,24 +181,23 @@ class _LatticeField:
         self.xz = table(1, cx, cz)
         self.yz = table(2, cy, cz)
         self._linear = _linear
-        self.frames = int(baked.frames)
 
     def frame_tables(self, frame: int) -> tuple["torch.Tensor", "torch.Tensor"]:
         """(XY * Lx * Ly [Nx+1, Ny+1, K], XZ * Lz [Nx+1, Nz+1, K]) at loop frame `frame`."""
-        import torch
-
-        b = self.baked
-        S = len(b.scales)
-        lx, ly, lz = (torch.cat([self._linear(b.loop_planes[s][a][frame].float(), self.coords[a]) for s in range(S)], dim=-1) for a in range(3))
-        return self.xy * lx[:, None, :] * ly[None, :, :], self.xz * lz[None, :, :]
+        return self._fold(lambda plane: plane[frame])
 
     def mean_tables(self) -> tuple["torch.Tensor", "torch.Tensor"]:
         """`frame_tables` with each loop line averaged over the loop's frames."""
+        return self._fold(lambda plane: plane.mean(0))
+
+    def _fold(self, line_of) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """The tables with the loop lines line_of(loop plane [F, R, C] float32) -> [R, C] folded in."""
         import torch
 
         b = self.baked
         S = len(b.scales)
-        lx, ly, lz = (torch.cat([self._linear(b.loop_planes[s][a].float().mean(0), self.coords[a]) for s in range(S)], dim=-1) for a in range(3))
+        lx, ly, lz = (torch.cat([self._linear(line_of(b.loop_planes[s][a].float()), self.coords[a]) for s in range(S)], dim=-1)
+                      for a in range(3))
         return self.xy * lx[:, None, :] * ly[None, :, :], self.xz * lz[None, :, :]
 
     def block(self, tables, ii: "torch.Tensor", jj: "torch.Tensor", ll: "torch.Tensor") -> "torch.Tensor":
@@ -344,20 +335,20 @@ def build_bricks(
     chunks = list(range(0, n_bricks, CHUNK_BRICKS))
     probe = torch.arange(0, brick + 1, 2)
 
-    def moving_probes(sel: np.ndarray):
-        """(moving [n] bool, deviations from the loop mean [F, n, Vp, 1 + k]) of bricks
-        `sel`, sampled every frame at every other corner (spacing 2 cells)."""
+    def moving_probes(sel: np.ndarray) -> np.ndarray:
+        """bool [n]: which of the bricks `sel` move, from every frame at every other
+        corner (spacing 2 cells)."""
         pidx = tuple(i[:, probe] for i in corner_index(sel))
         traj = torch.stack([encoded(frame_tables[fr], pidx) for fr in range(F)])  # [F, n, Vp, 1 + k]
         dev = traj - traj.mean(0)
         matters = traj[..., 0].amax(0) > log_floor  # [n, Vp]
         d_dev = (dev[..., 0].abs().amax(0) * matters).amax(-1)
         c_dev = (dev[..., 1:].norm(dim=-1).amax(0) * matters).amax(-1) * g_norm
-        return ((d_dev > dynamic_log_density) | (c_dev > dynamic_colour_logit)).numpy(), dev
+        return ((d_dev > dynamic_log_density) | (c_dev > dynamic_colour_logit)).numpy()
 
     # 2. Which bricks move. First a random sample, so a grid far over budget stops here.
     if max_megabytes is not None and n_bricks > CHUNK_BRICKS:
-        moving, _ = moving_probes(sample[:CHUNK_BRICKS])
+        moving = moving_probes(sample[:CHUNK_BRICKS])
         estimate = n_bricks * (1 + float(moving.mean()) * (F - 1)) * bytes_per_slot / 1e6
         if estimate > 1.25 * max_megabytes:
             raise BrickBudgetError(
@@ -366,7 +357,7 @@ def build_bricks(
     is_dyn = np.zeros(n_bricks, dtype=bool)
     for ci, c0 in enumerate(chunks):
         sel = where[c0 : c0 + CHUNK_BRICKS]
-        is_dyn[c0 : c0 + len(sel)] = moving_probes(sel)[0]
+        is_dyn[c0 : c0 + len(sel)] = moving_probes(sel)
         if progress is not None:
             progress(ci + 1, 2 * len(chunks))
     n_dynamic = int(is_dyn.sum())

@@ -34,16 +34,14 @@ def orbit_static_psnr(frames: np.ndarray, truth: np.ndarray, moving: np.ndarray)
             "static_fraction": float((~moving).mean())}
 
 
-def viewer_truth_table(loop_path: Path, cap_dir: Path, meta: dict) -> tuple[dict, str]:
-    """Scores of the viewer's render of `loop_path` at each gt camera of the capture in
-    `cap_dir` -> ({camera: {"static_psnr", "best_phase_psnr", "best_phase_psnr_moving"}},
-    the renderer's one-line description: which backend drew)."""
+def viewer_truth_table(renderer, cap_dir: Path, meta: dict) -> dict:
+    """Scores of what `renderer` (a viewer `Renderer` of the baked loop) draws at each gt
+    camera of the capture in `cap_dir` -> {camera: {"static_psnr", "best_phase_psnr",
+    "best_phase_psnr_moving"}}."""
     import imageio.v3 as iio
 
     from loopnerf.evaluation import metrics as M
-    from loopnerf.viewer.renderer import Renderer
 
-    renderer = Renderer(loop_path, 8, 8)
     F = renderer.frames
     out = {}
     for name, cam in meta["cameras"].items():
@@ -59,7 +57,7 @@ def viewer_truth_table(loop_path: Path, cap_dir: Path, meta: dict) -> tuple[dict
         if moving.any():
             row["best_phase_psnr_moving"] = float(M.best_cyclic_phase_psnr(loop, truth, mask=moving))
         out[name] = row
-    return out, renderer.describe()
+    return out
 
 
 def orbit_poses(baked, size: int, seconds: float, cycles_min: int = 3):
@@ -80,8 +78,8 @@ def orbit_poses(baked, size: int, seconds: float, cycles_min: int = 3):
 
 
 def viewer_truth_lines(result: dict) -> list[str]:
-    """report.md lines for `result` = {"orbit": orbit_static_psnr(...), "cameras": the
-    table of `viewer_truth_table`, "renderer": its description} (the demo's
+    """report.md lines for `result` = {"orbit": orbit_static_psnr(...), "cameras":
+    viewer_truth_table(...), "renderer": `Renderer.describe()`} (the demo's
     viewer_truth.json)."""
     orbit = result["orbit"]
     lines = ["## What the viewer shows, against the truth", "",
