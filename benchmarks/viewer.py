@@ -54,7 +54,10 @@ def cached_loop(name: str, make) -> Path:
 
 def default_loop_path() -> Path:
     """The cached benchmark loop sized like a real scene (the window benchmark uses it too)."""
-    from loopnerf.export.demo_loop import make_test_loop
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test fixtures' loop
+    from fixtures.demo_loop import make_test_loop
 
     return cached_loop("bench_viewer_c16_r64_s124_f24_g32_bounds.loop", lambda: make_test_loop(
         frames=24, resolution=64, features=16, scales=(1, 2, 4), occupancy_resolution=32))
@@ -91,16 +94,15 @@ def fidelity(run: Path, renderers: dict, phases=(0.13, 0.61), samples: int = 102
     """PSNR of each renderer against the loop model's exact integral at the still cameras."""
     import numpy as np
 
-    from loopnerf.data.capture import Intrinsics
-    from loopnerf.distill.loop_model import load_loop_model
-    from loopnerf.distill.segment_videos import read_segments
     from loopnerf.model.render_image import render_image
+    from loopnerf.run_folder import RunFolder
 
-    model, _ = load_loop_model(run, "loop")
+    folder = RunFolder(run)
+    model, _ = folder.load_loop_model("loop")
     scores: dict[str, list[float]] = {name: [] for name in renderers}
-    for si, seg in enumerate(read_segments(run)):
-        k = Intrinsics(**{key: seg["intrinsics"][key] for key in ("fx", "fy", "cx", "cy", "width", "height")})
-        c2w = np.asarray(seg["pose"], dtype=np.float32)
+    for si, seg in enumerate(folder.read_segments().segments):
+        k = seg.intrinsics
+        c2w = np.asarray(seg.pose, dtype=np.float32)
         for phase in phases:
             exact = np.clip(render_image(model, c2w, k, phase, uniform_samples=samples)["rgb"], 0.0, 1.0)
             for name, r in renderers.items():

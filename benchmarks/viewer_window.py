@@ -41,7 +41,8 @@ def start_display() -> subprocess.Popen | None:
     """Start Xvfb and point DISPLAY at it, unless DISPLAY is already set (then None)."""
     if os.environ.get("DISPLAY"):
         return None
-    from loopnerf.viewer.xvfb import start_xvfb
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test fixtures' Xvfb starter
+    from fixtures.xvfb import start_xvfb
 
     try:
         proc, display = start_xvfb()

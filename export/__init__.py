@@ -5,7 +5,6 @@ Importing this package is cheap: names are resolved lazily (PEP 562), so
 
     save_loop(path, baked), load_loop(path) -> BakedLoop, LoopFormatError, BakedLoop
     bake_loop(...) -> BakedLoop                  (loopnerf.export.bake)
-    make_test_loop(frames=8, resolution=16, features=8, scales=(1, 2), seed=0) -> BakedLoop
     reference renderer: loopnerf.export.reference_render (render_rays, render_camera, ...)
     exports: loopnerf.export.glb / web / ply / layers (surfaces fused from the viewer's
         renders by loopnerf.export.tsdf), CLI in loopnerf.export.command
@@ -24,7 +23,6 @@ _LAZY = {
     "BakedLoop": "loopnerf.export.loop_format",
     "FORMAT_VERSION": "loopnerf.export.loop_format",
     "bake_loop": "loopnerf.export.bake",
-    "make_test_loop": "loopnerf.export.demo_loop",
     "render_rays": "loopnerf.export.reference_render",
     "render_camera": "loopnerf.export.reference_render",
     "query_density": "loopnerf.export.reference_render",

@@ -21,6 +21,22 @@ from loopnerf.export.loop_format import BakedLoop, LoopFormatError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+# The bake's defaults, for every caller (`loopnerf bake`, Python, the exporters' tests).
+DEFAULT_OCCUPANCY_RESOLUTION = 64
+"""Occupancy grid cells per axis over the scene box."""
+DEFAULT_DENSITY_THRESHOLD = 0.05
+"""A cell is occupied when some point of it exceeds this density (per world unit) at
+some loop phase. The viewer spends one sample per large faint cell (per-cell density
+bounds), so a low threshold costs little: on the demo loop 0.05 (90 % of the box)
+renders within 2 % of the speed of 0.5 (75 %) and 0.6 dB closer to the loop model."""
+DEFAULT_STEP_CELLS = 1.0
+"""The viewer's marching step in dense cells, in cells of the finest plane. On the demo
+loop, against the loop model's exact integral (1024 samples) over three views: 2 cells
+38.3-44.9 dB (a thin surface is stepped over at the edge of one view), 1 cell
+41.6-45.9 dB with 14 % more samples, 0.5 cell 43.5-46.4 dB with 30 % more."""
+DEFAULT_DIRECTION_TABLE = (32, 64)
+"""(rows, columns) of the lat-long table of the colour basis over directions."""
+
 
 def direction_grid(height: int, width: int) -> "torch.Tensor":
     """Unit directions [Hd, Wd, 3] at the cells of the lat-long direction table:
@@ -171,10 +187,11 @@ def bake_loop(
     near: float,
     far: float,
     *,
-    occupancy_resolution: int | Sequence[int] = 64,
-    direction_table: tuple[int, int] = (32, 64),
-    density_threshold: float = 0.01,
+    occupancy_resolution: int | Sequence[int] = DEFAULT_OCCUPANCY_RESOLUTION,
+    direction_table: tuple[int, int] = DEFAULT_DIRECTION_TABLE,
+    density_threshold: float = DEFAULT_DENSITY_THRESHOLD,
     step: float | None = None,
+    step_cells: float = DEFAULT_STEP_CELLS,
     scales: Sequence[int] | None = None,
     progress: bool = False,
 ) -> BakedLoop:
@@ -195,8 +212,9 @@ def bake_loop(
         occupancy_resolution: occupancy grid cells per axis (int or (Gx, Gy, Gz)).
         direction_table: (Hd, Wd) of the lat-long direction table.
         density_threshold: occupancy cut, density per world unit.
-        step: suggested marching step (world units); default half the finest plane
-            cell along the box's shortest cell size.
+        step: suggested marching step (world units); default `step_cells` finest plane
+            cells along the box's shortest cell size.
+        step_cells: the default step in finest-plane cells (see DEFAULT_STEP_CELLS).
         scales: plane multipliers; default inferred from the plane shapes.
     """
     import torch
@@ -226,7 +244,7 @@ def bake_loop(
     box_t = torch.as_tensor(box, dtype=torch.float64).reshape(2, 3)
     if step is None:
         finest = [r * max(scales) for r in base]
-        step = 0.5 * float(min((box_t[1, i] - box_t[0, i]) / finest[i] for i in range(3)))
+        step = float(step_cells) * float(min((box_t[1, i] - box_t[0, i]) / finest[i] for i in range(3)))
     half = lambda t: t.detach().float().cpu().half().contiguous()  # noqa: E731
     table = bake_direction_table(direction_basis, direction_table, C * S)
     baked = BakedLoop(
@@ -260,3 +278,38 @@ def bake_loop(
 
     _validate(baked.header(), baked.tensors(), "<baked loop>")
     return baked
+
+
+def bake_loop_model(model, camera: dict, fps: float, *, progress: bool = False, **options) -> BakedLoop:
+    """A `BakedLoop` of a distilled `LoopModel` (`loopnerf.distill.loop_model`) whose field
+    uses the linear decoder: its frozen space planes, its loop planes, the decoder's
+    density weights and colour basis. `camera` as in `bake_loop`; `options` are
+    `bake_loop`'s (occupancy_resolution, density_threshold, step_cells, ...)."""
+    import numpy as np
+    import torch
+
+    from loopnerf.errors import ConfigError
+
+    field = model.field
+    decoder = field.base.decoder
+    if getattr(decoder, "kind", None) != "linear":
+        raise ConfigError("the .loop format version 1 bakes the 'linear' decoder only; train stage 1 with --decoder linear")
+    if model.cfg.contraction != "none":
+        raise ConfigError("the .loop format version 1 bakes bounded scenes only (contraction 'none')")
+    static = [[p.detach() for p in planes] for planes in field.base.grid.static_planes_by_scale()]
+    loops = [[p.detach() for p in planes] for planes in field.loop_planes_by_scale()]
+
+    @torch.no_grad()
+    def basis(dirs: "torch.Tensor") -> "torch.Tensor":
+        return decoder.direction_basis(dirs.float())
+
+    box = model.box
+    cam = np.asarray(camera["c2w"], dtype=np.float64)
+    corners = np.array([[box[i][0], box[j][1], box[k][2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    far = float(np.linalg.norm(corners - cam[:3, 3], axis=1).max()) * 1.5
+    return bake_loop(
+        static, loops,
+        decoder.sigma.weight.detach().reshape(-1), decoder.sigma.bias.detach().reshape(1),
+        basis, box, model.frames, fps, camera, (0.0, 1.0, 0.0), model.cfg.background,
+        float(model.cfg.near), far, progress=progress, **options,
+    )

@@ -69,9 +69,11 @@ def export(
     """
     from loopnerf.export.loop_format import load_loop
 
+    from loopnerf.run_folder import RunFolder
+
     scene = Path(scene)
     if scene.is_dir():
-        scene = scene / "scene.loop"
+        scene = RunFolder(scene).baked_path
     baked = load_loop(scene)
     if planes < 2:
         raise LoopNeRFError(f"need --planes >= 2, got {planes}")
@@ -89,7 +91,7 @@ def export(
     if format in ("glb", "web", "ply"):
         from loopnerf.export.tsdf import FusionOptions, still_cameras
 
-        segments = Path(stills) if stills is not None else scene.parent / "segments.json"
+        segments = Path(stills) if stills is not None else RunFolder(scene.parent).segments_path
         poses = still_cameras(segments)
         options = FusionOptions(voxel=voxel, height=fuse_height, min_opacity=min_opacity, subdivide=subdivide)
         if format == "web":

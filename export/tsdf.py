@@ -33,7 +33,6 @@ pixel (u, v) has its centre at (u + 0.5, v + 0.5); world units throughout.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -145,20 +144,13 @@ class FusionOptions:
 
 # ------------------------------------------------------------------ cameras
 def still_cameras(path: Path) -> list[np.ndarray]:
-    """Camera-to-world [4, 4] poses of the still segments in a run's `segments.json`
-    ({"segments": [{"pose": 4x4, ...}, ...]}); [] when the file does not exist."""
-    path = Path(path)
-    if not path.exists():
+    """Camera-to-world [4, 4] poses of the still segments in a run's segments file
+    (`loopnerf.run_folder.read_segments_file`); [] when the file does not exist."""
+    from loopnerf.run_folder import read_segments_file
+
+    if not Path(path).exists():
         return []
-    try:
-        data = json.loads(path.read_text())
-        poses = [np.asarray(s["pose"], dtype=np.float64) for s in data["segments"]]
-    except (ValueError, KeyError, TypeError) as e:
-        raise LoopNeRFError(f"{path}: cannot read the still segments' poses ({e})") from e
-    for k, p in enumerate(poses):
-        if p.shape != (4, 4) or not np.all(np.isfinite(p)):
-            raise LoopNeRFError(f"{path}: segments[{k}].pose is not a finite 4x4 matrix")
-    return poses
+    return [seg.pose for seg in read_segments_file(path).segments]
 
 
 def rotation_about(axis: np.ndarray, degrees: float) -> np.ndarray:
@@ -523,7 +515,7 @@ def fuse_loop(
     Args:
         baked: the loop.
         stills: extra base cameras (camera-to-world [4, 4], OpenGL axes), e.g. the still
-            segments' poses (`still_cameras(run / "segments.json")`).
+            segments' poses (`still_cameras(RunFolder(run).segments_path)`).
         options: `FusionOptions` (defaults when None).
         renderer: a `loopnerf.viewer.Renderer` of `baked` to reuse (one is made if None).
         progress: show a progress bar over the cameras.

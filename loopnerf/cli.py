@@ -1,8 +1,10 @@
 """The `loopnerf` command: one program, one sub-command per stage.
 
-Each sub-command is a plain function with typed, documented arguments; tyro turns
-it into a command line (so `--help` shows every option with its type, default and
-the docstring's explanation). Only the chosen sub-command's module is imported, so
+Each sub-command is a plain function with typed, documented arguments, or a command
+dataclass (stage 1 and distillation: the shortcut flags plus the stage's whole config
+under `--config.*`, defaults taken from the chosen preset by its `cli_default(args)`,
+run by calling the parsed object); tyro turns either into a command line, so `--help`
+shows every option with its type, default, choices and the docstring's explanation. Only the chosen sub-command's module is imported, so
 `loopnerf --help` stays fast and a sub-command pulls in torch or taichi only if it
 needs them.
 
@@ -20,11 +22,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("loopnerf.synth.command", "synth", "Render the built-in synthetic capture (exactly periodic motion, ground truth)."),
     "process": ("loopnerf.process.command", "process", "Recover camera poses of a phone video (pycolmap) and write a nerfstudio capture."),
     "info": ("loopnerf.info", "info", "Print what a capture, run folder, checkpoint or baked .loop file holds."),
-    "train": ("loopnerf.model.train", "train", "Stage 1: fit a dynamic k-Planes field to a capture."),
+    "train": ("loopnerf.model.train", "TrainCommand", "Stage 1: fit a dynamic k-Planes field to a capture."),
     "select": ("loopnerf.select", "select", "Find the still segments of a run's camera path (segments.json + segments.png)."),
-    "distill": ("loopnerf.distill.train", "distill", "Stage 2: distill the fitted field into a loop of F frames (looping loss)."),
+    "distill": ("loopnerf.distill.train", "DistillCommand", "Stage 2: distill the fitted field into a loop of F frames (looping loss)."),
     "eval": ("loopnerf.evaluation.command", "eval_command", "Score a run's loops: static PSNR, STDerr, completeness, coherence, LoopQ, seam ratio."),
-    "bake": ("loopnerf.bake", "bake", "Bake a run's loop into a compact .loop file for the viewer and exports."),
+    "bake": ("loopnerf.export.bake_run", "bake", "Bake a run's loop into a compact .loop file for the viewer and exports."),
     "view": ("loopnerf.viewer.command", "view", "Play a baked .loop forever in a window (or render it headless to mp4/gif)."),
     "render": ("loopnerf.render", "render", "Render a camera file from a run (fit or loop) or a baked .loop."),
     "export": ("loopnerf.export.command", "export", "Export a baked .loop for other engines: glTF (.glb), a three.js web page, PLY sequence, VideoLoop3D layers."),
@@ -67,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
 
     func = getattr(importlib.import_module(module), func_name)
     try:
-        result = tyro.cli(func, args=rest, prog=f"loopnerf {name}")
+        if isinstance(func, type):  # a command dataclass: parse, then run the parsed command
+            default = func.cli_default(rest) if hasattr(func, "cli_default") else None
+            result = tyro.cli(func, args=rest, prog=f"loopnerf {name}", default=default)()
+        else:
+            result = tyro.cli(func, args=rest, prog=f"loopnerf {name}")
     except LoopNeRFError as err:
         print(f"loopnerf {name}: error: {err}", file=sys.stderr)
         return 2

@@ -17,7 +17,8 @@ from typing import Literal
 
 import numpy as np
 
-from loopnerf.errors import ConfigError
+from loopnerf.choices import Preset, check_choice
+from loopnerf.json_file import save_json_atomic
 
 
 @dataclass
@@ -68,7 +69,7 @@ def _orbit_frames(renderer, size: int, seconds: float):
 
 
 def demo(
-    preset: str = "cpu",
+    preset: Preset = "cpu",
     out: Path = Path("runs/demo"),
     fresh: bool = False,
     quiet: bool = False,
@@ -87,21 +88,18 @@ def demo(
             never repeating exactly, like real footage) or 'periodic' (repeats exactly every
             period, so t mod F is the true phase).
     """
-    from loopnerf.bake import bake
-    from loopnerf.distill.train import distill
-    from loopnerf.evaluation.command import evaluate_run
-    from loopnerf.model.train import train
-    from loopnerf.select import select
+    from loopnerf.run import Run
     from loopnerf.synth.command import SynthConfig, make_synthetic_capture, write_synthetic_capture
 
-    if preset not in DEMO_PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}: use tiny, cpu or paper")
+    check_choice(preset, Preset, "preset")
     dp = DEMO_PRESETS[preset]
     out = Path(out)
     if fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    cap_dir, run = out / "capture", out / "run"
+    cap_dir = out / "capture"
+    r = Run(out / "run")
+    run = r.path
     report: dict = {"preset": preset}
     st = _Stages(report, quiet)
     t_start = time.perf_counter()
@@ -117,41 +115,38 @@ def demo(
     period = int(meta["period_frames"])
 
     def do_train():
-        train(cap_dir, out=run, preset=preset, quiet=quiet)
-        ev = json.loads((run / "stage1" / "eval.json").read_text())
+        ev = r.fit(cap_dir, preset, quiet=quiet)
         return f"held-out PSNR {ev['psnr']:.2f} dB"
 
-    st.run("fit", (run / "stage1" / "model.safetensors").is_file(), do_train)
+    st.run("fit", r.stage1_done(), do_train)
 
     def do_select():
-        select(run, min_length=dp.min_length)
-        shutil.copy(run / "segments.png", out / "segments.png")
-        n = len(json.loads((run / "segments.json").read_text())["segments"])
-        return f"{n} still segments"
+        found = r.select(min_length=dp.min_length)
+        shutil.copy(r.segments_png, out / r.segments_png.name)
+        return f"{len(found.segments)} still segments"
 
-    st.run("select", (run / "segments.json").is_file(), do_select)
+    st.run("select", r.has_segments(), do_select)
 
     for method in ("loop", "naive"):
         def do_distill(method=method):
-            distill(run, frames=period, preset=preset, method=method, quiet=quiet)
-            s = json.loads((run / method / "summary.json").read_text())
+            s = r.distill(frames=period, preset=preset, method=method, quiet=quiet)
             return f"{method}: {s['loop_time_parameters']:,} time parameters ({s['compression']:.1f}x fewer than stage 1)"
 
-        st.run(f"distill-{method}", (run / method / "model.safetensors").is_file(), do_distill)
+        st.run(f"distill-{method}", r.loop_done(method), do_distill)
 
     def do_bake():
-        bake(run, quiet=quiet)
-        b = json.loads((run / "bake.json").read_text())
-        return f"scene.loop {b['bytes']['scene.loop'] / 1e6:.2f} MB"
+        r.bake(quiet=quiet)
+        b = r.read_bake_summary()
+        return f"{r.baked_path.name} {b['bytes']['scene.loop'] / 1e6:.2f} MB"
 
-    st.run("bake", (run / "scene.loop").is_file(), do_bake)
+    st.run("bake", r.has_bake(), do_bake)
 
     def do_videos():
         from loopnerf.video import write_video
 
         from loopnerf.viewer.renderer import Renderer
 
-        frames, _, _, fps = _orbit_frames(Renderer(run / "scene.loop", 8, 8), dp.video_size, dp.orbit_seconds)
+        frames, _, _, fps = _orbit_frames(Renderer(r.baked_path, 8, 8), dp.video_size, dp.orbit_seconds)
         write_video(out / "loop.mp4", frames, fps)
         write_video(out / "loop.gif", frames, fps)
         write_compare(out / "compare.mp4", cap_dir, run, fps)
@@ -163,19 +158,19 @@ def demo(
         res = viewer_truth(out, cap_dir, run, dp.video_size, dp.orbit_seconds)
         return f"novel orbit static PSNR vs truth: mean {res['orbit']['mean']:.2f} dB, worst {res['orbit']['worst']:.2f} dB"
 
-    st.run("viewer-truth", (run / "viewer_truth.json").is_file(), do_viewer_truth)
+    st.run("viewer-truth", r.viewer_truth_path.is_file(), do_viewer_truth)
 
     def do_eval():
-        res = evaluate_run(run)
-        shutil.copy(run / "scanlines.png", out / "scanlines.png")
+        res = r.evaluate()
+        shutil.copy(r.scanlines_png, out / r.scanlines_png.name)
         m = res["loops"]["loop"]
         return f"loop seam ratio {m['seam_ratio']:.2f}, coherence {m['coherence']:.4f}"
 
-    st.run("eval", (run / "eval.json").is_file(), do_eval)
+    st.run("eval", r.eval_path.is_file(), do_eval)
     report["total_seconds"] = time.perf_counter() - t_start
     write_report(out, run, report)
     print(f"\ndone: {out / 'report.md'}\n  videos: {out / 'loop.mp4'}, {out / 'loop.gif'}, {out / 'compare.mp4'}")
-    print(f"  open the viewer:  loopnerf view {run / 'scene.loop'}")
+    print(f"  open the viewer:  loopnerf view {r.baked_path}")
     return 0
 
 
@@ -186,13 +181,16 @@ def viewer_truth(out: Path, cap_dir: Path, run: Path, size: int, seconds: float)
     from loopnerf.synth.truth_views import true_orbit
     from loopnerf.viewer.renderer import Renderer
 
+    from loopnerf.run_folder import RunFolder
+
+    folder = RunFolder(run)
     meta = json.loads((cap_dir / "gt" / "meta.json").read_text())
-    renderer = Renderer(run / "scene.loop", 8, 8)
+    renderer = Renderer(folder.baked_path, 8, 8)
     frames, poses, k, _ = _orbit_frames(renderer, size, seconds)
     truth, moving = true_orbit(meta, poses, k, range(len(poses)))
     res = {"orbit": orbit_static_psnr(np.stack(frames), truth, moving),
            "cameras": viewer_truth_table(renderer, cap_dir, meta), "renderer": renderer.describe()}
-    (run / "viewer_truth.json").write_text(json.dumps(res, indent=1))
+    save_json_atomic(folder.viewer_truth_path, res)
     return res
 
 
@@ -201,20 +199,20 @@ def write_compare(path: Path, cap_dir: Path, run: Path, fps: float, cycles: int 
     import imageio.v3 as iio
 
     from loopnerf.data.capture import Intrinsics
-    from loopnerf.distill.loop_model import load_loop_model, render_loop_frames
+    from loopnerf.distill.loop_model import render_loop_frames
     from loopnerf.model.render_image import render_image
-    from loopnerf.model.train import load_stage1
+    from loopnerf.run_folder import RunFolder
     from loopnerf.video import write_video
 
+    folder = RunFolder(run)
     meta = json.loads((cap_dir / "gt" / "meta.json").read_text())
     cam = meta["cameras"]["supervised"]
-    k = cam["intrinsics"]
-    intr = Intrinsics(k["fx"], k["fy"], k["cx"], k["cy"], int(k["width"]), int(k["height"]))
+    intr = Intrinsics.from_dict(cam["intrinsics"])
     c2w = np.asarray(cam["c2w"])
     truth = [iio.imread(cap_dir / "gt" / f)[..., :3] for f in cam["frames"]]
-    stage1, _ = load_stage1(run)
+    stage1, _ = folder.load_stage1()
     s1 = [(render_image(stage1, c2w, intr, float(t))["rgb"] * 255).astype(np.uint8) for t in meta["gt_frame_times"]]
-    loop, _ = load_loop_model(run, "loop")
+    loop, _ = folder.load_loop_model("loop")
     lp = (render_loop_frames(loop, c2w, intr, loop.frames) * 255).astype(np.uint8)
     n = max(len(truth), len(lp)) * cycles
     frames = []
@@ -282,9 +280,10 @@ def ground_truth_motion_lines(ev: dict) -> list[str]:
 
 def write_report(out: Path, run: Path, report: dict) -> None:
     """report.md: stage-1 PSNR, loop metrics vs the naive baseline, sizes, wall times."""
-    ev1 = json.loads((run / "stage1" / "eval.json").read_text())
-    ev = json.loads((run / "eval.json").read_text())
-    bake = json.loads((run / "bake.json").read_text())
+    from loopnerf.run_folder import RunFolder
+
+    folder = RunFolder(run)
+    ev1, ev, bake = folder.read_stage1_eval(), folder.read_eval(), folder.read_bake_summary()
     lines = [f"# LoopNeRF demo report (preset `{report['preset']}`)", ""]
     lines += ["![scanlines](scanlines.png)", "", "## Stage 1", "", f"- held-out PSNR {ev1['psnr']:.2f} dB, SSIM {ev1['ssim']:.3f} ({len(ev1['frames'])} frames)", ""]
     lines += ["## Loop vs naive baseline (at the longest still segment)", "", "| metric | " + " | ".join(ev["loops"]) + " |", "|---|" + "---|" * len(ev["loops"])]
@@ -303,10 +302,10 @@ def write_report(out: Path, run: Path, report: dict) -> None:
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         lines += ground_truth_motion_lines(ev)
-    if (run / "viewer_truth.json").is_file():
+    if folder.viewer_truth_path.is_file():
         from loopnerf.evaluation.viewer_truth import viewer_truth_lines
 
-        lines += viewer_truth_lines(json.loads((run / "viewer_truth.json").read_text()))
+        lines += viewer_truth_lines(json.loads(folder.viewer_truth_path.read_text()))
     b = bake["bytes"]
     lines += ["## Sizes", "", f"- scene.loop: {b['scene.loop'] / 1e6:.2f} MB", f"- stage-1 weights: {(b['stage1'] or 0) / 1e6:.2f} MB", f"- loop planes checkpoint: {b['loop_checkpoint'] / 1e6:.2f} MB", ""]
     lines += ["## Wall time per stage (this run)", "", "| stage | seconds |", "|---|---|"]

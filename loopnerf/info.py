@@ -56,10 +56,8 @@ def _is_loop(path: Path) -> bool:
 
 def describe_loop(path: Path, options: dict) -> dict:
     """Summary of a baked `.loop` file, read and validated by `loopnerf.export.load_loop`."""
-    try:
-        from loopnerf.export import load_loop
-    except (ImportError, AttributeError):
-        raise LoopNeRFError(f"{path}: reading .loop files needs loopnerf.export, which is not installed") from None
+    from loopnerf.export import load_loop
+
     baked = load_loop(path)
     out = {"kind": "loop", "source": str(path), "bytes": path.stat().st_size}
     out.update(baked.header())
@@ -101,30 +99,30 @@ def _is_safetensors(path: Path) -> bool:
 
 # ------------------------------------------------------------------- run folders
 def _is_run(path: Path) -> bool:
-    return path.is_dir() and (path / "stage1" / "config.json").is_file()
+    from loopnerf.run_folder import RunFolder
+
+    return RunFolder.is_run(path)
 
 
 def describe_run(path: Path, options: dict) -> dict:
     """Summary of a run folder: which stages are done, with their key figures."""
-    def read(rel):
-        f = path / rel
-        return jsonlib.loads(f.read_text()) if f.is_file() else None
+    from loopnerf.run_folder import RunFolder
 
-    cfg = read("stage1/config.json")
+    run = RunFolder(path)
+    cfg = run.read_stage1_config()
     out = {"kind": "run", "capture": cfg.get("capture"), "preset": cfg.get("config", {}).get("preset")}
     field = cfg.get("config", {}).get("model", {}).get("field", {})
     out["stage1_grid"] = f"{field.get('resolution')} x {field.get('multiscale')}, C={field.get('features')}, decoder {field.get('decoder')}"
     out["scene_box"] = cfg.get("box")
-    ev = read("stage1/eval.json")
+    ev = run.read_stage1_eval() if run.stage1_eval_path.is_file() else None
     out["stage1"] = (f"done, step {ev['step']}, held-out PSNR {ev['psnr']:.2f} dB" if ev else
-                     ("checkpoint only" if (path / "stage1" / "ckpt.safetensors").is_file() else "not trained"))
-    segs = read("segments.json")
-    out["segments"] = [f"{s['start']}-{s['stop'] - 1}" for s in segs["segments"]] if segs else "not selected"
-    for name in ("loop", "naive"):
-        c, sm = read(f"{name}/config.json"), read(f"{name}/summary.json")
-        if c:
-            out[name] = f"F = {c['frames']} at {c['fps']:g} fps" + (f", {sm['loop_time_parameters']:,} time parameters, {sm['steps']} steps" if sm else ", in progress")
-    out["baked"] = str(path / "scene.loop") if (path / "scene.loop").is_file() else "no"
+                     ("checkpoint only" if run.stage1_checkpoint.is_file() else "not trained"))
+    out["segments"] = [f"{s.start}-{s.stop - 1}" for s in run.read_segments().segments] if run.has_segments() else "not selected"
+    for name in run.loop_methods():
+        c = run.read_loop_config(name)
+        sm = run.read_loop_summary(name) if run.loop_summary_path(name).is_file() else None
+        out[name] = f"F = {c['frames']} at {c['fps']:g} fps" + (f", {sm['loop_time_parameters']:,} time parameters, {sm['steps']} steps" if sm else ", in progress")
+    out["baked"] = str(run.baked_path) if run.has_bake() else "no"
     return out
 
 

@@ -48,14 +48,12 @@ def load_renderable(source: Path, stage: str, samples: int | None = None):
         return render_baked
     from loopnerf.model.render_image import render_image
 
+    from loopnerf.run_folder import RunFolder
+
     if stage == "fit":
-        from loopnerf.model.train import load_stage1
-
-        model, _ = load_stage1(source)
+        model, _ = RunFolder(source).load_stage1()
     elif stage == "loop":
-        from loopnerf.distill.loop_model import load_loop_model
-
-        model, _ = load_loop_model(source)
+        model, _ = RunFolder(source).load_loop_model("loop")
     else:
         raise ConfigError(f"unknown stage {stage!r}: use 'fit' or 'loop'")
 

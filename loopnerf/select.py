@@ -25,15 +25,18 @@ Poses are camera-to-world 4x4, OpenGL axes (camera looks down -Z, +Y up).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tyro  # for the positional RUN argument of the CLI (the CLI loads tyro anyway)
 
 from loopnerf.errors import ConfigError, SelectionError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from loopnerf.run_folder import Segments
 
 DEFAULT_TRANSLATION_THRESHOLD = 0.02
 DEFAULT_ROTATION_THRESHOLD = 0.2  # degrees per frame
@@ -322,32 +325,21 @@ def plot_segments(
     return out_png
 
 
-# ------------------------------------------------------------------------------- CLI
-def select(
-    run: tyro.conf.Positional[Path],
+# ------------------------------------------------------------------------- the stage
+def select_segments(
+    run: Path,
     translation_threshold: float = DEFAULT_TRANSLATION_THRESHOLD,
     rotation_threshold: float = DEFAULT_ROTATION_THRESHOLD,
     window: int = DEFAULT_WINDOW,
     min_length: int = DEFAULT_MIN_LENGTH,
-) -> int:
-    """Find the still segments of a run's camera path; write RUN/segments.json and RUN/segments.png.
+) -> "Segments":
+    """Find the still segments of a run's camera path; write RUN/segments.json and
+    RUN/segments.png and return them (see `select` for the options)."""
+    from loopnerf.run_folder import RunFolder, SegmentRecord, Segments
 
-    Reads the capture named in RUN/stage1/config.json ("capture", "capture_options"),
-    orders all its frames by time, and keeps the stretches where the camera rests.
-
-    Args:
-        run: the run directory (holds stage1/config.json).
-        translation_threshold: largest smoothed camera-centre step per frame, as a fraction of the camera path's extent (bounding-box diagonal of the centres); unitless.
-        rotation_threshold: largest smoothed rotation step per frame, in degrees (norm of the relative rotation's x-y-z Euler angles).
-        window: rolling-average length for both deltas, in frames.
-        min_length: shortest still segment kept, in frames.
-    """
-    from loopnerf.data import load_capture
-    from loopnerf.run_capture import stage1_capture_ref
-
-    run = Path(run)
-    capture_path, options = stage1_capture_ref(run)
-    capture = load_capture(capture_path, **options)
+    folder = RunFolder(run)
+    capture_path, _ = folder.capture_ref()
+    capture = folder.load_capture()
     order = np.argsort(capture.times, kind="stable")
     c2w = capture.c2w[order]
     times = capture.times[order]
@@ -359,53 +351,66 @@ def select(
         window=window,
         min_length=min_length,
     )
-    records = []
-    for seg in segments:
-        k = capture.intrinsics[int(order[(seg.start + seg.stop - 1) // 2])]
-        records.append(
-            {
-                "start": seg.start,
-                "stop": seg.stop,
-                "pose": seg.pose.tolist(),
-                "intrinsics": {
-                    "fx": float(k.fx), "fy": float(k.fy), "cx": float(k.cx), "cy": float(k.cy),
-                    "width": int(k.width), "height": int(k.height),
-                },
-                "times": times[seg.start : seg.stop].tolist(),
-            }
-        )
-    out = {
-        "segments": records,
-        "options": {
-            "translation_threshold": translation_threshold,
-            "rotation_threshold_degrees": rotation_threshold,
-            "window": window,
-            "min_length": min_length,
-            "capture": capture_path,
-            "frames": int(len(c2w)),
-            "frame_order": "by capture time",
-        },
+    records = [
+        SegmentRecord(seg.start, seg.stop, seg.pose, capture.intrinsics[int(order[(seg.start + seg.stop - 1) // 2])], times[seg.start : seg.stop])
+        for seg in segments
+    ]
+    options = {
+        "translation_threshold": translation_threshold,
+        "rotation_threshold_degrees": rotation_threshold,
+        "window": window,
+        "min_length": min_length,
+        "capture": capture_path,
+        "frames": int(len(c2w)),
+        "frame_order": "by capture time",
     }
-    (run / "segments.json").write_text(json.dumps(out, indent=1))
+    found = Segments(records, options)
+    folder.write_segments(found)
     plot_segments(
-        c2w, segments, deltas, run / "segments.png",
+        c2w, segments, deltas, folder.segments_png,
         translation_threshold=translation_threshold, rotation_threshold=rotation_threshold,
     )
-    _print_summary(segments, times, run)
+    return found
+
+
+# ------------------------------------------------------------------------------- CLI
+def select(
+    run: tyro.conf.Positional[Path],
+    translation_threshold: float = DEFAULT_TRANSLATION_THRESHOLD,
+    rotation_threshold: float = DEFAULT_ROTATION_THRESHOLD,
+    window: int = DEFAULT_WINDOW,
+    min_length: int = DEFAULT_MIN_LENGTH,
+) -> int:
+    """Find the still segments of a run's camera path; write RUN/segments.json and RUN/segments.png.
+
+    Reads the capture stage 1 was fitted to (named in its config), orders all its frames
+    by time, and keeps the stretches where the camera rests.
+
+    Args:
+        run: the run directory (holds stage 1's config).
+        translation_threshold: largest smoothed camera-centre step per frame, as a fraction of the camera path's extent (bounding-box diagonal of the centres); unitless.
+        rotation_threshold: largest smoothed rotation step per frame, in degrees (norm of the relative rotation's x-y-z Euler angles).
+        window: rolling-average length for both deltas, in frames.
+        min_length: shortest still segment kept, in frames.
+    """
+    from loopnerf.run_folder import RunFolder
+
+    found = select_segments(run, translation_threshold, rotation_threshold, window, min_length)
+    _print_summary(found, RunFolder(run).segments_path)
     return 0
 
 
-def _print_summary(segments: list[Segment], times: np.ndarray, run: Path) -> None:
+def _print_summary(found, path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"still segments ({run / 'segments.json'})")
+    table = Table(title=f"still segments ({path})")
     for col in ("#", "frames", "length", "time range", "position"):
         table.add_column(col)
-    for i, seg in enumerate(segments):
+    for i, seg in enumerate(found.segments):
         pos = ", ".join(f"{v:.3f}" for v in seg.pose[:3, 3])
         table.add_row(
             str(i), f"{seg.start}-{seg.stop - 1}", str(len(seg)),
-            f"{times[seg.start]:.3f}-{times[seg.stop - 1]:.3f}", f"({pos})",
+            f"{seg.times[0]:.3f}-{seg.times[-1]:.3f}", f"({pos})",
         )
     Console().print(table)

@@ -9,10 +9,11 @@ import pytest
 from loopnerf.data.dnerf import load_dnerf, load_dnerf_npz
 from loopnerf.data.load import load_capture
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-VAL_DIR = DATA / "dnerf_lego_val"
-NPZ = DATA / "dnerf_lego_tiny.npz"
-needs_data = pytest.mark.skipif(not VAL_DIR.is_dir() or not NPZ.is_file(), reason="shared lego data missing")
+from conftest import SHARED_DATA
+
+VAL_DIR = SHARED_DATA / "dnerf_lego_val"
+NPZ = SHARED_DATA / "dnerf_lego_tiny.npz"
+needs_data = pytest.mark.shared_data("dnerf_lego_val", "dnerf_lego_tiny.npz")
 
 
 @pytest.fixture(scope="module")

@@ -90,11 +90,10 @@ def test_info_safetensors_header_only(tmp_path):
 
 
 def test_info_loop_file_uses_export_reader(tmp_path):
-    export = pytest.importorskip("loopnerf.export")
-    try:
-        baked = export.make_test_loop()
-    except Exception as err:  # the export module is built by another helper
-        pytest.skip(f"loopnerf.export.make_test_loop unavailable: {err}")
+    from fixtures.demo_loop import make_test_loop
+    from loopnerf import export
+
+    baked = make_test_loop()
     path = export.save_loop(tmp_path / "scene.loop", baked)
     out = describe(path)
     assert out["kind"] == "loop" and out["frames"] == baked.frames and out["format"] == "loopnerf.loop"

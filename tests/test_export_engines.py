@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from loopnerf.errors import LoopNeRFError
-from loopnerf.export import make_test_loop, save_loop
+from fixtures.demo_loop import make_test_loop
+from loopnerf.export import save_loop
 from loopnerf.export.command import export
 
 
@@ -128,7 +129,11 @@ def test_still_cameras_from_segments(baked, tmp_path):
 
     pose = np.asarray(baked.camera["c2w"], dtype=np.float64).copy()
     pose[0, 3] += 0.3
-    (tmp_path / "segments.json").write_text(json.dumps({"segments": [{"start": 0, "stop": 5, "pose": pose.tolist()}]}))
+    from loopnerf.data.capture import Intrinsics
+    from loopnerf.run_folder import SegmentRecord, Segments
+
+    record = SegmentRecord(0, 5, pose, Intrinsics.from_dict(baked.camera), np.linspace(0.1, 0.2, 5))
+    (tmp_path / "segments.json").write_text(json.dumps(Segments([record]).to_dict()))
     poses = still_cameras(tmp_path / "segments.json")
     assert len(poses) == 1 and np.allclose(poses[0], pose)
     cams = fusion_cameras(baked, poses, 3.0, [(10.0, 0.0)])

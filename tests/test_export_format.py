@@ -15,7 +15,8 @@ import torch
 from safetensors.torch import save_file
 
 from loopnerf.errors import LoopNeRFError
-from loopnerf.export import BakedLoop, LoopFormatError, load_loop, make_test_loop, save_loop
+from fixtures.demo_loop import make_test_loop
+from loopnerf.export import BakedLoop, LoopFormatError, load_loop, save_loop
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -11,7 +11,7 @@ import torch
 
 from loopnerf.export import load_loop, save_loop
 from loopnerf.export.bake import bake_loop, direction_grid
-from loopnerf.export.demo_loop import demo_loop_camera, demo_loop_ingredients
+from fixtures.demo_loop import demo_loop_camera, demo_loop_ingredients
 from loopnerf.export.reference_render import (
     loop_slice,
     lookup_direction_table,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from loopnerf.distill import looping_loss
-from loopnerf.distill.looping_loss import nearest_patch_target, pad_loop, patch_starts
+from loopnerf.patches import nearest_patch_target, pad_loop, patch_starts
 
 
 def periodic(base, length):

@@ -211,7 +211,7 @@ def test_static_part_of_the_loop_start_is_the_stage1_scene(demo_dir):
     from loopnerf.distill.loop_model import LoopModel, render_loop_frames
     from loopnerf.evaluation.metrics import psnr
     from loopnerf.model.render_image import render_image
-    from loopnerf.model.train import load_stage1
+    from loopnerf.run_folder import RunFolder
     import imageio.v3 as iio
 
     run, cap = demo_dir / "run", demo_dir / "capture"
@@ -220,7 +220,7 @@ def test_static_part_of_the_loop_start_is_the_stage1_scene(demo_dir):
     k = st["intrinsics"]
     intr = Intrinsics(k["fx"], k["fy"], k["cx"], k["cy"], k["width"], k["height"])
     static = iio.imread(cap / "gt" / st["mask"]) <= 127
-    stage1, _ = load_stage1(run)
+    stage1, _ = RunFolder(run).load_stage1()
     full = np.stack([render_image(stage1, st["c2w"], intr, t)["rgb"] for t in st["times"][::4]]).mean(0)
     mean_start = render_loop_frames(LoopModel(stage1, 4, base="mean"), st["c2w"], intr, 1)[0]
     ones_start = render_loop_frames(LoopModel(stage1, 4, base="ones"), st["c2w"], intr, 1)[0]

@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("pycolmap")
 
+from conftest import SHARED_DATA
 from loopnerf.errors import CaptureError
 from loopnerf.process.command import frame_times, intrinsics_from_camera, process_video
 from loopnerf.process.frames import sample_frame
@@ -25,7 +26,7 @@ from loopnerf.process.world_frame import (
     opencv_w2c_to_opengl_c2w,
 )
 
-REALSHORT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "realshort.mp4"
+REALSHORT = SHARED_DATA / "realshort.mp4"
 
 
 def random_rotation(rng) -> np.ndarray:
@@ -214,7 +215,7 @@ def tiny_fit(out: Path, tmp: Path) -> dict:
     return result
 
 
-@pytest.mark.skipif(not REALSHORT.is_file(), reason="needs ../shared/data/realshort.mp4")
+@pytest.mark.shared_data("realshort.mp4")
 def test_realshort_every_other_frame(tmp_path):
     """The real clip at 15 fps (18 frames of the arc): fast enough for every run."""
     out = tmp_path / "cap"
@@ -224,7 +225,7 @@ def test_realshort_every_other_frame(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not REALSHORT.is_file(), reason="needs ../shared/data/realshort.mp4")
+@pytest.mark.shared_data("realshort.mp4")
 def test_realshort_all_frames(tmp_path):
     out = tmp_path / "cap"
     res = process_video(REALSHORT, out, threads=1, quiet=True)

@@ -14,7 +14,8 @@ from loopnerf.errors import TrainingError
 from loopnerf.model import losses as L
 from loopnerf.model.config import preset
 from loopnerf.model.render_image import render_image
-from loopnerf.model.train import Stage1Trainer, load_stage1
+from loopnerf.model.train import Stage1Trainer
+from loopnerf.run_folder import RunFolder
 from loopnerf.synth.command import SynthConfig, make_synthetic_capture
 
 
@@ -47,7 +48,7 @@ def test_tiny_fit_reaches_psnr_floor(small_capture, tmp_path):
     assert len(ev["frames"]) == len(cap.eval_idx) and ev["psnr"] == pytest.approx(result["psnr"])
     assert (tmp_path / "stage1" / "eval.png").is_file()
     # the written weights reload into a model that renders the same image
-    model, info = load_stage1(tmp_path)
+    model, info = RunFolder(tmp_path).load_stage1()
     i = int(cap.eval_idx[0])
     a = render_image(model, cap.c2w[i], cap.intrinsics[i], float(cap.times[i]))["rgb"]
     b = render_image(trainer.model, cap.c2w[i], cap.intrinsics[i], float(cap.times[i]))["rgb"]

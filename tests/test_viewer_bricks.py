@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from loopnerf.data.capture import Intrinsics
-from loopnerf.export.demo_loop import make_test_loop
+from fixtures.demo_loop import make_test_loop
 from loopnerf.export.loop_format import LoopFormatError, load_loop, save_loop
 from loopnerf.export.reference_render import render_camera
 from loopnerf.export.visibility import cull_invisible, culling_views

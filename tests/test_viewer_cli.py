@@ -25,7 +25,7 @@ def run_cli(*args, env=None, timeout=300):
 
 @pytest.fixture(scope="module")
 def loop_file(tmp_path_factory):
-    from loopnerf.export.demo_loop import make_test_loop
+    from fixtures.demo_loop import make_test_loop
     from loopnerf.export.loop_format import save_loop
 
     path = tmp_path_factory.mktemp("loop") / "test.loop"
@@ -92,12 +92,14 @@ def test_headless_mp4_orbit_and_pose_file(tmp_path, loop_file):
 # ---------------------------------------------------------------------- window (Xvfb)
 @pytest.fixture(scope="module")
 def xvfb_display():
-    from loopnerf.viewer.xvfb import start_xvfb
+    from fixtures.xvfb import start_xvfb
 
     try:
         proc, display = start_xvfb("800x600x24")
     except FileNotFoundError:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb); the window tests need it")
+        from conftest import require_or_skip
+
+        require_or_skip("Xvfb is not installed (bash scripts/setup.sh installs it); the window tests need it")
     except RuntimeError as err:
         pytest.fail(str(err))
     old = os.environ.get("DISPLAY")
@@ -122,7 +124,7 @@ def test_window_scripted_events_and_screenshot(tmp_path, xvfb_display):
     import imageio.v2 as imageio
     import pyglet
 
-    from loopnerf.export.demo_loop import make_test_loop
+    from fixtures.demo_loop import make_test_loop
     from loopnerf.viewer.app import MOVING_FACTOR, ViewerApp, depth_to_rgb
     from loopnerf.viewer.renderer import Renderer
 

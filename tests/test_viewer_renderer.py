@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from loopnerf.export.demo_loop import make_test_loop
+from fixtures.demo_loop import make_test_loop
 from loopnerf.export.reference_render import render_camera
 from loopnerf.viewer.orbit_camera import OrbitCamera, orbit_path
 from loopnerf.viewer.renderer import FrameCache, Renderer

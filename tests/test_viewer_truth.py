@@ -60,7 +60,9 @@ def test_progress_callback_prints_quarters_when_not_a_terminal(capsys):
 
 def test_stage1_capture_errors(tmp_path):
     from loopnerf.errors import ConfigError
-    from loopnerf.run_capture import stage1_capture
+    from loopnerf.run_folder import RunFolder
+
+    stage1_capture = lambda run: RunFolder(run).load_capture()  # noqa: E731
 
     with pytest.raises(ConfigError, match="not found"):
         stage1_capture(tmp_path)

@@ -45,7 +45,7 @@ def view(
     scale: float = 1.0,
     frames: Optional[int] = None,
     screenshot: Optional[Path] = None,
-    arch: Optional[str] = None,
+    arch: Optional[Literal["cuda", "cpu"]] = None,
     step_scale: float = 1.0,
     backend: Literal["auto", "bricks", "planes"] = "auto",
 ) -> int:

@@ -37,6 +37,27 @@ class Intrinsics:
         sx, sy = w / self.width, h / self.height
         return Intrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, w, h)
 
+    KEYS = ("fx", "fy", "cx", "cy", "width", "height")
+
+    def to_dict(self) -> dict:
+        """{"fx", "fy", "cx", "cy" (pixels, float), "width", "height" (pixels, int)}: the
+        form every JSON file of the project stores intrinsics in."""
+        return {"fx": float(self.fx), "fy": float(self.fy), "cx": float(self.cx), "cy": float(self.cy), "width": int(self.width), "height": int(self.height)}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "intrinsics") -> "Intrinsics":
+        """The inverse of `to_dict`; other keys of `d` (e.g. a camera's "c2w") are ignored."""
+        missing = [k for k in cls.KEYS if k not in d]
+        if missing:
+            raise CaptureError(f"{where}: intrinsics need {', '.join(missing)}")
+        try:
+            k = cls(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]), int(d["width"]), int(d["height"]))
+        except (TypeError, ValueError) as err:
+            raise CaptureError(f"{where}: intrinsics must be numbers ({err})") from None
+        if k.width < 1 or k.height < 1 or not (k.fx > 0 and k.fy > 0):
+            raise CaptureError(f"{where}: intrinsics need a positive size and focal length, got {k}")
+        return k
+
     def as_array(self) -> np.ndarray:
         """[fx, fy, cx, cy, width, height] as float64."""
         return np.array([self.fx, self.fy, self.cx, self.cy, self.width, self.height], dtype=np.float64)

@@ -85,4 +85,7 @@ def load_capture(
     unknown = [k for k in kw if k not in accepted]
     if unknown:
         raise CaptureError(f"{p}: option(s) {', '.join(unknown)} do not apply to the {fmt} format")
-    return loader(p, **{k: v for k, v in options.items() if k in accepted})
+    cap = loader(p, **{k: v for k, v in options.items() if k in accepted})
+    # how it was loaded, so a stage that records the capture (stage 1) can load it again
+    cap.meta = {**(cap.meta or {}), "load": {"path": str(p.resolve()), "downscale": downscale, "box": box, "background": background, **kw}}
+    return cap

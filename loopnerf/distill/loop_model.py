@@ -24,15 +24,13 @@ frame k is phase k / F and reads loop sample k exactly.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from loopnerf.errors import ConfigError
-from loopnerf.fields.kplanes import SPACE_PAIRS, SPACE_TIME_PAIRS, interpolate_features
+from loopnerf.fields.kplanes import SPACE_TIME_PAIRS, interpolate_features
 from loopnerf.fields.field import KPlanesField
 from loopnerf.model.kplanes_model import KPlanesModel
 
@@ -124,13 +122,11 @@ class LoopField(nn.Module):
     def planes_by_scale(self) -> list[list[torch.Tensor]]:
         """Per scale the 6 planes in hex-plane order (xy, xz, xt, yz, yt, zt): frozen space
         planes with the loop planes in the time slots."""
-        grid = self.base.grid
-        out = []
-        for s in range(self.n_scales):
-            sp = [grid.planes[s * 6 + k] for k in SPACE_PAIRS]
-            lp = [self.loop_planes[s * 3 + a] for a in range(3)]
-            out.append([sp[0], sp[1], lp[0], sp[2], lp[1], lp[2]])
-        return out
+        return [[sp[0], sp[1], lp[0], sp[2], lp[1], lp[2]] for sp, lp in zip(self.base.grid.static_planes_by_scale(), self.loop_planes_by_scale())]
+
+    def loop_planes_by_scale(self) -> list[list[torch.Tensor]]:
+        """Per scale the 3 loop planes [xt, yt, zt], each [F, R_axis, C]."""
+        return [[self.loop_planes[s * 3 + a] for a in range(3)] for s in range(self.n_scales)]
 
     def features(self, x: torch.Tensor, phase: torch.Tensor, static: bool = False) -> torch.Tensor:
         if static and self.anchor_kind == "ones":
@@ -229,41 +225,6 @@ def init_from_stage1_time(stage1: KPlanesModel, times: np.ndarray) -> list[torch
             f = (pos - i0.float()).clamp(0, 1)[:, None, None]
             out.append(plane[i0] * (1 - f) + plane[i1] * f)
     return out
-
-
-def save_loop_model(run: Path, model: LoopModel, config: dict, name: str = "loop") -> Path:
-    """Write RUN/<name>/model.safetensors (loop planes only) and config.json."""
-    from loopnerf.model.checkpoint import save_checkpoint
-    from loopnerf.model.config import save_json_atomic
-
-    d = Path(run) / name
-    d.mkdir(parents=True, exist_ok=True)
-    save_json_atomic(d / "config.json", {"frames": model.frames, **config})
-    holder = nn.Module()
-    holder.loop_planes = model.field.loop_planes
-    save_checkpoint(d / "model.safetensors", holder, None, None, {"frames": model.frames})
-    return d / "model.safetensors"
-
-
-def load_loop_model(run: Path, name: str = "loop"):
-    """(LoopModel, loop config dict) from RUN/<name>/ on top of RUN's stage-1 weights."""
-    from loopnerf.model.checkpoint import finished_or_latest, load_checkpoint
-    from loopnerf.model.train import load_stage1
-
-    d = Path(run) / name
-    if not (d / "config.json").is_file():
-        raise ConfigError(f"{run}: no loop there (missing {name}/config.json); run `loopnerf distill` first")
-    info = json.loads((d / "config.json").read_text())
-    stage1, _ = load_stage1(run)
-    # a loop's base follows its `init` (loops distilled before that option started from ones)
-    base = "ones" if info.get("config", {}).get("init", "ones") == "ones" else "mean"
-    model = LoopModel(stage1, int(info["frames"]), base=base, base_times=info.get("base_times"))
-    holder = nn.Module()
-    holder.loop_planes = model.field.loop_planes
-    ck = finished_or_latest(d)
-    load_checkpoint(ck, holder)
-    model.eval()
-    return model, info
 
 
 @torch.no_grad()

@@ -15,24 +15,30 @@ Method `naive` (the report's failure case): the loop planes start from the stage
 time planes at the times of the first F frames and are fitted to the original frames
 with frame i shown at loop phase (i mod F) / F, pixel by pixel.
 
-Writes RUN/<name>/config.json, ckpt.safetensors (resumable), model.safetensors.
+Writes RUN/loop/ or RUN/naive/ (`loopnerf.run_folder` owns the layout): the config, a
+resumable checkpoint, the final loop planes, a summary and a log. `DistillCommand` is both
+the `loopnerf distill` command line (shortcut flags plus the preset's whole
+`DistillConfig` under `--config.*`) and what `loopnerf.Run.distill` runs.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tyro.conf import Positional
 
+from loopnerf.choices import Preset, changed_fields, check_choice, check_choices
 from loopnerf.errors import ConfigError, TrainingError
+from loopnerf.run_folder import LoopMethod, RunFolder
 
 
 @dataclass
@@ -49,7 +55,7 @@ class LoopLossConfig:
     """Completeness normalisation (VideoLoop3D's reference-view setting, 0); None = off.
     Off, a loop that starts static stays nearly static: its patches all match the same
     few reference patches."""
-    wrap: str = "both"
+    wrap: Literal["append", "both"] = "both"
     """'both': every loop frame under the same number of patches (see `looping_loss`)."""
 
 
@@ -68,7 +74,7 @@ class DistillConfig:
     """At most this many halvings: the first crops are `size` x 2^coarse_levels (report:
     192 px downsampled to 48, i.e. 2), fewer when the frames are smaller, so training
     always ends on native crops of `size` (given steps >= coarse_levels x halve_every)."""
-    crop_sampling: str = "area"
+    crop_sampling: Literal["area", "subsample"] = "area"
     """How a coarse crop (larger than `size`) meets its `size` x `size` rays: 'area'
     (default: the reference area-averaged, one ray per super-pixel centre, i.e. a blurred
     target for a point-sampled render) or 'subsample' (every k-th reference pixel and the
@@ -86,7 +92,7 @@ class DistillConfig:
     checkpoint_every: int = 100
     naive_rays: int = 1024
     """Rays per step of the naive baseline."""
-    segments: str = "all"
+    segments: Literal["all", "longest"] = "all"
     """Which segment videos supervise the loop: 'all' (the report) or 'longest' (only the
     longest still segment, the default camera of eval, bake and the viewer). Stage 1's
     space-time planes fit each still segment's frames separately (its times are its own),
@@ -97,7 +103,7 @@ class DistillConfig:
     35.4) and the motion (ratio 0.63 of the truth, stage 1 0.70), but the other views lose
     it (novel camera static region 14.8 dB where 'all' with init 'ones' scores 21.1): a
     one-view loop, so 'all' stays the default."""
-    init: str = "ones"
+    init: Literal["ones", "segment", "mean"] = "ones"
     """Where the loop planes start (method 'loop'): 'segment' (stage 1's time planes at F
     consecutive frame times from the middle of the longest still segment: the scene stage
     1 fitted, already moving with the capture's own motion, with one jump at the wrap for
@@ -111,14 +117,18 @@ class DistillConfig:
     over all frames 25.8 dB, the mean over the segment's own frames 39.2 dB."""
 
 
-def distill_preset(name: str) -> DistillConfig:
-    if name == "tiny":
-        return DistillConfig(frames=8, steps=40, size=12, halve_every=15, checkpoint_every=20, loss=LoopLossConfig(frames=3))
-    if name == "cpu":
-        return DistillConfig()
-    if name == "paper":
-        return DistillConfig(steps=4000, size=48, halve_every=1000, lr=1e-2)
-    raise ConfigError(f"unknown preset {name!r}: use tiny, cpu or paper")
+DISTILL_PRESETS: dict[str, Callable[[], DistillConfig]] = {
+    "tiny": lambda: DistillConfig(frames=8, steps=40, size=12, halve_every=15, checkpoint_every=20, loss=LoopLossConfig(frames=3)),
+    "cpu": DistillConfig,
+    "paper": lambda: DistillConfig(steps=4000, size=48, halve_every=1000, lr=1e-2),
+}
+"""Distillation's preset table: name -> a fresh config."""
+
+
+def distill_preset(name: Preset) -> DistillConfig:
+    """A fresh copy of the named distillation preset."""
+    check_choice(name, Preset, "preset")
+    return DISTILL_PRESETS[name]()
 
 
 @dataclass
@@ -156,30 +166,27 @@ def crop_schedule(step: int, cfg: DistillConfig, full: int) -> tuple[int, int]:
 class Distiller:
     """Owns the loop model, its optimizer and RNG, and the segment videos."""
 
-    def __init__(self, run: Path, cfg: DistillConfig, method: str = "loop", quiet: bool = False) -> None:
+    def __init__(self, run: Path, cfg: DistillConfig, method: LoopMethod = "loop", quiet: bool = False) -> None:
         from loopnerf.distill.loop_model import LoopModel, init_from_stage1_time
-        from loopnerf.model.train import load_stage1
 
-        self.run = Path(run)
+        check_choices(cfg)
+        self.folder = RunFolder(run)
+        self.run = self.folder.path
         self.cfg = cfg
         self.method = method
         self.quiet = quiet
-        self.dir = self.run / method
-        self.stage1, self.stage1_info = load_stage1(run)
+        self.dir = self.folder.loop_dir(method)
+        self.stage1, self.stage1_info = self.folder.load_stage1()
         torch.manual_seed(cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         init = None
         if method == "naive":
-            self.capture = self._load_capture()
+            self.capture = self.folder.load_capture()
             n = len(self.capture)
             order = np.argsort(self.capture.times, kind="stable")
             init = init_from_stage1_time(self.stage1, self.capture.times[order[: cfg.frames]])
             self.frame_index = np.empty(n, dtype=np.int64)
             self.frame_index[order] = np.arange(n)
-        elif method != "loop":
-            raise ConfigError(f"unknown method {method!r}: use 'loop' or 'naive'")
-        if cfg.init not in ("segment", "mean", "ones"):
-            raise ConfigError(f"distill: init must be 'segment', 'mean' or 'ones', got {cfg.init!r}")
         self.videos = None
         if method == "loop":
             from loopnerf.distill.segment_videos import render_segment_videos
@@ -187,8 +194,6 @@ class Distiller:
             self.videos = render_segment_videos(self.run, self.stage1, fps=cfg.fps, quiet=quiet)
             if cfg.segments == "longest":
                 self.videos = [max(self.videos, key=lambda v: len(v.frames))]
-            elif cfg.segments != "all":
-                raise ConfigError(f"distill: segments must be 'all' or 'longest', got {cfg.segments!r}")
             short = [v.index for v in self.videos if len(v.frames) < cfg.loss.frames]
             if short:
                 raise ConfigError(f"segments {short} are shorter than the loss's {cfg.loss.frames}-frame patches")
@@ -204,33 +209,26 @@ class Distiller:
         self.optimizer = torch.optim.Adam(self.model.loop_parameters(), lr=cfg.lr, eps=1e-15)
         self.step = 0
 
-    def _load_capture(self):
-        from loopnerf.data import load_capture
-
-        info = self.stage1_info
-        return load_capture(info["capture"], **info.get("capture_options", {}))
-
     # ---------------------------------------------------------------- state
     def save(self, final: bool = False) -> None:
         from loopnerf.model.checkpoint import save_checkpoint
-        from loopnerf.model.config import save_json_atomic
 
         self.dir.mkdir(parents=True, exist_ok=True)
-        save_json_atomic(self.dir / "config.json", self.config_dict())
+        self.folder.write_loop_config(self.method, self.config_dict())
         holder = torch.nn.Module()
         holder.loop_planes = self.model.field.loop_planes
         meta = {"step": self.step}
         # Adam state is keyed by the holder's parameter names (loop_planes.N)
-        save_checkpoint(self.dir / "ckpt.safetensors", holder, self.optimizer, self.generator, meta)
+        save_checkpoint(self.folder.loop_checkpoint(self.method), holder, self.optimizer, self.generator, meta)
         if final:
-            save_checkpoint(self.dir / "model.safetensors", holder, None, None, meta)
+            save_checkpoint(self.folder.loop_weights(self.method), holder, None, None, meta)
 
     def resume(self) -> None:
         from loopnerf.model.checkpoint import load_checkpoint
 
         holder = torch.nn.Module()
         holder.loop_planes = self.model.field.loop_planes
-        meta = load_checkpoint(self.dir / "ckpt.safetensors", holder, self.optimizer, self.generator)
+        meta = load_checkpoint(self.folder.loop_checkpoint(self.method), holder, self.optimizer, self.generator)
         self.step = int(meta.get("step", 0))
         self._apply_freezing()
 
@@ -285,7 +283,7 @@ class Distiller:
             u = (x0 + (jj + 0.5) * step - 0.5)[None, :].expand(n, n).reshape(-1)
             vv = (y0 + (jj + 0.5) * step - 0.5)[:, None].expand(n, n).reshape(-1)
         else:
-            raise ConfigError(f"distill: crop_sampling must be 'subsample' or 'area', got {cfg.crop_sampling!r}")
+            check_choice(cfg.crop_sampling, ("area", "subsample"), "crop_sampling")
         k = v.intrinsics
         c2w = torch.tensor(v.pose, dtype=torch.float32)
         intr = torch.tensor([k.fx, k.fy, k.cx, k.cy], dtype=torch.float32)
@@ -327,26 +325,31 @@ class Distiller:
         loss, terms = self.loop_step_loss() if self.method == "loop" else self.naive_step_loss()
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
-            raise TrainingError(f"non-finite distillation loss at step {self.step}; the last checkpoint is {self.dir / 'ckpt.safetensors'}")
+            raise TrainingError(f"non-finite distillation loss at step {self.step}; the last checkpoint is {self.folder.loop_checkpoint(self.method)}")
         loss.backward()
         self.optimizer.step()
         self.step += 1
         return {k: float(v.detach()) for k, v in terms.items()}
 
-    def run_training(self) -> dict:
+    def run_training(self, progress: Optional[Callable[[int, int], None]] = None) -> dict:
+        """Train to `steps`, save the final loop planes and RUN/<method>/summary.json.
+
+        progress: called as `progress(step, steps)` every 10 steps instead of the bar."""
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         cfg = self.cfg
         self.dir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         cols = [TextColumn(f"distill ({self.method})"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-        with open(self.dir / "log.jsonl", "a", buffering=1) as log, Progress(*cols, disable=self.quiet) as bar:
+        with open(self.folder.loop_log(self.method), "a", buffering=1) as log, Progress(*cols, disable=self.quiet or progress is not None) as bar:
             task = bar.add_task("d", total=cfg.steps, completed=self.step, info="")
             while self.step < cfg.steps:
                 terms = self.train_step()
                 if self.step % 10 == 0 or self.step == cfg.steps:
                     bar.update(task, completed=self.step, info="  ".join(f"{k} {v:.4f}" for k, v in terms.items()))
                     log.write(json.dumps({"step": self.step, **terms}) + "\n")
+                    if progress is not None:
+                        progress(self.step, cfg.steps)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save()
         wall = time.perf_counter() - t0
@@ -361,69 +364,131 @@ class Distiller:
             "stage1_time_parameters": stage1_counts["time_dependent"],
             "compression": stage1_counts["time_dependent"] / max(counts["time_dependent"], 1),
         }
-        from loopnerf.model.config import save_json_atomic
+        from loopnerf.json_file import save_json_atomic
 
-        save_json_atomic(self.dir / "summary.json", summary)
+        save_json_atomic(self.folder.loop_summary_path(self.method), summary)
         return summary
 
 
-def distill(
-    run: Positional[Path],
-    frames: Optional[int] = None,
-    preset: str = "cpu",
-    method: Literal["loop", "naive"] = "loop",
-    steps: Optional[int] = None,
-    fps: Optional[float] = None,
-    init: Optional[Literal["segment", "mean", "ones"]] = None,
-    segments: Optional[Literal["all", "longest"]] = None,
-    resume: bool = False,
-    rerender: bool = False,
-    quiet: bool = False,
-) -> int:
+@dataclass
+class DistillCommand:
     """Stage 2: distill RUN's stage-1 field into a loop of F frames (RUN/loop/ or RUN/naive/).
 
     Needs RUN/stage1 (`loopnerf train`) and RUN/segments.json (`loopnerf select`); renders the
-    segment videos RUN/segments/NN.{npy,mp4} first if they are missing.
+    segment videos RUN/segments/NN.{npy,mp4} first if they are missing. The shortcut flags
+    set the most used fields of the preset's config, every other field is under --config.*.
+    With --resume the loop continues as it was configured (only --steps may change).
 
     Args:
         run: the run directory.
         frames: F, the loop length in frames (default: the preset's, 24).
         preset: 'tiny' (tests), 'cpu' (default), 'paper' (GPU; the report's schedule).
         method: 'loop' (the report's looping distillation) or 'naive' (baseline: t' = t mod F).
-        steps: override the preset's number of steps.
+        steps: the number of steps (the preset's by default).
         fps: playback rate of the loop in frames per second (default 24).
         init: where the loop planes start (default 'ones': the report's start, time planes as
             ones; 'segment': stage 1's time planes at F consecutive frames of the longest still
             segment; 'mean': their average over the supervising frames).
         segments: which segment videos supervise the loop ('all', default, or 'longest': a
             loop for the default view only, see DistillConfig.segments).
-        resume: continue from RUN/<method>/ckpt.safetensors.
+        resume: continue from RUN/<method>/'s checkpoint.
         rerender: render the segment videos again even if they exist.
         quiet: no progress bars.
+        config: the full distillation config (the preset's values unless set here).
     """
-    cfg = distill_preset(preset)
-    if frames is not None:
-        if frames < 2:
-            raise ConfigError(f"--frames must be at least 2, got {frames}")
-        cfg.frames = frames
-    if steps is not None:
-        cfg.steps = steps
-    if fps is not None:
-        cfg.fps = fps
-    if init is not None:
-        cfg.init = init
-    if segments is not None:
-        cfg.segments = segments
-    if rerender:
-        from loopnerf.distill.segment_videos import render_segment_videos
 
-        render_segment_videos(run, force=True, fps=cfg.fps, quiet=quiet)
-    d = Distiller(run, cfg, method, quiet=quiet)
-    if resume:
-        d.resume()
-    s = d.run_training()
-    print(
-        f"distill ({method}) done in {s['seconds']:.0f} s: {s['loop_time_parameters']:,} time-dependent parameters "
-        f"(stage 1: {s['stage1_time_parameters']:,}, {s['compression']:.1f}x fewer); loop in {d.dir}"
-    )
-    return 0
+    run: Positional[Path]
+    frames: Optional[int] = None
+    preset: Preset = "cpu"
+    method: LoopMethod = "loop"
+    steps: Optional[int] = None
+    fps: Optional[float] = None
+    init: Optional[Literal["segment", "mean", "ones"]] = None
+    segments: Optional[Literal["all", "longest"]] = None
+    resume: bool = False
+    rerender: bool = False
+    quiet: bool = False
+    config: DistillConfig = field(default_factory=DistillConfig)
+
+    @classmethod
+    def cli_default(cls, args: list[str]) -> "DistillCommand":
+        """The preset's config, or with --resume the loop's own, as the command line's defaults."""
+        import argparse
+
+        import tyro
+
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("run", nargs="?")
+        pre.add_argument("--preset", default="cpu")
+        pre.add_argument("--method", default="loop")
+        pre.add_argument("--resume", action="store_true")
+        known, _ = pre.parse_known_args(args)
+        name = known.preset if known.preset in DISTILL_PRESETS else "cpu"  # tyro reports a bad value
+        if known.resume and known.run and known.method in ("loop", "naive") and RunFolder(known.run).has_loop(known.method):
+            saved = _saved_config(RunFolder(known.run), known.method)
+            return cls(run=tyro.MISSING, preset=name, config=saved)
+        return cls(run=tyro.MISSING, preset=name, config=distill_preset(name))
+
+    def distill_config(self) -> DistillConfig:
+        """`config` with the shortcut flags applied (a new object)."""
+        cfg = copy.deepcopy(self.config)
+        if cfg == DistillConfig() and self.preset != "cpu":
+            cfg = distill_preset(self.preset)  # a Python caller named a preset only
+        if self.frames is not None:
+            if self.frames < 2:
+                raise ConfigError(f"--frames must be at least 2, got {self.frames}")
+            cfg.frames = int(self.frames)
+        for name in ("steps", "fps", "init", "segments"):
+            if getattr(self, name) is not None:
+                setattr(cfg, name, getattr(self, name))
+        check_choices(cfg)
+        return cfg
+
+    def execute(self, progress: Optional[Callable[[int, int], None]] = None) -> dict:
+        """Distil; returns the summary (method, steps, seconds, parameter counts, compression)."""
+        folder = RunFolder(self.run)
+        if self.resume:
+            if not folder.has_loop(self.method):
+                raise ConfigError(f"{folder.path}: nothing to resume (no '{self.method}' loop there)")
+            saved = _saved_config(folder, self.method)
+            cfg = (self if self.config != DistillConfig() else replace(self, config=saved)).distill_config()
+            diff = [d for d in changed_fields(saved, cfg) if not d.startswith("steps ")]
+            if diff:
+                raise ConfigError(
+                    f"--resume continues {folder.loop_dir(self.method)} as it was configured, but these options differ "
+                    f"from its config: {'; '.join(diff)}. Drop them, or distil anew (without --resume)"
+                )
+        else:
+            cfg = self.distill_config()
+        if self.rerender:
+            from loopnerf.distill.segment_videos import render_segment_videos
+
+            render_segment_videos(folder.path, force=True, fps=cfg.fps, quiet=self.quiet)
+        d = Distiller(folder.path, cfg, self.method, quiet=self.quiet)
+        if self.resume:
+            d.resume()
+        return d.run_training(progress)
+
+    def __call__(self) -> int:
+        s = self.execute()
+        print(
+            f"distill ({self.method}) done in {s['seconds']:.0f} s: {s['loop_time_parameters']:,} time-dependent parameters "
+            f"(stage 1: {s['stage1_time_parameters']:,}, {s['compression']:.1f}x fewer); loop in {RunFolder(self.run).loop_dir(self.method)}"
+        )
+        return 0
+
+
+def _saved_config(folder: RunFolder, method: str) -> DistillConfig:
+    """The DistillConfig a run's loop was trained with (its config.json)."""
+    info = folder.read_loop_config(method)
+    c = dict(info.get("config", {}))
+    try:
+        loss = LoopLossConfig(**c.pop("loss", {}))
+        return DistillConfig(**c, loss=loss)
+    except TypeError as err:
+        raise ConfigError(f"{folder.loop_config_path(method)}: not a distillation config ({err})") from None
+
+
+def distill(run: Path, **options) -> int:
+    """`loopnerf distill` from Python with the command's keyword options (see `DistillCommand`)."""
+    return DistillCommand(run=Path(run), **options)()

@@ -63,10 +63,6 @@ def find_ground_truth(capture_path: str) -> Optional[Path]:
     return gt if gt.is_file() else None
 
 
-def _intrinsics(k: dict) -> Intrinsics:
-    return Intrinsics(k["fx"], k["fy"], k["cx"], k["cy"], int(k["width"]), int(k["height"]))
-
-
 def _read_frames(root: Path, files) -> np.ndarray:
     """[N, H, W, 3] float32 in [0, 1] from PNG files under `root`."""
     import imageio.v3 as iio
@@ -143,7 +139,7 @@ def ground_truth_scores(gt_meta: Path, loops: dict, stage1, stills: bool = True)
 
     out = {}
     for name, cam in meta["cameras"].items():
-        intr = _intrinsics(cam["intrinsics"])
+        intr = Intrinsics.from_dict(cam["intrinsics"])
         c2w = np.asarray(cam["c2w"], dtype=np.float64)
         truth = _read_frames(root, cam["frames"])
         moving = _read_mask(root / cam["mask"])
@@ -170,7 +166,7 @@ def ground_truth_scores(gt_meta: Path, loops: dict, stage1, stills: bool = True)
     supervised = None
     sup_c2w = np.asarray(meta["cameras"]["supervised"]["c2w"]) if "supervised" in meta["cameras"] else None
     for i, st in enumerate(meta.get("stills", []) if stills else []):
-        intr = _intrinsics(st["intrinsics"])
+        intr = Intrinsics.from_dict(st["intrinsics"])
         c2w = np.asarray(st["c2w"], dtype=np.float64)
         truth = _read_frames(root, st["frames"])
         moving = _read_mask(root / st["mask"])
@@ -273,13 +269,13 @@ def evaluate_run(
 
     `stills=False` skips the still-stretch ground-truth scores (they render stage 1 at
     every still frame)."""
-    from loopnerf.distill.loop_model import load_loop_model
-    from loopnerf.distill.segment_videos import read_segments, render_segment_videos
-    from loopnerf.model.config import save_json_atomic
-    from loopnerf.model.train import load_stage1
+    from loopnerf.distill.segment_videos import render_segment_videos
+    from loopnerf.json_file import save_json_atomic
+    from loopnerf.run_folder import RunFolder
 
-    run = Path(run)
-    stage1, info = load_stage1(run)
+    folder = RunFolder(run)
+    run = folder.path
+    stage1, info = folder.load_stage1()
     if cameras is not None:
         view = camera_file_view(cameras, stage1)
         segment = -1
@@ -291,9 +287,8 @@ def evaluate_run(
             raise ConfigError(f"--segment {segment}: the run has segments 0..{len(videos) - 1}")
         view = videos[segment]
     loops = {}
-    for name in ("loop", "naive"):
-        if (run / name / "config.json").is_file():
-            loops[name], _ = load_loop_model(run, name)
+    for name in folder.loop_methods():
+        loops[name], _ = folder.load_loop_model(name)
     if not loops:
         raise ConfigError(f"{run}: no loop to evaluate; run `loopnerf distill {run}` first")
     result = {"view": {"segment": segment, "cameras": None if cameras is None else str(cameras), "frames": int(len(view.frames))}, "loops": {}}
@@ -308,8 +303,8 @@ def evaluate_run(
     if gt is not None:
         result["ground_truth"] = ground_truth_scores(gt, loops, stage1, stills=stills)
         if cameras is None:
-            seg = read_segments(run)[segment]
-            truth = gt_still_for_segment(gt, int(seg["start"]), int(seg["stop"]))
+            seg = folder.read_segments().segments[segment]
+            truth = gt_still_for_segment(gt, seg.start, seg.stop)
             if truth is not None and truth.shape[1:] != view.frames.shape[1:]:
                 truth = None
     main = "loop" if "loop" in loop_frames else next(iter(loop_frames))
@@ -317,9 +312,9 @@ def evaluate_run(
     moving_rows = (truth if truth is not None else view.frames).std(axis=0).max(axis=-1).mean(axis=1)
     row = int(np.argmax(moving_rows))
     others = {n: f[0] for n, f in loop_frames.items() if n != main}
-    scanline_figure(run / "scanlines.png", view.frames, *loop_frames[main], row, truth=truth, others=others)
+    scanline_figure(folder.scanlines_png, view.frames, *loop_frames[main], row, truth=truth, others=others)
     result["scanline_row"] = row
-    save_json_atomic(run / "eval.json", result)
+    save_json_atomic(folder.eval_path, result)
     return result
 
 
@@ -350,7 +345,9 @@ def eval_command(
 
     res = evaluate_run(run, segment, static_threshold, ground_truth, cameras, stills)
     where = f"camera file {cameras}" if cameras is not None else f"segment {res['view']['segment']}"
-    table = Table(title=f"loop metrics at {where} ({Path(run) / 'eval.json'})")
+    from loopnerf.run_folder import RunFolder
+
+    table = Table(title=f"loop metrics at {where} ({RunFolder(run).eval_path})")
     keys = ["static_psnr", "stderr", "completeness", "coherence", "loopq", "seam_ratio", "motion_ratio"]
     table.add_column("loop")
     for k in keys:

@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from loopnerf.choices import Decoder
 from loopnerf.fields.activations import trunc_exp
 from loopnerf.fields.decoders import make_decoder
 from loopnerf.fields.kplanes import KPlanesGrid, interpolate_features
@@ -28,7 +29,7 @@ class FieldConfig:
     """Space-resolution multipliers; one set of 6 planes per entry."""
     features: int = 16
     """Feature channels per plane (C)."""
-    decoder: str = "linear"
+    decoder: Decoder = "linear"
     """'linear' (explicit, fast, bakeable) or 'mlp' (hybrid)."""
 
 

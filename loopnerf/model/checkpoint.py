@@ -39,13 +39,6 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     os.replace(tmp, path)
 
 
-def finished_or_latest(stage_dir: Path) -> Path:
-    """A stage folder's weights: `model.safetensors` (written when the stage finished),
-    else the resumable `ckpt.safetensors` of an interrupted run."""
-    final = Path(stage_dir) / "model.safetensors"
-    return final if final.is_file() else Path(stage_dir) / "ckpt.safetensors"
-
-
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, generator: torch.Generator | None = None) -> dict:
     """Load what `save_checkpoint` wrote into `model` (and optimizer / generator); returns meta."""
     path = Path(path)

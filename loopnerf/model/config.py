@@ -10,10 +10,10 @@ Presets:
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Callable
 
+from loopnerf.choices import Contraction, KernelBackend, Preset, check_choice, check_choices
 from loopnerf.errors import ConfigError
 from loopnerf.fields.field import FieldConfig, ProposalConfig
 
@@ -43,7 +43,7 @@ class ModelConfig:
     """Samples per ray drawn at each proposal level."""
     samples: int = 24
     """Samples per ray of the main field."""
-    contraction: str = "none"
+    contraction: Contraction = "none"
     """'none' (bounded scene: rays sampled inside the box) or 'mipnerf360' (unbounded)."""
     near: float = 0.05
     """Nearest sample distance from the camera, world units."""
@@ -51,7 +51,7 @@ class ModelConfig:
     """Farthest sample distance (used with contraction), world units."""
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Colour behind the scene (RGB in [0, 1])."""
-    kernel_backend: str = "taichi"
+    kernel_backend: KernelBackend = "taichi"
     """'taichi' (fast kernels) or 'torch' (the plain reference twins)."""
 
 
@@ -76,36 +76,46 @@ class TrainConfig:
 class Stage1Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    preset: str = "cpu"
+    preset: Preset = "cpu"
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
-def preset(name: str) -> Stage1Config:
-    """The named preset ('tiny', 'cpu', 'paper')."""
-    if name == "tiny":
-        return Stage1Config(
-            model=ModelConfig(
-                field=FieldConfig(resolution=(16, 16, 16, 0), multiscale=(1, 2), features=8),
-                proposals=(ProposalConfig((16, 16, 16, 0), 4),),
-                proposal_samples=(32,),
-                samples=16,
-            ),
-            train=TrainConfig(steps=150, rays=512, warmup_steps=20, proposal_anneal_steps=50, eval_every=0, checkpoint_every=100, eval_frames=2),
-            preset="tiny",
-        )
-    if name == "cpu":
-        return Stage1Config(preset="cpu")
-    if name == "paper":
-        return Stage1Config(
-            model=ModelConfig(
-                field=FieldConfig(resolution=(128, 128, 128, 1536), multiscale=(1, 2, 4), features=32),
-                proposals=(ProposalConfig((128, 128, 128, 150), 8), ProposalConfig((256, 256, 256, 150), 8)),
-                proposal_samples=(256, 128),
-                samples=48,
-            ),
-            train=TrainConfig(steps=30000, rays=4096, warmup_steps=512, proposal_anneal_steps=1000, eval_every=5000, checkpoint_every=2000),
-            preset="paper",
-        )
-    raise ConfigError(f"unknown preset {name!r}: use tiny, cpu or paper")
+def _tiny() -> Stage1Config:
+    return Stage1Config(
+        model=ModelConfig(
+            field=FieldConfig(resolution=(16, 16, 16, 0), multiscale=(1, 2), features=8),
+            proposals=(ProposalConfig((16, 16, 16, 0), 4),),
+            proposal_samples=(32,),
+            samples=16,
+        ),
+        train=TrainConfig(steps=150, rays=512, warmup_steps=20, proposal_anneal_steps=50, eval_every=0, checkpoint_every=100, eval_frames=2),
+        preset="tiny",
+    )
+
+
+def _paper() -> Stage1Config:
+    return Stage1Config(
+        model=ModelConfig(
+            field=FieldConfig(resolution=(128, 128, 128, 1536), multiscale=(1, 2, 4), features=32),
+            proposals=(ProposalConfig((128, 128, 128, 150), 8), ProposalConfig((256, 256, 256, 150), 8)),
+            proposal_samples=(256, 128),
+            samples=48,
+        ),
+        train=TrainConfig(steps=30000, rays=4096, warmup_steps=512, proposal_anneal_steps=1000, eval_every=5000, checkpoint_every=2000),
+        preset="paper",
+    )
+
+
+STAGE1_PRESETS: dict[str, Callable[[], Stage1Config]] = {"tiny": _tiny, "cpu": lambda: Stage1Config(preset="cpu"), "paper": _paper}
+"""Stage 1's preset table: name -> a fresh config (see the module docstring)."""
+
+
+def preset(name: Preset) -> Stage1Config:
+    """A fresh copy of the named stage-1 preset."""
+    check_choice(name, Preset, "preset")
+    return STAGE1_PRESETS[name]()
 
 
 AUTO_TIME = 0
@@ -156,15 +166,7 @@ def _build(cls, data):
 
 
 def config_from_dict(data: dict) -> Stage1Config:
-    return _build(Stage1Config, data)
-
-
-def save_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON through a temporary file and rename, so a crash never leaves half a file."""
-    import os
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    """The inverse of `config_to_dict`; unknown keys and values outside a field's choices are errors."""
+    cfg = _build(Stage1Config, data)
+    check_choices(cfg)
+    return cfg

@@ -12,12 +12,14 @@ import torch
 from torch import nn
 
 from loopnerf.fields.field import KPlanesField, ProposalField, contract
+from loopnerf.choices import KernelBackend, check_choice, check_choices
 from loopnerf.model import losses as L
 from loopnerf.model.config import ModelConfig
 from loopnerf.model.sampling import intersect_box, sample_pdf, uniform_edges, weights_from_density
 
 
 def _volume_render(backend: str):
+    check_choice(backend, KernelBackend, "kernel_backend")
     if backend == "taichi":
         from loopnerf.kernels import volume_render
     else:
@@ -41,6 +43,7 @@ class KPlanesModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, box: np.ndarray, *, seed: int = 0) -> None:
         super().__init__()
+        check_choices(cfg, "model.")  # a config edited after construction is checked here
         self.cfg = cfg
         box = np.asarray(box, dtype=np.float64)
         self.register_buffer("box_min", torch.tensor(box[0], dtype=torch.float32))

@@ -1,30 +1,41 @@
 """Stage 1: fit the dynamic k-Planes field to a capture (`loopnerf train`).
 
-Run directory layout (`RUN/stage1/`): `config.json` (the full config plus the
-capture's path and load options), `ckpt.safetensors` (weights + Adam + RNG state,
-written atomically every `checkpoint_every` steps), `model.safetensors` (final
-weights), `eval.json` and `eval.png` (held-out ground truth over render), `log.jsonl`.
+Writes RUN/stage1/ (`loopnerf.run_folder` owns the layout): the config with the
+capture's path and load options, a resumable checkpoint (weights + Adam + RNG state,
+written atomically every `checkpoint_every` steps), the final weights, the held-out
+evaluation and a log.
+
+`TrainCommand` is both the `loopnerf train` command line (tyro builds it from the
+dataclass: the shortcut flags, and every field of the chosen preset's `Stage1Config`
+under `--config.*`) and what `loopnerf.fit` runs from Python.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 from tyro.conf import Positional
 
+from loopnerf.choices import Decoder, KernelBackend, Preset, changed_fields
 from loopnerf.errors import ConfigError, TrainingError
-from loopnerf.model.checkpoint import finished_or_latest, load_checkpoint, save_checkpoint
-from loopnerf.model.config import Stage1Config, config_from_dict, config_to_dict, preset as make_preset, resolve_time_resolution, save_json_atomic
+from loopnerf.json_file import save_json_atomic
+from loopnerf.model.checkpoint import load_checkpoint, save_checkpoint
+from loopnerf.model.config import Stage1Config, config_from_dict, config_to_dict, preset as make_preset, resolve_time_resolution
 from loopnerf.model.kplanes_model import KPlanesModel
 from loopnerf.model.ray_batch import RayBatcher
 from loopnerf.model.render_image import render_image
+from loopnerf.run_folder import RunFolder
+
+Progress = Callable[[int, int], None]
+"""A progress callback: `progress(done, total)`, called as a long step advances."""
 
 
 def lr_factor(step: int, warmup: int, total: int, final: float = 0.01) -> float:
@@ -45,7 +56,8 @@ class Stage1Trainer:
     def __init__(self, capture, cfg: Stage1Config, run_dir: Path, capture_ref: dict | None = None, quiet: bool = False) -> None:
         self.capture = capture
         self.cfg = cfg
-        self.dir = Path(run_dir) / "stage1"
+        self.folder = RunFolder(run_dir)
+        self.dir = self.folder.stage1_dir
         self.quiet = quiet
         self.capture_ref = capture_ref or {}
         resolve_time_resolution(cfg, len(np.unique(capture.times)))
@@ -70,12 +82,12 @@ class Stage1Trainer:
 
     def save(self, final: bool = False) -> None:
         meta = {"step": self.step, "skipped": self.skipped}
-        save_checkpoint(self.dir / "ckpt.safetensors", self.model, self.optimizer, self.generator, meta)
+        save_checkpoint(self.folder.stage1_checkpoint, self.model, self.optimizer, self.generator, meta)
         if final:
-            save_checkpoint(self.dir / "model.safetensors", self.model, None, None, meta)
+            save_checkpoint(self.folder.stage1_weights, self.model, None, None, meta)
 
     def resume(self) -> None:
-        meta = load_checkpoint(self.dir / "ckpt.safetensors", self.model, self.optimizer, self.generator)
+        meta = load_checkpoint(self.folder.stage1_checkpoint, self.model, self.optimizer, self.generator)
         self.step = int(meta.get("step", 0))
         self.skipped = int(meta.get("skipped", 0))
 
@@ -103,7 +115,7 @@ class Stage1Trainer:
                 bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v)) or "loss"
                 raise TrainingError(
                     f"non-finite loss at step {self.step} (in: {bad}); the last good checkpoint is "
-                    f"{self.dir / 'ckpt.safetensors'}. Lower the learning rate, or pass --skip-nonfinite "
+                    f"{self.folder.stage1_checkpoint}. Lower the learning rate, or pass --skip-nonfinite "
                     f"to skip such steps"
                 )
             self.skipped += 1
@@ -117,7 +129,7 @@ class Stage1Trainer:
     # -------------------------------------------------------------- eval
     def evaluate(self, frames: Optional[int] = None, write: bool = True) -> dict:
         """Render held-out frames; PSNR/SSIM per frame and mean; eval.json + eval.png."""
-        from loopnerf.evaluation.metrics import psnr, ssim
+        from loopnerf.image_metrics import psnr, ssim
 
         cap = self.capture
         ids = list(cap.eval_idx) if len(cap.eval_idx) else list(cap.train_idx[:: max(1, len(cap.train_idx) // 4)])
@@ -139,26 +151,30 @@ class Stage1Trainer:
             "frames": rows,
         }
         if write:
-            save_json_atomic(self.dir / "eval.json", result)
+            save_json_atomic(self.folder.stage1_eval_path, result)
             import imageio.v3 as iio
 
             k = min(len(gts), 8)
             strip = np.concatenate([np.concatenate(gts[:k], axis=1), np.concatenate(renders[:k], axis=1)], axis=0)
-            iio.imwrite(self.dir / "eval.png", (np.clip(strip, 0, 1) * 255).astype(np.uint8))
+            iio.imwrite(self.folder.stage1_eval_png, (np.clip(strip, 0, 1) * 255).astype(np.uint8))
         return result
 
     # --------------------------------------------------------------- run
-    def run(self) -> dict:
+    def run(self, progress: Optional[Progress] = None) -> dict:
+        """Train to `train.steps`, then write the final weights and the evaluation.
+
+        progress: called as `progress(step, steps)` every 10 steps instead of the
+        progress bar (which `quiet` also turns off)."""
         tc = self.cfg.train
         self.dir.mkdir(parents=True, exist_ok=True)
-        save_json_atomic(self.dir / "config.json", self.config_dict())
-        log = open(self.dir / "log.jsonl", "a", buffering=1)
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        self.folder.write_stage1_config(self.config_dict())
+        log = open(self.folder.stage1_log, "a", buffering=1)
+        from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         cols = [TextColumn("stage 1"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
         t0 = time.perf_counter()
         last = {"loss": float("nan"), "psnr": float("nan")}
-        with Progress(*cols, disable=self.quiet, transient=False) as bar:
+        with RichProgress(*cols, disable=self.quiet or progress is not None, transient=False) as bar:
             task = bar.add_task("fit", total=tc.steps, completed=self.step, info="")
             steps_done = 0
             tick = time.perf_counter()
@@ -171,6 +187,8 @@ class Stage1Trainer:
                     tick, steps_done = now, 0
                     info = f"loss {last['loss']:.4f}  psnr {last['psnr']:.2f}  {rate:,.0f} rays/s"
                     bar.update(task, completed=self.step, info=info)
+                    if progress is not None:
+                        progress(self.step, tc.steps)
                     log.write(json.dumps({"step": self.step, **last, "rays_per_s": rate}) + "\n")
                 if tc.checkpoint_every and self.step % tc.checkpoint_every == 0:
                     self.save()
@@ -182,7 +200,7 @@ class Stage1Trainer:
         self.save(final=True)
         result = self.evaluate()
         result.update(train_seconds=wall, skipped_steps=self.skipped)
-        save_json_atomic(self.dir / "eval.json", result)
+        save_json_atomic(self.folder.stage1_eval_path, result)
         return result
 
 
@@ -196,99 +214,147 @@ def capture_background(cap) -> tuple[float, float, float]:
     return tuple(float(c) for c in (bg if bg is not None else (1.0, 1.0, 1.0)))
 
 
-def load_stage1(run: Path):
-    """(model, stage-1 config dict) of a finished or checkpointed stage-1 run."""
-    d = Path(run) / "stage1"
-    if not (d / "config.json").is_file():
-        raise ConfigError(f"{run}: no stage-1 run there (missing stage1/config.json); run `loopnerf train` first")
-    info = json.loads((d / "config.json").read_text())
-    cfg = config_from_dict(info["config"])
-    model = KPlanesModel(cfg.model, np.asarray(info["box"]))
-    ck = finished_or_latest(d)
-    load_checkpoint(ck, model)
-    model.eval()
-    return model, info
-
-
-def train(
-    capture: Positional[Path],
-    out: Path = Path("runs/run"),
-    preset: str = "cpu",
-    steps: Optional[int] = None,
-    rays: Optional[int] = None,
-    decoder: Optional[str] = None,
-    time_resolution: Optional[int] = None,
-    kernel: Optional[str] = None,
-    background: Optional[tuple[float, float, float]] = None,
-    downscale: int = 1,
-    resume: bool = False,
-    skip_nonfinite: bool = False,
-    seed: int = 0,
-    quiet: bool = False,
-) -> int:
+@dataclass
+class TrainCommand:
     """Fit a dynamic k-Planes field to CAPTURE (stage 1), writing OUT/stage1/.
+
+    The shortcut flags (--steps, --rays, --decoder, ...) set the most used fields of the
+    preset's config; every other field is under --config.* (its defaults shown are the
+    chosen --preset's). With --resume the run continues as it was configured: any option
+    that would change its config (other than --steps, to train longer) is an error.
 
     Args:
         capture: a capture: nerfstudio folder / transforms.json, D-NeRF folder, D-NeRF .npz,
             or LLFF folder (poses_bounds.npy + videos).
         out: run directory (created); everything a run makes goes there.
         preset: 'tiny' (seconds, for tests), 'cpu' (default; ~10 min on 2 cores), 'paper' (GPU).
-        steps: override the preset's number of optimisation steps.
-        rays: override the rays per step.
-        decoder: override the decoder, 'linear' (bakeable, fast) or 'mlp' (hybrid).
+        steps: the number of optimisation steps (the preset's by default).
+        rays: rays per step.
+        decoder: 'linear' (bakeable, fast) or 'mlp' (hybrid).
         time_resolution: time samples of the space-time planes (default: one per frame, which
             a video with fast repeating motion needs; K-Planes used 25 for D-NeRF's 50
             frames, where every frame is a new viewpoint).
         kernel: 'taichi' (fast kernels, default) or 'torch' (plain reference twins).
-        background: colour behind the scene, RGB in [0, 1] (default white; D-NeRF npz: black).
+        background: colour behind the scene, RGB in [0, 1] (default: what the capture
+            records, else white; D-NeRF npz: black).
         downscale: integer image downscale factor applied on load.
-        resume: continue from OUT/stage1/ckpt.safetensors with the same step, optimizer and RNG state.
+        resume: continue from OUT/stage1/'s checkpoint with the same step, optimizer and RNG state.
         skip_nonfinite: skip (and count) steps whose loss is NaN/Inf instead of stopping.
-        seed: random seed (initialisation and ray sampling).
+        seed: random seed (initialisation and ray sampling; the preset's, 0, by default).
         quiet: no progress bar.
+        config: the full stage-1 config (the preset's values unless set here).
     """
-    from loopnerf.data import load_capture
 
-    run_dir = Path(out)
-    cfg_path = run_dir / "stage1" / "config.json"
-    if resume:
-        if not cfg_path.is_file():
-            raise ConfigError(f"{run_dir}: nothing to resume (no stage1/config.json)")
-        info = json.loads(cfg_path.read_text())
-        cfg = config_from_dict(info["config"])
-        if steps is not None:
-            cfg.train.steps = steps
-        capture_ref = {"capture": info["capture"], "capture_options": info.get("capture_options", {})}
-    else:
-        cfg = make_preset(preset)
-        if steps is not None:
-            cfg.train.steps = steps
-        if rays is not None:
-            cfg.train.rays = rays
-        if decoder is not None:
-            cfg.model.field = replace(cfg.model.field, decoder=decoder)
-        if time_resolution is not None:
-            if time_resolution < 2:
-                raise ConfigError(f"--time-resolution must be at least 2, got {time_resolution}")
+    capture: Positional[Path]
+    out: Path = Path("runs/run")
+    preset: Preset = "cpu"
+    steps: Optional[int] = None
+    rays: Optional[int] = None
+    decoder: Optional[Decoder] = None
+    time_resolution: Optional[int] = None
+    kernel: Optional[KernelBackend] = None
+    background: Optional[tuple[float, float, float]] = None
+    downscale: int = 1
+    resume: bool = False
+    skip_nonfinite: bool = False
+    seed: Optional[int] = None
+    quiet: bool = False
+    config: Stage1Config = field(default_factory=Stage1Config)
+
+    @classmethod
+    def cli_default(cls, args: list[str]) -> "TrainCommand":
+        """The defaults the command line starts from: the chosen preset's config, or with
+        --resume the run's own (so --help and the checks show what the run holds)."""
+        import argparse
+
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--preset", default="cpu")
+        pre.add_argument("--out", type=Path, default=Path("runs/run"))
+        pre.add_argument("--resume", action="store_true")
+        known, _ = pre.parse_known_args(args)
+        import tyro
+
+        folder = RunFolder(known.out)
+        if known.resume and folder.has_stage1():
+            cfg = config_from_dict(folder.read_stage1_config()["config"])
+            return cls(capture=tyro.MISSING, preset=cfg.preset, config=cfg)
+        name = known.preset if known.preset in ("tiny", "cpu", "paper") else "cpu"  # tyro reports a bad value
+        return cls(capture=tyro.MISSING, preset=name, config=make_preset(name))
+
+    def stage1_config(self) -> Stage1Config:
+        """`config` with the shortcut flags applied (a new object; `config` is untouched)."""
+        cfg = copy.deepcopy(self.config)
+        if cfg.preset != self.preset and not self.resume:
+            if cfg != Stage1Config():
+                raise ConfigError(f"config was built from preset {cfg.preset!r} but preset is {self.preset!r}: give one of them")
+            cfg = make_preset(self.preset)  # a Python caller named a preset only
+        if self.steps is not None:
+            cfg.train.steps = int(self.steps)
+        if self.rays is not None:
+            cfg.train.rays = int(self.rays)
+        if self.decoder is not None:
+            cfg.model.field = replace(cfg.model.field, decoder=self.decoder)
+        if self.time_resolution is not None:
+            if self.time_resolution < 2:
+                raise ConfigError(f"--time-resolution must be at least 2, got {self.time_resolution}")
             f = cfg.model.field
-            cfg.model.field = replace(f, resolution=(*f.resolution[:3], time_resolution))
-            cfg.model.proposals = tuple(replace(p, resolution=(*p.resolution[:3], time_resolution)) for p in cfg.model.proposals)
-        if kernel is not None:
-            cfg.model.kernel_backend = kernel
-        if background is not None:
-            cfg.model.background = tuple(float(c) for c in background)
-        cfg.train.seed = seed
-        capture_ref = {"capture": str(Path(capture).resolve()), "capture_options": {"downscale": downscale}}
-    cap = load_capture(capture_ref["capture"], **capture_ref["capture_options"])
-    if not resume and background is None:
-        cfg.model.background = capture_background(cap)
-    trainer = Stage1Trainer(cap, cfg, run_dir, capture_ref, quiet=quiet)
-    trainer.skip_nonfinite = skip_nonfinite
-    if resume:
-        trainer.resume()
-    result = trainer.run()
-    print(
-        f"stage 1 done: held-out PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}, "
-        f"{result['train_seconds']:.0f} s; weights in {trainer.dir / 'model.safetensors'}"
-    )
-    return 0
+            cfg.model.field = replace(f, resolution=(*f.resolution[:3], self.time_resolution))
+            cfg.model.proposals = tuple(replace(p, resolution=(*p.resolution[:3], self.time_resolution)) for p in cfg.model.proposals)
+        if self.kernel is not None:
+            cfg.model.kernel_backend = self.kernel
+        if self.background is not None:
+            cfg.model.background = tuple(float(c) for c in self.background)
+        if self.seed is not None:
+            cfg.train.seed = int(self.seed)
+        if self.downscale < 1:
+            raise ConfigError(f"--downscale must be at least 1, got {self.downscale}")
+        return cfg
+
+    def execute(self, progress: Optional[Progress] = None) -> dict:
+        """Train; returns the evaluation dict (held-out "psnr", "ssim", "train_seconds", ...)."""
+        from loopnerf.data import load_capture
+
+        folder = RunFolder(self.out)
+        if self.resume:
+            if not folder.has_stage1():
+                raise ConfigError(f"{folder.path}: nothing to resume (no stage-1 run there)")
+            info = folder.read_stage1_config()
+            saved = config_from_dict(info["config"])
+            # a config left at its default means "the run's own"
+            cfg = (self if self.config != Stage1Config() else replace(self, config=saved)).stage1_config()
+            ref = {"capture": info["capture"], "capture_options": info.get("capture_options", {})}
+            wanted = {"capture": str(Path(self.capture).resolve()), "capture_options": {"downscale": self.downscale}}
+            diff = [f"{k} ({ref[k]!r} -> {wanted[k]!r})" for k in ref if ref[k] != wanted[k]]
+            if self.preset != saved.preset:
+                diff.append(f"preset ({saved.preset!r} -> {self.preset!r})")
+            diff += [d for d in changed_fields(saved, cfg) if not d.startswith("train.steps ")]
+            if diff:
+                raise ConfigError(
+                    f"--resume continues {folder.path} as it was configured, but these options differ from its "
+                    f"{folder.stage1_config_path.name}: {'; '.join(diff)}. Drop them, or start a new run (another --out)"
+                )
+            capture_ref = ref
+        else:
+            cfg = self.stage1_config()
+            capture_ref = {"capture": str(Path(self.capture).resolve()), "capture_options": {"downscale": self.downscale}}
+        cap = load_capture(capture_ref["capture"], **capture_ref["capture_options"])
+        if not self.resume and self.background is None and cfg.model.background == make_preset(cfg.preset).model.background:
+            cfg.model.background = capture_background(cap)
+        trainer = Stage1Trainer(cap, cfg, folder.path, capture_ref, quiet=self.quiet)
+        trainer.skip_nonfinite = self.skip_nonfinite
+        if self.resume:
+            trainer.resume()
+        return trainer.run(progress)
+
+    def __call__(self) -> int:
+        result = self.execute()
+        print(
+            f"stage 1 done: held-out PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}, "
+            f"{result['train_seconds']:.0f} s; weights in {RunFolder(self.out).stage1_weights}"
+        )
+        return 0
+
+
+def train(capture: Path, out: Path = Path("runs/run"), **options) -> int:
+    """`loopnerf train` from Python with the command's keyword options (see `TrainCommand`)."""
+    return TrainCommand(capture=Path(capture), out=Path(out), **options)()

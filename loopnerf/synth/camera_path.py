@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loopnerf.synth.scene import LOOK_AT
+from loopnerf.synth.parts import LOOK_AT
 
 SCENE_SIZE = 2.0  # world units across the scene (the box is about [-1, 1]^3)
 JITTER = 2e-4  # peak amplitude of each of the 3 jitter sinusoids, in scene sizes

@@ -75,7 +75,7 @@ class SynthConfig:
         eval_every: every `eval_every`-th frame, from frame eval_every // 2, is held out.
     """
 
-    scene: str = "flag"
+    scene: Literal["flag", "windmill", "water", "all"] = "flag"
     frames: int = 240
     size: int = 96
     period: int = 24
@@ -84,7 +84,7 @@ class SynthConfig:
     fps: float = 24.0
     supersample: int = 2
     eval_every: int = 10
-    motion: str = "natural"
+    motion: Literal["natural", "periodic"] = "natural"
     tempo_drift: float = 0.15
     gust: float = 0.3
 

@@ -27,15 +27,10 @@ import numpy as np
 from dataclasses import dataclass
 
 from loopnerf.synth import textures as tx
-from loopnerf.synth.scene import GROUND_Y, Palette, Part, grid_faces, grid_normals, make_part
+from loopnerf.synth.parts import FLAG_ROOT, FLAG_SIZE, GROUND_Y, POOL_CENTER, POOL_SIZE, WINDMILL_HUB, Palette, Part, grid_faces, grid_normals, make_part
 
 TWO_PI = 2.0 * np.pi
 
-FLAG_ROOT = np.array([-0.55, 0.3, -0.3])  # pole position (x, z) and the flag's lower edge (y)
-FLAG_SIZE = (0.9, 0.5)  # width along +X, height along +Y (world units)
-WINDMILL_HUB = np.array([0.45, 0.3, -0.55])  # blades turn in the plane z = -0.55
-POOL_CENTER = (0.0, -0.1)  # (x, z)
-POOL_SIZE = (0.5, 0.4)
 
 
 MOTIONS = ("natural", "periodic")

@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from loopnerf.data.capture import Intrinsics
-from loopnerf.synth.scene import AMBIENT, BACKGROUND, LIGHT_DIR, Part
+from loopnerf.synth.parts import AMBIENT, BACKGROUND, LIGHT_DIR, Part
 
 
 def pixel_rays(c2w: np.ndarray, k: Intrinsics, supersample: int = 1) -> tuple[np.ndarray, np.ndarray]:

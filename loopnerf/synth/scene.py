@@ -15,19 +15,13 @@ geometry of frames k and k + P is bit-identical: the motion is *exactly* periodi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Optional
-
 import numpy as np
 
 from loopnerf.synth import textures as tx
-
-GROUND_Y = -0.6
-SCENE_BOX = np.array([[-1.0, -0.65, -1.0], [1.0, 1.0, 1.0]])
-LOOK_AT = np.array([0.0, -0.1, -0.05])
-BACKGROUND = (0.62, 0.74, 0.88)  # sky colour of rays that hit nothing (RGB in [0, 1])
-LIGHT_DIR = np.array([-0.45, 0.8, 0.4]) / np.linalg.norm([-0.45, 0.8, 0.4])  # towards the sun
-AMBIENT = 0.35  # share of the light that reaches shadowed / back-facing surfaces
+from loopnerf.synth import motion as movers
+from loopnerf.synth.parts import (  # noqa: F401  (re-exported: the scene's public names)
+    AMBIENT, BACKGROUND, FLAG_ROOT, GROUND_Y, LIGHT_DIR, LOOK_AT, POOL_CENTER, POOL_SIZE, SCENE_BOX, WINDMILL_HUB, Palette, Part, grid_faces, grid_normals, make_part,
+)
 
 SCENE_KINDS = {
     "flag": ("flag",),
@@ -35,73 +29,6 @@ SCENE_KINDS = {
     "water": ("water",),
     "all": ("flag", "windmill", "water"),
 }
-
-
-@dataclass
-class Part:
-    """One triangle mesh of the scene with its texture.
-
-    Attributes:
-        name: what it is (for debugging and ground-truth masks).
-        vertices: [V, 3] float32 world positions (this frame's, for a moving part).
-        faces: [F, 3] uint32 vertex indices.
-        tex_coords: [V, 3] float32 material-space position of each vertex (the rest
-            pose, world units); the texture is evaluated at the barycentric blend.
-        albedo: texture, material-space points [M, 3] -> colours [M, 3] in [0, 1].
-        normals: [V, 3] float32 vertex normals for smooth shading, or None for the
-            flat face normal. Either side of a triangle may face the camera: the
-            renderer flips normals towards the viewer (two-sided shading).
-        moving: True for parts rebuilt per frame.
-    """
-
-    name: str
-    vertices: np.ndarray
-    faces: np.ndarray
-    tex_coords: np.ndarray
-    albedo: Callable[[np.ndarray], np.ndarray]
-    normals: Optional[np.ndarray] = None
-    moving: bool = False
-
-
-def make_part(name, vertices, faces, albedo, tex_coords=None, normals=None, moving=False) -> Part:
-    """A `Part` with arrays cast to the renderer's dtypes; tex_coords default to the vertices."""
-    v = np.ascontiguousarray(vertices, dtype=np.float32)
-    t = v if tex_coords is None else np.ascontiguousarray(tex_coords, dtype=np.float32)
-    n = None if normals is None else np.ascontiguousarray(normals, dtype=np.float32)
-    return Part(name, v, np.ascontiguousarray(faces, dtype=np.uint32), t, albedo, n, moving)
-
-
-def grid_faces(nu: int, nv: int) -> np.ndarray:
-    """[2 (nu-1) (nv-1), 3] triangles of a row-major grid of nu x nv vertices (index = i * nv + j)."""
-    i, j = np.meshgrid(np.arange(nu - 1), np.arange(nv - 1), indexing="ij")
-    a = (i * nv + j).ravel()
-    b = a + nv
-    return np.concatenate([np.stack([a, b, a + 1], 1), np.stack([a + 1, b, b + 1], 1)])
-
-
-def grid_normals(p: np.ndarray) -> np.ndarray:
-    """Vertex normals [nu * nv, 3] of a grid surface `p` [nu, nv, 3] (d/du x d/dv, unit)."""
-    du = np.gradient(p, axis=0)
-    dv = np.gradient(p, axis=1)
-    n = np.cross(du, dv).reshape(-1, 3)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-
-class Palette:
-    """Seed-dependent colours: a small hue shift per seed so scenes differ but stay pleasant."""
-
-    def __init__(self, seed: int) -> None:
-        rng = np.random.default_rng([seed, 7])
-        self.hue_shift = float(rng.uniform(-0.06, 0.06))
-        self.noise = tx.ValueNoise(seed)
-
-    def color(self, hue: float, sat: float, val: float) -> np.ndarray:
-        """[3] colour with the palette's hue shift applied."""
-        return tx.hsv_to_rgb(hue + self.hue_shift, sat, val)
-
-    def shade(self, p: np.ndarray, frequency: float, depth: float = 0.3) -> np.ndarray:
-        """[M] multiplicative brightness variation in [1 - depth, 1] from smooth noise."""
-        return 1.0 - depth * self.noise(p, frequency)
 
 
 # --------------------------------------------------------------------------- static parts
@@ -211,8 +138,6 @@ def flag_pole(pal: Palette) -> Part:
     """The flag's pole: a thin grey cylinder from the ground to y = 0.85 at `FLAG_ROOT`."""
     import trimesh
 
-    from loopnerf.synth.motion import FLAG_ROOT
-
     m = trimesh.creation.cylinder(radius=0.022, height=0.85 - GROUND_Y, sections=16)
     local = np.asarray(m.vertices)[:, [0, 2, 1]] * [1, 1, -1]
     faces = np.asarray(m.faces)
@@ -228,8 +153,6 @@ def flag_pole(pal: Palette) -> Part:
 def windmill_tower(pal: Palette) -> list[Part]:
     """The windmill's static body: a tapered tower and a hub (rotationally symmetric)."""
     import trimesh
-
-    from loopnerf.synth.motion import WINDMILL_HUB
 
     hx, hy, hz = WINDMILL_HUB
     top, height = hy + 0.03, hy + 0.03 - GROUND_Y
@@ -254,8 +177,6 @@ def windmill_tower(pal: Palette) -> list[Part]:
 def water_rim(pal: Palette) -> list[Part]:
     """A low stone kerb around the water pool (four thin boxes)."""
     import trimesh
-
-    from loopnerf.synth.motion import POOL_CENTER, POOL_SIZE
 
     cx, cz = POOL_CENTER
     sx, sz = POOL_SIZE
@@ -298,8 +219,6 @@ class SyntheticScene:
         tempo_drift: float = 0.15,
         gust: float = 0.3,
     ) -> None:
-        from loopnerf.synth import motion as movers
-
         self.scene = scene
         self.kinds = SCENE_KINDS[scene]
         self.period = int(period)
