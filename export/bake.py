@@ -157,19 +157,16 @@ def compute_occupancy(
 def _camera_dict(camera: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
-    missing = [k for k in ("c2w", "fx", "fy", "cx", "cy", "width", "height") if k not in camera]
-    if missing:
-        raise LoopFormatError(f"camera is missing {missing}")
-    c2w = np.asarray(camera["c2w"], dtype=np.float64).reshape(4, 4)
-    return {
-        "c2w": c2w.tolist(),
-        "fx": float(camera["fx"]),
-        "fy": float(camera["fy"]),
-        "cx": float(camera["cx"]),
-        "cy": float(camera["cy"]),
-        "width": int(camera["width"]),
-        "height": int(camera["height"]),
-    }
+    from loopnerf.data.capture import Intrinsics
+    from loopnerf.errors import CaptureError
+
+    if "c2w" not in camera:
+        raise LoopFormatError("camera is missing ['c2w']")
+    try:
+        k = Intrinsics.from_dict(camera, "camera")
+    except CaptureError as err:
+        raise LoopFormatError(str(err)) from None
+    return {"c2w": np.asarray(camera["c2w"], dtype=np.float64).reshape(4, 4).tolist(), **k.to_dict()}
 
 
 def bake_loop(

@@ -261,13 +261,13 @@ class Renderer:
     @staticmethod
     def intrinsics_of(loop: "BakedLoop", width: int, height: int) -> Intrinsics:
         """`intrinsics_for` of a baked loop, without a renderer."""
-        cam = loop.camera
-        k = height / float(cam["height"])
+        cam = Intrinsics.from_dict(loop.camera)
+        k = height / float(cam.height)
         return Intrinsics(
-            fx=float(cam["fx"]) * k,
-            fy=float(cam["fy"]) * k,
-            cx=float(cam["cx"]) / float(cam["width"]) * width,
-            cy=float(cam["cy"]) / float(cam["height"]) * height,
+            fx=cam.fx * k,
+            fy=cam.fy * k,
+            cx=cam.cx / cam.width * width,
+            cy=cam.cy / cam.height * height,
             width=int(width),
             height=int(height),
         )

@@ -19,8 +19,9 @@ def _intrinsics_tuple(intrinsics) -> tuple[float, float, float, float, int, int]
         k = intrinsics
         return k.fx, k.fy, k.cx, k.cy, int(k.width), int(k.height)
     if isinstance(intrinsics, dict):
-        k = intrinsics
-        return k["fx"], k["fy"], k["cx"], k["cy"], int(k["width"]), int(k["height"])
+        from loopnerf.data.capture import Intrinsics
+
+        return _intrinsics_tuple(Intrinsics.from_dict(intrinsics))
     fx, fy, cx, cy, w, h = (float(x) for x in intrinsics)
     return fx, fy, cx, cy, int(w), int(h)
 

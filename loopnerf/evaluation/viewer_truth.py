@@ -45,7 +45,7 @@ def viewer_truth_table(renderer, cap_dir: Path, meta: dict) -> dict:
     F = renderer.frames
     out = {}
     for name, cam in meta["cameras"].items():
-        k = Intrinsics(**{key: cam["intrinsics"][key] for key in ("fx", "fy", "cx", "cy", "width", "height")})
+        k = Intrinsics.from_dict(cam["intrinsics"])
         truth = np.stack([iio.imread(Path(cap_dir) / "gt" / f)[..., :3] for f in cam["frames"]]).astype(np.float32) / 255.0
         moving = iio.imread(Path(cap_dir) / "gt" / cam["mask"]) > 127
         if moving.ndim == 3:

@@ -314,7 +314,7 @@ def gt_meta(gt: dict, cfg: SynthConfig) -> dict:
         meta["cameras"][name] = {
             "description": cam["description"],
             "c2w": np.asarray(cam["c2w"]).tolist(),
-            "intrinsics": {"fx": k.fx, "fy": k.fy, "cx": k.cx, "cy": k.cy, "width": k.width, "height": k.height},
+            "intrinsics": k.to_dict(),
             "frames": [f"{name}/{j:05d}.png" for j in range(gt["period"])],
             "mask": f"{name}/mask.png",
             "moving_pixels": int(np.asarray(cam["mask"]).sum()) if "mask" in cam else None,
@@ -327,7 +327,7 @@ def gt_meta(gt: dict, cfg: SynthConfig) -> dict:
             "stop": st["stop"],
             "description": f"true states of still stretch {i} (frames {st['start']}-{st['stop'] - 1}) at its mean pose",
             "c2w": np.asarray(st["c2w"]).tolist(),
-            "intrinsics": {"fx": k.fx, "fy": k.fy, "cx": k.cx, "cy": k.cy, "width": k.width, "height": k.height},
+            "intrinsics": k.to_dict(),
             "frames": [f"stills/{i:02d}/{j:05d}.png" for j in range(st["stop"] - st["start"])],
             "times": list(st["times"]),
             "phases": list(st["phases"]),
