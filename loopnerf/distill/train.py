@@ -29,11 +29,12 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Annotated, Callable, Literal, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import tyro
 from tyro.conf import Positional
 
 from loopnerf.choices import Preset, changed_fields, check_choice, check_choices
@@ -397,7 +398,7 @@ class DistillCommand:
         config: the full distillation config (the preset's values unless set here).
     """
 
-    run: Positional[Path]
+    run: Positional[Annotated[Path, tyro.conf.arg(metavar="RUN")]]
     frames: Optional[int] = None
     preset: Preset = "cpu"
     method: LoopMethod = "loop"

@@ -18,10 +18,11 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Annotated, Callable, Optional
 
 import numpy as np
 import torch
+import tyro
 from tyro.conf import Positional
 
 from loopnerf.choices import Decoder, KernelBackend, Preset, changed_fields
@@ -245,7 +246,7 @@ class TrainCommand:
         config: the full stage-1 config (the preset's values unless set here).
     """
 
-    capture: Positional[Path]
+    capture: Positional[Annotated[Path, tyro.conf.arg(metavar="CAPTURE")]]
     out: Path = Path("runs/run")
     preset: Preset = "cpu"
     steps: Optional[int] = None
