@@ -209,6 +209,28 @@ class LoopModel(KPlanesModel):
         return out
 
 
+def add_loop_regularizer_grads(model: "LoopModel", w) -> dict:
+    """The value of `model.loop_regularizers(w)` (one term, "plane_regularizers"), its
+    gradient added straight into the loop planes' `.grad` by the fused Taichi pass; call
+    it after `backward()` of the other terms. Frozen planes (no grad wanted) are skipped."""
+    from loopnerf.kernels.plane_regularizers import plane_regularizer_grads
+
+    planes = list(model.field.loop_planes)
+    anchors = model.field.anchors()
+    n = len(planes)
+    total = torch.zeros((), dtype=torch.float64)
+    for plane, anchor in zip(planes, anchors):
+        if not plane.requires_grad:
+            continue
+        if plane.grad is None:
+            plane.grad = torch.zeros_like(plane)
+        total = total + plane_regularizer_grads(
+            plane, plane.grad, tv_w=2.0 * w.plane_tv / n, smooth=w.time_smoothness / n, l1=w.l1_time / n,
+            circular=True, anchor=anchor,
+        ).double()
+    return {"plane_regularizers": total.float()}
+
+
 def init_from_stage1_time(stage1: KPlanesModel, times: np.ndarray) -> list[torch.Tensor]:
     """Loop planes sampled from the stage-1 time planes at `times` (capture times in [0, 1],
     one per loop frame): the naive baseline's start, t' = t mod F."""

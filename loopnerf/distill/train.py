@@ -39,6 +39,7 @@ from tyro.conf import Positional
 
 from loopnerf.choices import Preset, changed_fields, check_choice, check_choices
 from loopnerf.errors import ConfigError, TrainingError
+from loopnerf.model.optimizer import make_adam
 from loopnerf.run_folder import LoopMethod, RunFolder
 
 
@@ -207,7 +208,10 @@ class Distiller:
         if self.videos is not None and base == "mean":
             base_times = np.concatenate([np.asarray(v.times, dtype=np.float64) for v in self.videos])
         self.model = LoopModel(self.stage1, cfg.frames, init, base=base, base_times=base_times)
-        self.optimizer = torch.optim.Adam(self.model.loop_parameters(), lr=cfg.lr, eps=1e-15)
+        self.optimizer = make_adam(self.model.loop_parameters(), cfg.lr)
+        # with the Taichi kernels the loop planes' regularizers run fused (value + gradient
+        # in one pass into .grad, after backward); with the torch twins under autograd
+        self.fused_regularizers = self.model.cfg.kernel_backend == "taichi"
         self.step = 0
 
     # ---------------------------------------------------------------- state
@@ -300,7 +304,8 @@ class Distiller:
         lc = cfg.loss
         loss_loop = looping_loss(rendered, ref, patch=lc.patch, frames=lc.frames, stride=lc.stride, frame_stride=lc.frame_stride, alpha=lc.alpha, wrap=lc.wrap)
         terms = {"looping": loss_loop}
-        terms.update(self.model.loop_regularizers(self._weights()))
+        if not self.fused_regularizers:
+            terms.update(self.model.loop_regularizers(self._weights()))
         return sum(terms.values()), terms
 
     def naive_step_loss(self) -> tuple[torch.Tensor, dict]:
@@ -315,7 +320,8 @@ class Distiller:
         out = self.model(batch["origins"], batch["dirs"], self.batch_phase[batch["frame"]])
         rgb = batch["rgb"]
         terms = {"mse": (out["rgb"] - rgb).square().mean()}
-        terms.update(self.model.loop_regularizers(self._weights()))
+        if not self.fused_regularizers:
+            terms.update(self.model.loop_regularizers(self._weights()))
         return sum(terms.values()), terms
 
     def train_step(self) -> dict:
@@ -328,6 +334,12 @@ class Distiller:
         if not torch.isfinite(loss):
             raise TrainingError(f"non-finite distillation loss at step {self.step}; the last checkpoint is {self.folder.loop_checkpoint(self.method)}")
         loss.backward()
+        if self.fused_regularizers:
+            from loopnerf.distill.loop_model import add_loop_regularizer_grads
+
+            terms.update(add_loop_regularizer_grads(self.model, self._weights()))
+            if not all(torch.isfinite(v) for v in terms.values()):
+                raise TrainingError(f"non-finite distillation regularizer at step {self.step}; the last checkpoint is {self.folder.loop_checkpoint(self.method)}")
         self.optimizer.step()
         self.step += 1
         return {k: float(v.detach()) for k, v in terms.items()}

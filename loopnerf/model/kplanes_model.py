@@ -169,6 +169,34 @@ class KPlanesModel(nn.Module):
                 out["l1_time_proposal"] = w.l1_time_proposal * sum(L.l1_time_planes(p.space_time_planes()) for p in props)
         return out
 
+    def add_regularizer_grads(self, w) -> dict:
+        """The value of `regularizers(w)` (as one term, "plane_regularizers"), its gradient
+        added straight into the planes' `.grad` by the fused Taichi pass (no autograd
+        graph, no plane-sized temporaries); call it after `backward()` of the other terms."""
+        g = self.field.grid
+        total = self._grid_regularizer_grads(g, w.plane_tv, w.time_smoothness, w.l1_time)
+        for p in self.proposals:
+            total = total + self._grid_regularizer_grads(p.grid, w.plane_tv_proposal, w.time_smoothness_proposal, w.l1_time_proposal)
+        return {"plane_regularizers": total}
+
+    @staticmethod
+    def _grid_regularizer_grads(grid, tv: float, smooth: float, l1: float) -> torch.Tensor:
+        """One grid's `grid_tv`, `time_smoothness` and `l1_time_planes` (weighted), fused."""
+        from loopnerf.kernels.plane_regularizers import plane_regularizer_grads
+
+        space, space_time = grid.space_planes(), grid.space_time_planes() if grid.dim == 4 else []
+        n, n_t = len(space) + len(space_time), max(len(space_time), 1)
+        total = torch.zeros((), dtype=torch.float64)
+        for plane, is_time in [(q, False) for q in space] + [(q, True) for q in space_time]:
+            if plane.grad is None:
+                plane.grad = torch.zeros_like(plane)
+            tv_coef = 2.0 * tv / n  # plane_tv is 2 (mean dH^2 + mean dW^2); grid_tv its mean over planes
+            total = total + plane_regularizer_grads(
+                plane, plane.grad, tv_w=tv_coef, tv_h=0.0 if is_time else tv_coef,
+                smooth=smooth / n_t if is_time else 0.0, l1=l1 / n_t if is_time else 0.0,
+            ).double()
+        return total.float()
+
     def sampling_losses(self, out: dict, w) -> dict:
         res = {}
         if w.interlevel and self.proposals:

@@ -29,9 +29,13 @@ def grid_tv(space_planes: Iterable[torch.Tensor], space_time_planes: Iterable[to
 
 
 def time_smoothness(space_time_planes: Iterable[torch.Tensor]) -> torch.Tensor:
-    """Mean squared second difference along time (H), averaged over the planes."""
+    """Mean squared second difference along time (H), averaged over the planes (0 for a
+    plane of fewer than 3 time samples, which has no second difference)."""
     terms = []
     for p in space_time_planes:
+        if p.shape[0] < 3:
+            terms.append(p.sum() * 0.0)
+            continue
         first = p[1:] - p[:-1]
         second = first[1:] - first[:-1]
         terms.append(second.square().mean())

@@ -31,6 +31,7 @@ from loopnerf.json_file import save_json_atomic
 from loopnerf.model.checkpoint import load_checkpoint, save_checkpoint
 from loopnerf.model.config import Stage1Config, config_from_dict, config_to_dict, preset as make_preset, resolve_time_resolution
 from loopnerf.model.kplanes_model import KPlanesModel
+from loopnerf.model.optimizer import make_adam
 from loopnerf.model.ray_batch import RayBatcher
 from loopnerf.model.render_image import render_image
 from loopnerf.run_folder import RunFolder
@@ -66,7 +67,10 @@ class Stage1Trainer:
         box = capture.scene_box()
         self.model = KPlanesModel(cfg.model, box, seed=cfg.train.seed)
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr, eps=1e-15)
+        self.optimizer = make_adam(self.model.parameters(), cfg.train.lr)
+        # the Taichi backend also fuses the plane regularizers (value + gradient in one
+        # pass, written into the planes' .grad); the torch backend keeps them under autograd
+        self.fused_regularizers = cfg.model.kernel_backend == "taichi"
         self.batcher = RayBatcher(capture, capture.train_idx)
         self.step = 0
         self.skipped = 0
@@ -100,9 +104,24 @@ class Stage1Trainer:
         mse = (out["rgb"] - batch["rgb"]).square().mean()
         terms = {"mse": mse}
         terms.update(self.model.sampling_losses(out, tc.losses))
-        terms.update(self.model.regularizers(tc.losses))
+        if not self.fused_regularizers:
+            terms.update(self.model.regularizers(tc.losses))
         loss = sum(terms.values())
         return loss, terms
+
+    def _nonfinite(self, terms: dict) -> dict:
+        """Stop with the terms that went non-finite, or (--skip-nonfinite) skip the step."""
+        if not self.skip_nonfinite:
+            bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v)) or "loss"
+            raise TrainingError(
+                f"non-finite loss at step {self.step} (in: {bad}); the last good checkpoint is "
+                f"{self.folder.stage1_checkpoint}. Lower the learning rate, or pass --skip-nonfinite "
+                f"to skip such steps"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skipped += 1
+        self.step += 1
+        return {"loss": float("nan"), "psnr": float("nan"), "skipped": True}
 
     def train_step(self) -> dict:
         tc = self.cfg.train
@@ -112,17 +131,14 @@ class Stage1Trainer:
         loss, terms = self.compute_loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
-            if not self.skip_nonfinite:
-                bad = ", ".join(k for k, v in terms.items() if not torch.isfinite(v)) or "loss"
-                raise TrainingError(
-                    f"non-finite loss at step {self.step} (in: {bad}); the last good checkpoint is "
-                    f"{self.folder.stage1_checkpoint}. Lower the learning rate, or pass --skip-nonfinite "
-                    f"to skip such steps"
-                )
-            self.skipped += 1
-            self.step += 1
-            return {"loss": float("nan"), "psnr": float("nan"), "skipped": True}
+            return self._nonfinite(terms)
         loss.backward()
+        if self.fused_regularizers:
+            reg = self.model.add_regularizer_grads(tc.losses)
+            terms.update(reg)
+            loss = loss.detach() + sum(reg.values())
+            if not torch.isfinite(loss):
+                return self._nonfinite(terms)
         self.optimizer.step()
         self.step += 1
         return {"loss": float(loss.detach()), "psnr": psnr_of(float(terms["mse"].detach()))}

@@ -1,0 +1,155 @@
+"""Speed of one training step of each stage, new against old, one JSON line per figure.
+
+    .venv/bin/python benchmarks/train_step.py [--capture DIR] [--run RUN] [--steps 12] [--preset cpu]
+
+Stage 1 (`--capture`, default the natural-motion demo capture `runs/final/capture`, else
+a synthetic capture rendered at the `cpu` size): a `Stage1Trainer` of the preset in
+three builds, measured interleaved in one process so a busy machine slows all alike:
+
+* `fused`: today's default: Taichi hexplane and volume-rendering kernels, the plane
+  regularizers as one fused Taichi pass into the planes' `.grad`, torch's fused Adam;
+* `before`: the step as it was before the fused pass: Taichi kernels, regularizers
+  under autograd, the for-loop Adam;
+* `twins`: the same step built from the plain-PyTorch twins (kernel backend `torch`,
+  regularizers under autograd, the for-loop Adam).
+
+Each figure is the median over `--steps` steps after a warm-up; `parts` splits a step
+into the render forward + backward (proposals, field, decoder, volume rendering,
+sampling losses), the plane regularizers and the optimizer.
+
+Distillation (`--run`, a run with a stage 1 and segments, default `runs/final/run`):
+a `Distiller` step (`loop` method, the preset's crop) fused vs before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _capture(path: Path | None):
+    from loopnerf.data import load_capture
+
+    if path is not None:
+        return load_capture(path)
+    default = REPO / "runs" / "final" / "capture"
+    if default.is_dir():
+        return load_capture(default)
+    from loopnerf.synth.command import SynthConfig, make_synthetic_capture
+
+    cap, _ = make_synthetic_capture(SynthConfig())
+    return cap
+
+
+def _stage1_trainer(cap, preset: str, build: str):
+    from loopnerf.model.config import preset as make_preset
+    from loopnerf.model.train import Stage1Trainer, capture_background
+
+    cfg = make_preset(preset)
+    cfg.model.background = capture_background(cap)
+    if build == "twins":
+        cfg.model.kernel_backend = "torch"
+    tr = Stage1Trainer(cap, cfg, Path(tempfile.mkdtemp()), {}, quiet=True)
+    if build in ("before", "twins"):
+        tr.fused_regularizers = False
+        tr.optimizer = torch.optim.Adam(tr.model.parameters(), lr=cfg.train.lr, eps=1e-15)
+    tr.step = cfg.train.proposal_anneal_steps  # past the warm-up and the anneal: steady state
+    return tr
+
+
+def _parts(tr) -> dict:
+    """Seconds of the render forward+backward, the regularizers and the optimizer of one step."""
+    tc = tr.cfg.train
+    t0 = time.perf_counter()
+    batch = tr.batcher.sample(tc.rays, tr.generator)
+    out = tr.model(batch["origins"], batch["dirs"], batch["times"], step=tr.step, anneal_steps=tc.proposal_anneal_steps, training=True, generator=tr.generator)
+    loss = (out["rgb"] - batch["rgb"]).square().mean() + sum(tr.model.sampling_losses(out, tc.losses).values())
+    tr.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    t1 = time.perf_counter()
+    if tr.fused_regularizers:
+        tr.model.add_regularizer_grads(tc.losses)
+    else:
+        sum(tr.model.regularizers(tc.losses).values()).backward()
+    t2 = time.perf_counter()
+    tr.optimizer.step()
+    t3 = time.perf_counter()
+    return {"render_ms": 1e3 * (t1 - t0), "regularizers_ms": 1e3 * (t2 - t1), "optimizer_ms": 1e3 * (t3 - t2)}
+
+
+def bench_stage1(cap, preset: str, steps: int) -> None:
+    builds = ["fused", "before", "twins"]
+    trainers = {b: _stage1_trainer(cap, preset, b) for b in builds}
+    for tr in trainers.values():  # warm-up: compile kernels, touch Adam state
+        for _ in range(2):
+            tr.train_step()
+    times = {b: [] for b in builds}
+    parts = {b: [] for b in builds}
+    for _ in range(steps):
+        for b, tr in trainers.items():
+            t0 = time.perf_counter()
+            tr.train_step()
+            times[b].append(time.perf_counter() - t0)
+            parts[b].append(_parts(tr))
+    rays = trainers["fused"].cfg.train.rays
+    med = {b: statistics.median(v) for b, v in times.items()}
+    for b in builds:
+        split = {k: round(statistics.median(p[k] for p in parts[b]), 1) for k in parts[b][0]}
+        print(json.dumps({"benchmark": "stage1_step", "preset": preset, "build": b, "ms_per_step": round(1e3 * med[b], 1),
+                          "rays_per_s": round(rays / med[b]), **split, "threads": torch.get_num_threads()}), flush=True)
+    print(json.dumps({"benchmark": "stage1_step_ratio", "preset": preset, "fused_vs_before": round(med["before"] / med["fused"], 2),
+                      "fused_vs_twins": round(med["twins"] / med["fused"], 2)}), flush=True)
+
+
+def bench_distill(run: Path, preset: str, steps: int) -> None:
+    from loopnerf.distill.train import Distiller, distill_preset
+
+    cfg = distill_preset(preset)
+    builds = {}
+    for b in ("fused", "before"):
+        d = Distiller(run, cfg, "loop", quiet=True)  # train_step writes nothing into the run
+        if b == "before":
+            d.fused_regularizers = False
+            d.optimizer = torch.optim.Adam(d.model.loop_parameters(), lr=cfg.lr, eps=1e-15)
+        d.step = cfg.halve_every * cfg.coarse_levels  # native crops: the steady state
+        builds[b] = d
+    for d in builds.values():
+        d.train_step()
+    times = {b: [] for b in builds}
+    for _ in range(steps):
+        for b, d in builds.items():
+            t0 = time.perf_counter()
+            d.train_step()
+            times[b].append(time.perf_counter() - t0)
+    med = {b: statistics.median(v) for b, v in times.items()}
+    for b in builds:
+        print(json.dumps({"benchmark": "distill_step", "preset": preset, "build": b, "ms_per_step": round(1e3 * med[b], 1)}), flush=True)
+    print(json.dumps({"benchmark": "distill_step_ratio", "preset": preset, "fused_vs_before": round(med["before"] / med["fused"], 2)}), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--capture", type=Path, default=None)
+    parser.add_argument("--run", type=Path, default=REPO / "runs" / "final" / "run")
+    parser.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"])
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["stage1", "distill"])
+    args = parser.parse_args()
+    if "stage1" not in args.skip:
+        bench_stage1(_capture(args.capture), args.preset, args.steps)
+    from loopnerf.run_folder import RunFolder
+
+    if "distill" not in args.skip and RunFolder(args.run).has_segments():
+        bench_distill(args.run, args.preset, args.steps)
+
+
+if __name__ == "__main__":
+    main()
