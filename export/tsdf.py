@@ -126,14 +126,19 @@ class FusionOptions:
             show it where an engine draws the meshes (`splat_colors`, over every view and
             frame, views weighted by `splat_sigma_degrees`); "projection": the colours
             of `recolor` only (a vertex is coloured by the views whose expected depth
-            agrees with its own). Demo loop, glb vs viewer at the default camera / -20 /
-            +20 degrees: projection 21.2 / 21.2 / 16.5 dB, splat 23.7 / 19.4 / 18.8 dB
+            agrees with its own). Demo loop, glb in three.js vs viewer at the default
+            camera / -20 / +20 degrees: projection 21.2 / 21.2 / 16.5 dB, splat 23.5 /
+            19.4 / 18.8 dB; room test loop: 26.2 / 25.4 / 25.1 dB, 28.0 / 25.9 / 25.6 dB
             (the views from the side the capture did not see show haze well in front of
             the fused surface, so projection never lets them colour it).
         splat_sigma_degrees: views whose axis is this many degrees from the default
             camera's weigh e^-1/2 as much in `splat_colors` (None: all the same). Demo
-            loop: None 21.3 / 18.9 / 19.3 dB, 40 21.8 / 19.0 / 19.3 dB, 25 22.6 / 19.1 /
-            19.2 dB (the orbit alone; with the still cameras, 25: 23.7 / 19.4 / 18.8 dB).
+            loop, the orbit's views only (a ray-cast twin of the engine, within 0.2 dB of
+            three.js): None 21.3 / 18.9 / 19.3 dB, 40 21.8 / 19.0 / 19.3 dB, 25 22.6 /
+            19.1 / 19.2 dB; with the still cameras too, 25: 23.7 / 19.4 / 18.8 dB. No
+            weighting reaches 22 dB on both sides: the views left and right of the
+            default camera disagree (colours fitted to one side's views alone give
+            that side 22-27 dB and the other 14-15 dB).
         clear_voxels: static triangles within this many voxels of a moving mesh are
             dropped (`clear_near`: no z-fighting where something moves over a surface).
         color_sigma_degrees: views whose axis is this many degrees from the default
@@ -683,14 +688,9 @@ def fuse_loop(
     return FusedLoop(static, frames, voxel, cams, stats)
 
 
-
-# ------------------------------------------------------------------ colour fit
-def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    c = np.clip(c, 0.0, 1.0)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
+# ------------------------------------------------------------------ colours where the engine draws
 def _linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    """Linear RGB in [0, 1] -> display sRGB (the inverse of `glb.srgb_to_linear`)."""
     c = np.clip(c, 0.0, 1.0)
     return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1.0 / 2.4) - 0.055)
 
@@ -732,6 +732,8 @@ def splat_colors(static: Mesh, frames: Sequence[Mesh], cams: Sequence[np.ndarray
     19.4 / 18.8 dB), and to 16-17 dB with one midpoint subdivision. Returns
     {"pixels": rays used, "vertices": vertices coloured, "seconds"}."""
     import open3d as o3d
+
+    from loopnerf.export.glb import srgb_to_linear
 
     t0 = time.perf_counter()
     F = len(frames)
@@ -778,7 +780,7 @@ def splat_colors(static: Mesh, frames: Sequence[Mesh], cams: Sequence[np.ndarray
                 sel = mesh_of == mi
                 verts[sel] = meshes[mi].faces[prim[sel]].astype(np.int64) + offsets[mi]
             bary = np.stack([1.0 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], axis=1) * float(view_weights[c])
-            color = _srgb_to_linear(rgb_f[k].reshape(-1, 3)[ok].astype(np.float64) / 255.0)
+            color = srgb_to_linear(rgb_f[k].reshape(-1, 3)[ok].astype(np.float64) / 255.0)
             flat = verts.reshape(-1)
             wsum += np.bincount(flat, weights=bary.reshape(-1), minlength=n_vert)
             for ch in range(3):
