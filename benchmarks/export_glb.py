@@ -15,11 +15,23 @@ cameras of `segments.json` beside it):
 - `web_page`: the page opened as a person would: frames seen over 2 s, console errors;
 - `layers`: seconds of `--format layers` and the layers composed back at the default
   camera against the viewer's render (PSNR, all pixels, every loop frame).
+With `--bound` (no export), how far one colour per surface point can match the viewer
+at the default camera and 20 degrees to either side (yaw), at phase 0:
+- `view_dependence`: per camera, the viewer's reference render (192 samples a ray)
+  against the same render with every ray's colour basis taken at the default camera's
+  axis instead of the ray's own direction (PSNR, covered pixels): how much of what a
+  view shows is its direction rather than its surfaces;
+- `one_colour_bound`: the default camera's covered pixels as surface points (its
+  expected depth), kept where the -20 and +20 degree views show them too (their own
+  expected depth within max(2 voxels, 2 %) of the point's); for those, PSNR of each
+  view's colour against the mean of the three (the best one colour per point can do
+  for the three views together, on the part of the image where they agree on depth).
 The viewer renders at the .loop camera's size (intrinsics_for its width x height), the
 engine at the same pinhole camera, so the pixels correspond one to one.
 
 Usage:
-    .venv/bin/python benchmarks/export_glb.py [--loop runs/demo/run/scene.loop] [--out DIR]
+    .venv/bin/python benchmarks/export_glb.py [--loop runs/demo/run/scene.loop] [--out DIR] [--colors projection]
+    .venv/bin/python benchmarks/export_glb.py --bound [--loop ...]
 """
 
 from __future__ import annotations
@@ -162,6 +174,73 @@ def measure_layers(loop_path: Path, out_dir: Path, renderer, *, log: list | None
     return line
 
 
+def measure_bound(loop_path: Path, *, log: list | None = None) -> dict:
+    """The `--bound` figures (module docstring). Returns {"view_dependence": line,
+    "one_colour_bound": line}."""
+    import torch
+
+    from loopnerf.export.loop_format import load_loop
+    from loopnerf.export.reference_render import direction_basis, render_camera
+    from loopnerf.export.tsdf import around_default, covered_depth, focus_depth, ray_z_factor
+    from loopnerf.viewer import Renderer
+
+    baked = load_loop(loop_path)
+    cam = baked.camera
+    W, H = int(cam["width"]), int(cam["height"])
+    renderer = Renderer(baked, W, H)
+    intr = renderer.intrinsics_for(W, H)
+    focus = focus_depth(renderer, baked, intr, 0.5)
+    voxel = focus / float(cam["fy"])
+    names = ("default", "yaw-20", "yaw+20")
+    cams = [around_default(baked, d, focus) for d in (0.0, -20.0, 20.0)]
+    axis = torch.tensor(-np.asarray(cam["c2w"], dtype=np.float64)[:3, 2], dtype=torch.float32)
+
+    def fixed_basis(dirs):
+        return direction_basis(baked, axis.expand_as(dirs).contiguous())
+
+    def psnr(a, b):
+        return -10.0 * math.log10(max(float(np.mean((a - b) ** 2)), 1e-12))
+
+    dep = {}
+    for name, c2w in zip(names, cams):
+        own = render_camera(baked, c2w, intr, 0.0)
+        fixed = render_camera(baked, c2w, intr, 0.0, basis_fn=fixed_basis)
+        m = own["acc"].numpy() >= 0.5
+        dep[name] = psnr(own["rgb"].numpy()[m], fixed["rgb"].numpy()[m])
+    line1 = {"figure": "view_dependence", **{f"psnr_{k}": round(v, 2) for k, v in dep.items()}}
+    _emit(line1, log)
+
+    zf = ray_z_factor(intr)
+    u = (np.arange(W) + 0.5 - intr.cx) / intr.fx
+    v = (np.arange(H) + 0.5 - intr.cy) / intr.fy
+    renders = []
+    for c2w in cams:
+        rgb, depth, opacity = renderer.render_phase_with_opacity(c2w.astype(np.float32), 0.0, intrinsics=intr)
+        renders.append((rgb.astype(np.float64) / 255.0, covered_depth(depth, opacity, baked.far) * zf, opacity >= 0.5))
+    rgb0, z0, ok0 = renders[0]
+    ok0 = ok0 & np.isfinite(z0)
+    z0 = np.where(ok0, z0, 1.0)
+    pc = np.stack(np.broadcast_arrays(u[None, :] * z0, -v[:, None] * z0, -z0), axis=-1)  # OpenGL camera
+    X = pc @ cams[0][:3, :3].T + cams[0][:3, 3]
+    colours, seen = [rgb0], ok0.copy()
+    for c2w, (rgb, z, ok) in zip(cams[1:], renders[1:]):
+        q = (X - c2w[:3, 3]) @ c2w[:3, :3]  # world -> camera (OpenGL)
+        zc = -q[..., 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pu = intr.fx * q[..., 0] / zc + intr.cx
+            pv = -intr.fy * q[..., 1] / zc + intr.cy
+        inside = (zc > 0) & (pu >= 0) & (pu < W) & (pv >= 0) & (pv < H)
+        iu = np.clip(np.floor(np.nan_to_num(pu)).astype(int), 0, W - 1)
+        iv = np.clip(np.floor(np.nan_to_num(pv)).astype(int), 0, H - 1)
+        seen &= inside & ok[iv, iu] & (np.abs(z[iv, iu] - zc) <= np.maximum(2.0 * voxel, 0.02 * zc))
+        colours.append(rgb[iv, iu])
+    mean = sum(colours) / len(colours)
+    line2 = {"figure": "one_colour_bound", "share_of_default_pixels": round(float(seen.sum() / ok0.sum()), 3),
+             **{f"psnr_{k}": round(psnr(c[seen], mean[seen]), 2) for k, c in zip(names, colours)}}
+    _emit(line2, log)
+    return {"view_dependence": line1, "one_colour_bound": line2}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--loop", type=Path, default=REPO / "runs" / "demo" / "run" / "scene.loop")
@@ -170,15 +249,21 @@ def main(argv=None) -> int:
     parser.add_argument("--fuse-height", type=int, default=None, help="as `loopnerf export --fuse-height`")
     parser.add_argument("--voxel", type=float, default=None, help="as `loopnerf export --voxel`")
     parser.add_argument("--subdivide", type=int, default=None, help="as `loopnerf export --subdivide`")
+    parser.add_argument("--colors", choices=("splat", "projection"), default=None, help="as `loopnerf export --colors`")
+    parser.add_argument("--bound", action="store_true",
+                        help="only how far one colour per surface point can match the viewer (no export)")
     args = parser.parse_args(argv)
-    options = {k: v for k, v in (("fuse_height", args.fuse_height), ("voxel", args.voxel), ("subdivide", args.subdivide))
-               if v is not None}
+    options = {k: v for k, v in (("fuse_height", args.fuse_height), ("voxel", args.voxel), ("subdivide", args.subdivide),
+                                 ("colors", args.colors)) if v is not None}
     if not args.loop.exists():
         print(f"{args.loop}: not found (run `loopnerf demo` first, or pass --loop)", file=sys.stderr)
         return 2
     import torch
 
     torch.set_num_threads(1)
+    if args.bound:
+        measure_bound(args.loop)
+        return 0
     if args.out is not None:
         measure(args.loop, args.out, with_layers=not args.no_layers, export_options=options)
     else:

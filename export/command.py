@@ -32,6 +32,7 @@ def export(
     fuse_height: int | None = None,
     min_opacity: float = 0.5,
     subdivide: int = 0,
+    colors: Literal["splat", "projection"] = "splat",
     planes: int = 32,
     quiet: bool = False,
 ) -> int:
@@ -64,6 +65,10 @@ def export(
         min_opacity: glb / web / ply: pixels the viewer covers at least this much are meshed.
         subdivide: glb / web / ply: midpoint subdivisions of the meshes before they are
             coloured from the renders (each quarters the triangles: sharper colour, 4x size).
+        colors: glb / web / ply: "splat" = each vertex the mean of the rendered pixels
+            that show it where an engine draws the meshes; "projection" = only from the
+            views whose expected depth agrees with the vertex's own (see
+            `loopnerf.export.tsdf.FusionOptions.colors`).
         planes: layers: number of RGBA planes between the box's near and far depth.
         quiet: no progress bars.
     """
@@ -83,6 +88,8 @@ def export(
         raise LoopNeRFError(f"--fuse-height must be >= 4 pixels, got {fuse_height}")
     if not 0 <= subdivide <= 3:
         raise LoopNeRFError(f"--subdivide must be 0..3, got {subdivide}")
+    if colors not in ("splat", "projection"):
+        raise LoopNeRFError(f"--colors must be splat or projection, got {colors!r}")
     if not 0.0 < min_opacity < 1.0:
         raise LoopNeRFError(f"--min-opacity must be in (0, 1), got {min_opacity}")
     if stills is not None and not Path(stills).is_file():
@@ -93,7 +100,8 @@ def export(
 
         segments = Path(stills) if stills is not None else RunFolder(scene.parent).segments_path
         poses = still_cameras(segments)
-        options = FusionOptions(voxel=voxel, height=fuse_height, min_opacity=min_opacity, subdivide=subdivide)
+        options = FusionOptions(voxel=voxel, height=fuse_height, min_opacity=min_opacity, subdivide=subdivide,
+                                colors=colors)
         if format == "web":
             from loopnerf.export.web import find_three
 

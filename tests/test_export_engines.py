@@ -298,6 +298,8 @@ def test_bad_options_and_missing_three_are_user_errors(loop_path, tmp_path, monk
         export(loop_path, "glb", tmp_path / "a", voxel=-1.0, quiet=True)
     with pytest.raises(LoopNeRFError, match="--min-opacity"):
         export(loop_path, "glb", tmp_path / "a", min_opacity=1.5, quiet=True)
+    with pytest.raises(LoopNeRFError, match="--colors"):
+        export(loop_path, "glb", tmp_path / "a", colors="texture", quiet=True)
     with pytest.raises(LoopNeRFError, match="no such file"):
         export(loop_path, "glb", tmp_path / "a", stills=tmp_path / "nope.json", quiet=True)
     monkeypatch.setenv("LOOPNERF_THREE", str(tmp_path / "no-three"))
@@ -416,3 +418,49 @@ def test_quantize_over_keeps_the_composite_within_a_fraction_of_a_level():
     assert rms < 0.8 * naive_rms, (rms, naive_rms)  # measured 0.73 on uniform random alpha and colour
     assert np.abs(err[:8]).max() < 1e-12  # opaque pixels: exact
     assert np.all(c8[8:16] == 0) and np.all(a8[8:16] == 0)
+
+
+def test_splat_colors_take_the_mean_of_the_pixels_that_show_each_vertex():
+    """Two views of a square, one all red, one all blue: the vertices both show get the
+    mean (in linear RGB, as an engine blends), a vertex only one view shows gets that
+    view's colour, and one no ray reaches keeps its colour; a view of weight 0 counts
+    for nothing; a moving mesh in front hides the square in its frame."""
+    from loopnerf.export.tsdf import Mesh, splat_colors
+    from loopnerf.viewer import Intrinsics
+
+    intr = Intrinsics(fx=40.0, fy=40.0, cx=16.0, cy=16.0, width=32, height=32)
+    n = 9
+    g = np.linspace(-0.5, 0.5, n)
+    xs, ys = np.meshgrid(g, g)
+    verts = np.stack([xs.ravel(), ys.ravel(), np.zeros(n * n)], axis=1).astype(np.float32)
+    faces = []
+    for i in range(n - 1):
+        for j in range(n - 1):
+            a = i * n + j
+            faces += [[a, a + 1, a + n], [a + 1, a + n + 1, a + n]]
+    far = np.array([[5.0, 5.0, 0.0]], np.float32)  # an extra vertex no triangle uses
+    static = Mesh(np.concatenate([verts, far]), np.asarray(faces, np.int32), np.full((n * n + 1, 3), 0.5, np.float32))
+    cam = np.eye(4)
+    cam[2, 3] = 1.5  # 1.5 units in front of the square, looking down -Z at it (all of it in view)
+    F = 2
+    red = np.zeros((F, 32, 32, 3), np.uint8)
+    red[..., 0] = 255
+    blue = np.zeros_like(red)
+    blue[..., 2] = 255
+    left_only = np.zeros((F, 32, 32), bool)
+    left_only[:, :, :16] = True  # the blue view covers the left half only
+    # frame 1: a small square in front of the centre moves in and hides what is behind it
+    small = Mesh(0.2 * verts + np.float32([0, 0, 0.5]), np.asarray(faces, np.int32), np.zeros((n * n, 3), np.float32))
+    frames = [Mesh.empty(), small]
+    renders = [(red, np.ones((F, 32, 32), bool)), (blue, left_only), (red * 0, np.ones((F, 32, 32), bool))]
+    out = splat_colors(static, frames, [cam, cam, cam], renders, intr, [1.0, 1.0, 0.0])
+    assert out["pixels"] > 0 and out["vertices"] > 0
+    c = static.colors[: n * n].reshape(n, n, 3)
+    mid = (0.5 ** (1 / 2.4)) * 1.055 - 0.055  # linear 0.5 in sRGB
+    np.testing.assert_allclose(c[:, 0, 0], mid, atol=0.02)  # left column: red and blue, equally
+    np.testing.assert_allclose(c[:, 0, 2], mid, atol=0.02)
+    np.testing.assert_allclose(c[:, -1], [[1.0, 0.0, 0.0]] * n, atol=1e-6)  # right column: the red view only
+    np.testing.assert_allclose(static.colors[-1], [0.5, 0.5, 0.5])  # no ray reaches it
+    # frame 1's mesh takes the colours drawn on it (but its outermost vertices, whose
+    # triangles hold no pixel centre)
+    assert np.mean(small.colors[:, 0] > 0.5) > 0.8
