@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from loopnerf.export.color_space import srgb_to_linear
+
 if TYPE_CHECKING:  # pragma: no cover
     from loopnerf.export.loop_format import BakedLoop
     from loopnerf.export.tsdf import FusedLoop, FusionOptions, Mesh
@@ -53,12 +55,6 @@ def up_rotation(up) -> np.ndarray:
         return np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
     k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
     return np.eye(3) + k + k @ k / (1.0 + c)
-
-
-def srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    """Display sRGB in [0, 1] -> linear RGB (IEC 61966-2-1)."""
-    c = np.clip(c, 0.0, 1.0)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
 
 
 class _Buffer:

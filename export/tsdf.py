@@ -681,12 +681,6 @@ def fuse_loop(
 
 
 # ------------------------------------------------------------------ colours where the engine draws
-def _linear_to_srgb(c: np.ndarray) -> np.ndarray:
-    """Linear RGB in [0, 1] -> display sRGB (the inverse of `glb.srgb_to_linear`)."""
-    c = np.clip(c, 0.0, 1.0)
-    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1.0 / 2.4) - 0.055)
-
-
 def pixel_rays(c2w: np.ndarray, intr: "Intrinsics") -> np.ndarray:
     """[H * W, 6] float32 rays (origin, unit direction; world units) through the pixel
     centres of a camera-to-world `c2w` (OpenGL axes), row by row."""
@@ -725,7 +719,7 @@ def splat_colors(static: Mesh, frames: Sequence[Mesh], cams: Sequence[np.ndarray
     {"pixels": rays used, "vertices": vertices coloured, "seconds"}."""
     import open3d as o3d
 
-    from loopnerf.export.glb import srgb_to_linear
+    from loopnerf.export.color_space import linear_to_srgb, srgb_to_linear
 
     t0 = time.perf_counter()
     F = len(frames)
@@ -780,7 +774,7 @@ def splat_colors(static: Mesh, frames: Sequence[Mesh], cams: Sequence[np.ndarray
             n_pixels += len(prim)
     hit_v = wsum > 1e-9
     colors = np.concatenate([m.colors for m in meshes]).astype(np.float32)
-    colors[hit_v] = _linear_to_srgb(acc[hit_v] / wsum[hit_v, None]).astype(np.float32)
+    colors[hit_v] = linear_to_srgb(acc[hit_v] / wsum[hit_v, None]).astype(np.float32)
     for m, a, b in zip(meshes, offsets[:-1], offsets[1:]):
         m.colors[:] = colors[a:b]
     return {"pixels": int(n_pixels), "vertices": int(hit_v.sum()), "seconds": time.perf_counter() - t0}
