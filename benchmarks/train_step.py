@@ -8,8 +8,8 @@ three builds, measured interleaved in one process so a busy machine slows all al
 
 * `fused`: today's default: Taichi hexplane and volume-rendering kernels, the plane
   regularizers as one fused Taichi pass into the planes' `.grad`, torch's fused Adam;
-* `before`: the step as it was before the fused pass: Taichi kernels, regularizers
-  under autograd, the for-loop Adam;
+* `before`: the step as it was before this work: Taichi kernels with the hexplane
+  backward on per-thread private buffers, regularizers under autograd, the for-loop Adam;
 * `twins`: the same step built from the plain-PyTorch twins (kernel backend `torch`,
   regularizers under autograd, the for-loop Adam).
 
@@ -93,12 +93,16 @@ def bench_stage1(cap, preset: str, steps: int) -> None:
             tr.train_step()
     times = {b: [] for b in builds}
     parts = {b: [] for b in builds}
+    from loopnerf.kernels import hexplane
+
     for _ in range(steps):
         for b, tr in trainers.items():
+            hexplane.PLANE_TASK_BACKWARD = b == "fused"
             t0 = time.perf_counter()
             tr.train_step()
             times[b].append(time.perf_counter() - t0)
             parts[b].append(_parts(tr))
+    hexplane.PLANE_TASK_BACKWARD = True
     rays = trainers["fused"].cfg.train.rays
     med = {b: statistics.median(v) for b, v in times.items()}
     for b in builds:
@@ -121,14 +125,18 @@ def bench_distill(run: Path, preset: str, steps: int) -> None:
             d.optimizer = torch.optim.Adam(d.model.loop_parameters(), lr=cfg.lr, eps=1e-15)
         d.step = cfg.halve_every * cfg.coarse_levels  # native crops: the steady state
         builds[b] = d
+    from loopnerf.kernels import hexplane
+
     for d in builds.values():
         d.train_step()
     times = {b: [] for b in builds}
     for _ in range(steps):
         for b, d in builds.items():
+            hexplane.PLANE_TASK_BACKWARD = b == "fused"
             t0 = time.perf_counter()
             d.train_step()
             times[b].append(time.perf_counter() - t0)
+    hexplane.PLANE_TASK_BACKWARD = True
     med = {b: statistics.median(v) for b, v in times.items()}
     for b in builds:
         print(json.dumps({"benchmark": "distill_step", "preset": preset, "build": b, "ms_per_step": round(1e3 * med[b], 1)}), flush=True)

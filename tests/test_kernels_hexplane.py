@@ -75,6 +75,44 @@ def test_matches_reference_float64(dims, scales, channels, base, time_res, chann
     compare(points, planes, wrap_time=wrap_time, channels_last=channels_last, tol=1e-6, seed=n)
 
 
+@pytest.mark.parametrize("dims,scales,channels,base,time_res,channels_last,wrap_time,n", CASES)
+def test_plane_only_gradients_match_reference_float64(dims, scales, channels, base, time_res, channels_last, wrap_time, n):
+    """Training's case: points without gradient, so the CPU backward runs one task per
+    plane on the samples the forward kept; borders, faces and points outside included."""
+    planes = make_planes(dims, scales, channels, base, time_res, torch.float64, channels_last, seed=n + 5)
+    points = random_points(n, dims, torch.float64, seed=n + 6, spread=1.3).detach()
+    with torch.no_grad():
+        points[: n // 4] = points[: n // 4].clamp(-1.0, 1.0).round()  # grid corners and faces
+        if wrap_time:
+            points[:, 3] *= 3.0
+    flat = [p for scale in planes for p in scale]
+    out = hexplane_features(points, planes, wrap_time=wrap_time, channels_last=channels_last)
+    ref = reference.hexplane_features(points, planes, wrap_time=wrap_time, channels_last=channels_last)
+    assert rel_err(out, ref) <= 1e-6
+    upstream = torch.randn(ref.shape, generator=torch.Generator().manual_seed(n), dtype=ref.dtype)
+    got = torch.autograd.grad(out, flat, upstream)
+    want = torch.autograd.grad(ref, flat, upstream)
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert rel_err(g, w) <= 1e-6, f"plane {k}"
+
+
+def test_plane_only_backward_skips_frozen_planes():
+    """Distillation's case: the space planes frozen, only the time planes need gradients."""
+    planes = make_planes(4, 2, 3, (4, 5, 3), 6, torch.float64, True, seed=11)
+    for scale in planes:
+        for k in (0, 1, 3):  # xy, xz, yz
+            scale[k].requires_grad_(False)
+    frozen = planes[0][0].detach().clone()
+    points = random_points(90, 4, torch.float64, seed=12).detach()
+    trainable = [p for scale in planes for p in scale if p.requires_grad]
+    upstream = torch.randn(90, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    got = torch.autograd.grad(hexplane_features(points, planes, wrap_time=True, channels_last=True), trainable, upstream)
+    want = torch.autograd.grad(reference.hexplane_features(points, planes, wrap_time=True, channels_last=True), trainable, upstream)
+    for g, w in zip(got, want):
+        assert rel_err(g, w) <= 1e-6
+    assert torch.equal(planes[0][0], frozen)  # a frozen plane is read, never written
+
+
 @pytest.mark.parametrize("dims", [3, 4])
 def test_points_on_cell_borders_faces_and_outside(dims):
     """Exact grid nodes, the box faces +-1 and points beyond: values and every gradient agree."""
