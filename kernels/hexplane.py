@@ -38,6 +38,10 @@ PLANE_TASK_BACKWARD = True
 backward one task per plane (`backward_by_plane`). False: the per-thread private
 buffers for every case (what the kernel did before; `benchmarks/train_step.py` uses it
 to time the step as it was)."""
+PLANE_TASK_MAX_BYTES = 96 << 20
+"""Largest sample store the plane-task backward keeps (bytes). A distillation step
+evaluates F phases of every sample (590k points on the `cpu` preset: 680 MB of
+samples), where writing and reading the store costs more than the private buffers."""
 
 
 def _axis_resolutions(dims: int, scale: list) -> list[int]:
@@ -275,7 +279,11 @@ class _HexplaneFunction(torch.autograd.Function):
         kern = _kernels(points.dtype, dims, wrap_time, channels)
         # On the CPU, when only the planes need a gradient (training), keep every plane's
         # sample for a backward that runs one task per plane (see `backward_by_plane`).
-        ctx.by_plane = PLANE_TASK_BACKWARD and not runtime.is_cuda() and not ctx.needs_input_grad[0] and any(ctx.needs_input_grad[3:])
+        kept_bytes = points.shape[0] * len(planes_flat) * channels * points.element_size()
+        ctx.by_plane = (
+            PLANE_TASK_BACKWARD and not runtime.is_cuda() and not ctx.needs_input_grad[0]
+            and any(ctx.needs_input_grad[3:]) and kept_bytes <= PLANE_TASK_MAX_BYTES
+        )
         # [N, S, C] written scale by scale; viewed as [N, S * C] (concatenation over scales)
         out = torch.empty(points.shape[0], n_scales, channels, dtype=points.dtype, device=points.device)
         samples = []
