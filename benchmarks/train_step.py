@@ -18,7 +18,11 @@ into the render forward + backward (proposals, field, decoder, volume rendering,
 sampling losses), the plane regularizers and the optimizer.
 
 Distillation (`--run`, a run with a stage 1 and segments, default `runs/final/run`):
-a `Distiller` step (`loop` method, the preset's crop) fused vs before.
+a `Distiller` step (`loop` method, native crops of the preset) `fused` (the loop field
+at all F phases in one kernel with the linear decoder, `render_phases`; the fused
+regularizers and Adam) vs `before` (every ray repeated per phase through
+`render_samples`, regularizers under autograd, the for-loop Adam, the hexplane's
+private-buffer backward).
 """
 
 from __future__ import annotations
@@ -113,6 +117,15 @@ def bench_stage1(cap, preset: str, steps: int) -> None:
                       "fused_vs_twins": round(med["twins"] / med["fused"], 2)}), flush=True)
 
 
+def _render_repeated(self, o, d, smp, frames: int) -> torch.Tensor:
+    """The distillation's render as it was: every ray repeated at each phase, the loop
+    field evaluated as separate 4D points, features through the decoder in torch."""
+    r = o.shape[0]
+    phases = (torch.arange(frames, dtype=torch.float32) / frames).repeat_interleave(r)
+    out = self.model.render_samples(o.repeat(frames, 1), d.repeat(frames, 1), phases, smp["t_edges"].repeat(frames, 1), smp["hit"].repeat(frames))
+    return out["rgb"].view(frames, r, 3)
+
+
 def bench_distill(run: Path, preset: str, steps: int) -> None:
     from loopnerf.distill.train import Distiller, distill_preset
 
@@ -123,6 +136,7 @@ def bench_distill(run: Path, preset: str, steps: int) -> None:
         if b == "before":
             d.fused_regularizers = False
             d.optimizer = torch.optim.Adam(d.model.loop_parameters(), lr=cfg.lr, eps=1e-15)
+            d.render_loop_crop = _render_repeated.__get__(d)
         d.step = cfg.halve_every * cfg.coarse_levels  # native crops: the steady state
         builds[b] = d
     from loopnerf.kernels import hexplane

@@ -146,6 +146,25 @@ class LoopField(nn.Module):
         f = interpolate_features(x4, planes, wrap_time=True, backend=self.base.grid.backend)
         return f.view(r, s, -1)
 
+    def features_at_phases(self, x: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+        """Features [F, R, S, C * S_scales] of points x [R, S, 3] (normalised cube) at every
+        loop phase of `phases` [F]: the same as `features` at each phase, but with the Taichi
+        kernels the frozen space planes are read once per point (`kernels.loop_features`)."""
+        r, n, _ = x.shape
+        pts = x.reshape(-1, 3)
+        grid = self.base.grid
+        if grid.backend == "taichi":
+            from loopnerf.kernels.loop_features import loop_features
+
+            with torch.no_grad():  # the space planes are frozen
+                static = interpolate_features(pts, grid.static_planes_by_scale(), backend="taichi")
+            f = loop_features(pts, phases, static, self.loop_planes_by_scale())
+        else:  # the twin: every point at every phase, as a 4D point
+            t = (phases.to(pts.dtype) * 2.0 - 1.0).repeat_interleave(pts.shape[0])[:, None]
+            x4 = torch.cat([pts.repeat(phases.shape[0], 1), t], dim=-1)
+            f = interpolate_features(x4, self.planes_by_scale(), wrap_time=True, backend=grid.backend)
+        return f.view(phases.shape[0], r, n, -1)
+
     def density(self, x, phase, static: bool = False):
         return self.base.decoder.density(self.features(x, phase, static))
 
@@ -183,6 +202,39 @@ class LoopModel(KPlanesModel):
                 p.requires_grad_(False)
             self.proposals_static = True
         self.frames = int(frames)
+
+    def render_phases(self, origins, dirs, t_edges, hit, phases, *, background=None) -> dict:
+        """Render R rays in the bins `t_edges` [R, S + 1] at every loop phase of `phases` [F]:
+        rgb [F, R, 3], depth [F, R], acc [F, R], weights [F, R, S]. The same as
+        `render_samples` on the rays repeated per phase, with the phase-independent work
+        (points, the space planes, the colour basis of each direction) done once."""
+        f_, r = phases.shape[0], origins.shape[0]
+        x = self._points(origins, dirs, t_edges)
+        decoder = self.field.base.decoder
+        grid = self.field.base.grid
+        linear = getattr(decoder, "kind", None) == "linear"
+        if linear and grid.backend == "taichi":
+            # fused: features -> the linear decoder's logits in one kernel, features never stored
+            from loopnerf.fields.activations import trunc_exp
+            from loopnerf.kernels.loop_features import loop_features_decoded
+
+            pts = x.reshape(-1, 3)
+            with torch.no_grad():  # the space planes and the decoder are frozen
+                static = interpolate_features(pts, grid.static_planes_by_scale(), backend="taichi")
+                basis = decoder.direction_basis(dirs)  # [R, 3, C], once per ray
+            sigma, logits = loop_features_decoded(pts, phases, static, self.field.loop_planes_by_scale(), decoder.sigma.weight.detach(), basis, x.shape[1])
+            density = trunc_exp(sigma + decoder.sigma.bias.detach() - 1.0)
+            rgb = torch.sigmoid(logits)
+        elif linear:
+            feats = self.field.features_at_phases(x, phases)  # [F, R, S, C]
+            density = decoder.density(feats)
+            basis = decoder.direction_basis(dirs)  # [R, 3, C], once per ray
+            rgb = torch.sigmoid(torch.einsum("frsk,rck->frsc", feats, basis))
+        else:
+            feats = self.field.features_at_phases(x, phases)
+            density, rgb = decoder(feats.reshape(f_ * r, *feats.shape[2:]), dirs.repeat(f_, 1))
+        out = self.composite(density.reshape(f_ * r, -1), rgb.reshape(f_ * r, -1, 3), t_edges.repeat(f_, 1), hit.repeat(f_), background)
+        return {k: v.view(f_, r, *v.shape[1:]) for k, v in out.items()}
 
     def loop_parameters(self) -> list[nn.Parameter]:
         return list(self.field.loop_planes)
@@ -265,13 +317,14 @@ def render_loop_frames(model: LoopModel, c2w, intrinsics, frames: int | None = N
     model.eval()
     rgb = torch.empty(f, h * w, 3)
     dep = torch.empty(f, h * w)
-    for i in range(0, origins.shape[0], chunk):
-        o, d = origins[i : i + chunk], dirs[i : i + chunk]
+    rays = max(64, chunk // f)  # rays per pass: F phases each, about `chunk` renders at once
+    phases = torch.arange(f, dtype=torch.float32) / f
+    for i in range(0, origins.shape[0], rays):
+        o, d = origins[i : i + rays], dirs[i : i + rays]
         smp = model.sample_along_rays(o, d, torch.zeros(o.shape[0]))
-        for j in range(f):
-            out = model.render_samples(o, d, torch.full((o.shape[0],), j / f), smp["t_edges"], smp["hit"])
-            rgb[j, i : i + chunk] = out["rgb"]
-            dep[j, i : i + chunk] = out["depth"]
+        out = model.render_phases(o, d, smp["t_edges"], smp["hit"], phases)
+        rgb[:, i : i + rays] = out["rgb"]
+        dep[:, i : i + rays] = out["depth"]
     model.train(was_training)
     rgb = rgb.clamp(0, 1).view(f, h, w, 3).numpy()
     return (rgb, dep.view(f, h, w).numpy()) if depth else rgb

@@ -294,19 +294,22 @@ class Distiller:
         intr = torch.tensor([k.fx, k.fy, k.cx, k.cy], dtype=torch.float32)
         o, d = rays_for_pixels(c2w, intr, u, vv)
         f_ = cfg.frames
-        phases = (torch.arange(f_, dtype=torch.float32) / f_).repeat_interleave(n * n)
         # The proposal fields see static geometry only, so a ray's samples are the same
-        # at every phase: sample once per ray, then evaluate the loop field F times.
+        # at every phase: sample once per ray, then evaluate the loop field at the F phases.
         with torch.no_grad():
             smp = self.model.sample_along_rays(o, d, torch.zeros(n * n))
-        out = self.model.render_samples(o.repeat(f_, 1), d.repeat(f_, 1), phases, smp["t_edges"].repeat(f_, 1), smp["hit"].repeat(f_))
-        rendered = out["rgb"].view(f_, n, n, 3)
+        rendered = self.render_loop_crop(o, d, smp, f_).view(f_, n, n, 3)
         lc = cfg.loss
         loss_loop = looping_loss(rendered, ref, patch=lc.patch, frames=lc.frames, stride=lc.stride, frame_stride=lc.frame_stride, alpha=lc.alpha, wrap=lc.wrap)
         terms = {"looping": loss_loop}
         if not self.fused_regularizers:
             terms.update(self.model.loop_regularizers(self._weights()))
         return sum(terms.values()), terms
+
+    def render_loop_crop(self, o, d, smp, frames: int) -> torch.Tensor:
+        """rgb [F, R, 3] of rays (origins o, directions d [R, 3], proposal samples `smp`)
+        at the loop phases k / F, phase-independent work done once (`render_phases`)."""
+        return self.model.render_phases(o, d, smp["t_edges"], smp["hit"], torch.arange(frames, dtype=torch.float32) / frames)["rgb"]
 
     def naive_step_loss(self) -> tuple[torch.Tensor, dict]:
         """Pixel loss on the original frames, frame i at phase (i mod F) / F."""

@@ -130,9 +130,14 @@ class KPlanesModel(nn.Module):
     def render_samples(self, origins, dirs, times, t_edges, hit, *, static: bool = False, background=None) -> dict:
         """Evaluate the field in the bins `t_edges` [R, S + 1] and composite: rgb [R, 3],
         depth [R] (world units), acc [R], weights [R, S]."""
-        cfg = self.cfg
         x = self._points(origins, dirs, t_edges)
         density, rgb = self.field(x, times, dirs, static=static)
+        return self.composite(density, rgb, t_edges, hit, background)
+
+    def composite(self, density, rgb, t_edges, hit, background=None) -> dict:
+        """Volume-render densities [R, S] and colours [R, S, 3] in the bins `t_edges`
+        [R, S + 1] over the background: rgb [R, 3], depth [R], acc [R], weights [R, S]."""
+        cfg = self.cfg
         deltas = (t_edges[:, 1:] - t_edges[:, :-1]).contiguous()
         density = density * hit[:, None].to(density.dtype)
         color, weights = _volume_render(cfg.kernel_backend)(density.contiguous(), rgb.contiguous(), deltas)
