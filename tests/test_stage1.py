@@ -182,3 +182,21 @@ def test_static_switch_ignores_time_planes(small_capture):
             p.mul_(0.5)
     # three time planes per scale at one half: the full features are 1/8 of the static ones
     torch.testing.assert_close(field.features(x, t), field.features(x, t, static=True) / 8.0)
+
+
+def test_step_lines_report_progress_off_a_terminal(capsys):
+    from loopnerf.data.progress import step_lines
+
+    lines = step_lines("stage 1", 100)  # pytest's stderr is no terminal
+    assert lines.active
+    for step in range(10, 101, 10):
+        lines.update(step, "loss 0.1")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [e.split("  ")[0] for e in err] == [f"stage 1: {k}/100" for k in range(10, 101, 10)]
+    resumed = step_lines("stage 1", 100, start=55)
+    for step in range(60, 101, 10):
+        resumed.update(step)
+    assert capsys.readouterr().err.count("stage 1:") == 5
+    quiet = step_lines("stage 1", 100, quiet=True)
+    quiet.update(100)
+    assert capsys.readouterr().err == ""

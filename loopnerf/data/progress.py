@@ -69,3 +69,30 @@ class progress_callback:
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+class step_lines:
+    """Progress of a training loop where no terminal shows a bar (a log file, CI, a pipe):
+    `update(step, info)` prints one line on stderr each tenth of `total` steps, with the
+    elapsed seconds. `active` is False on a terminal (the rich bar shows progress there)
+    and when `quiet`."""
+
+    def __init__(self, description: str, total: int, *, quiet: bool = False, start: int = 0):
+        import sys
+        import time
+
+        self.description = description
+        self.total = max(int(total), 1)
+        self.active = not quiet and not sys.stderr.isatty()
+        self._start = time.perf_counter()
+        self._next = (int(start) * 10 // self.total + 1)
+
+    def update(self, step: int, info: str = "") -> None:
+        import sys
+        import time
+
+        if not self.active or step * 10 < self._next * self.total:
+            return
+        while self._next <= 10 and step * 10 >= self._next * self.total:
+            self._next += 1
+        print(f"{self.description}: {step}/{self.total}  {info}  ({time.perf_counter() - self._start:.0f} s)", file=sys.stderr, flush=True)

@@ -357,12 +357,17 @@ class Distiller:
         self.dir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         cols = [TextColumn(f"distill ({self.method})"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-        with open(self.folder.loop_log(self.method), "a", buffering=1) as log, Progress(*cols, disable=self.quiet or progress is not None) as bar:
+        from loopnerf.data.progress import step_lines
+
+        lines = step_lines(f"distill ({self.method})", cfg.steps, quiet=self.quiet or progress is not None, start=self.step)
+        with open(self.folder.loop_log(self.method), "a", buffering=1) as log, Progress(*cols, disable=self.quiet or progress is not None or lines.active) as bar:
             task = bar.add_task("d", total=cfg.steps, completed=self.step, info="")
             while self.step < cfg.steps:
                 terms = self.train_step()
                 if self.step % 10 == 0 or self.step == cfg.steps:
-                    bar.update(task, completed=self.step, info="  ".join(f"{k} {v:.4f}" for k, v in terms.items()))
+                    info = "  ".join(f"{k} {v:.4f}" for k, v in terms.items())
+                    bar.update(task, completed=self.step, info=info)
+                    lines.update(self.step, info)
                     log.write(json.dumps({"step": self.step, **terms}) + "\n")
                     if progress is not None:
                         progress(self.step, cfg.steps)

@@ -191,7 +191,10 @@ class Stage1Trainer:
         cols = [TextColumn("stage 1"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
         t0 = time.perf_counter()
         last = {"loss": float("nan"), "psnr": float("nan")}
-        with RichProgress(*cols, disable=self.quiet or progress is not None, transient=False) as bar:
+        from loopnerf.data.progress import step_lines
+
+        lines = step_lines("stage 1", tc.steps, quiet=self.quiet or progress is not None, start=self.step)
+        with RichProgress(*cols, disable=self.quiet or progress is not None or lines.active, transient=False) as bar:
             task = bar.add_task("fit", total=tc.steps, completed=self.step, info="")
             steps_done = 0
             tick = time.perf_counter()
@@ -204,6 +207,7 @@ class Stage1Trainer:
                     tick, steps_done = now, 0
                     info = f"loss {last['loss']:.4f}  psnr {last['psnr']:.2f}  {rate:,.0f} rays/s"
                     bar.update(task, completed=self.step, info=info)
+                    lines.update(self.step, info)
                     if progress is not None:
                         progress(self.step, tc.steps)
                     log.write(json.dumps({"step": self.step, **last, "rays_per_s": rate}) + "\n")
