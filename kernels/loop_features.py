@@ -38,7 +38,7 @@ def _build(real_name: str, channels: int):
     real = ti.f64 if real_name == "float64" else ti.f32
     vec = ti.types.vector(channels, real)
     points_t = ti.types.ndarray(dtype=real, ndim=2)  # [N, 3]
-    phases_t = ti.types.ndarray(dtype=real, ndim=1)  # [F]
+    phases_t = ti.types.ndarray(dtype=real, ndim=1)  # [F] time coordinates 2 p - 1
     rows_t = ti.types.ndarray(dtype=vec, ndim=2)  # static [N, S] of C
     plane_t = ti.types.ndarray(dtype=vec, ndim=2)  # loop plane [F_rows, R] of C
     out_t = ti.types.ndarray(dtype=vec, ndim=3)  # [F, N, S] of C
@@ -52,8 +52,11 @@ def _build(real_name: str, channels: int):
         return i0, ti.min(i0 + 1, res - 1), pos - ti.cast(i0, real)
 
     @ti.func
-    def time_cell(p, rows):
-        pos = p * ti.cast(rows, real)
+    def time_cell(t, rows):
+        """Row cell of time coordinate t = 2 p - 1, computed as the hexplane kernel does
+        (same operations, same rounding: a loop whose phases all start equal is told
+        apart only by these roundings; see `loop_features`)."""
+        pos = (t + 1.0) * 0.5 * ti.cast(rows, real)
         fl = ti.floor(pos)
         r0 = ti.cast(fl, ti.i32) % rows  # Taichi's % on ints follows Python: never negative
         return r0, (r0 + 1) % rows, pos - fl
@@ -303,7 +306,7 @@ def loop_features_decoded(
         raise ValueError(f"sigma_weight must have {n_scales * channels} values, got {sigma_weight.numel()}")
     loop_features_check(points, static, flat, n_scales)
     return _LoopDecoded.apply(
-        points.contiguous(), phases.to(points.dtype).contiguous(), static.contiguous(),
+        points.contiguous(), _time_coordinates(phases, points.dtype), static.contiguous(),
         sigma_weight.reshape(-1).to(points.dtype).contiguous(), basis.to(points.dtype).contiguous(), int(points_per_ray), n_scales, *flat,
     )
 
@@ -331,4 +334,13 @@ def loop_features(points: torch.Tensor, phases: torch.Tensor, static: torch.Tens
     n_scales = len(loop_planes)
     flat = [p.contiguous() for scale in loop_planes for p in scale]
     loop_features_check(points, static, flat, n_scales)
-    return _LoopFeatures.apply(points.contiguous(), phases.to(points.dtype).contiguous(), static.contiguous(), n_scales, *flat)
+    return _LoopFeatures.apply(points.contiguous(), _time_coordinates(phases, points.dtype), static.contiguous(), n_scales, *flat)
+
+
+def _time_coordinates(phases: torch.Tensor, dtype) -> torch.Tensor:
+    """Loop phases [F] -> the field's time coordinates 2 p - 1, in the order of operations
+    `LoopField.features` uses, so both paths round alike. This matters: distilled from
+    loop planes that start equal at every phase (init 'ones'), the phases are told apart
+    only by rounding in the time interpolation, which the looping loss then amplifies;
+    with the phase multiplied out exactly (p * F) the loop never starts to move."""
+    return (phases.to(dtype) * 2.0 - 1.0).contiguous()

@@ -61,6 +61,11 @@ def test_example_script_does_the_whole_job(example_run):
     assert loop.frames == 8  # the tiny distillation preset's F
     frame = iio.imread(out / "frame.png")
     assert frame.shape == (loop.camera["height"], loop.camera["width"], 3) and frame.std() > 5.0
+    # the loop moves: its planes start equal at every phase (init 'ones', plus seeded noise of
+    # relative size init_noise = 1e-3 to break the tie) and training makes them differ more
+    model, _ = run.load_loop_model()
+    motion = [float(q.detach().std(0).mean() / q.detach().abs().mean()) for q in model.field.loop_planes]
+    assert max(motion) > 2e-3, motion
     # the run folder's records read back as typed values
     seg = run.read_segments().longest()
     assert seg.pose.shape == (4, 4) and len(seg.times) == len(seg) >= 25

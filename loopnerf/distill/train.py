@@ -105,6 +105,13 @@ class DistillConfig:
     35.4) and the motion (ratio 0.63 of the truth, stage 1 0.70), but the other views lose
     it (novel camera static region 14.8 dB where 'all' with init 'ones' scores 21.1): a
     one-view loop, so 'all' stays the default."""
+    init_noise: float = 1e-3
+    """With init 'ones' or 'mean' every loop frame starts equal, and the looping loss,
+    whose target for identical frames is identical, cannot tell them apart: the loop
+    would stay still. The loop planes start with this much seeded noise (relative to
+    their mean magnitude). Before it existed only rounding in the time interpolation broke
+    the tie, so loops of F = 8, 16 or 32 frames (phases k / F exact in binary) never
+    moved."""
     init: Literal["ones", "segment", "mean"] = "ones"
     """Where the loop planes start (method 'loop'): 'segment' (stage 1's time planes at F
     consecutive frame times from the middle of the longest still segment: the scene stage
@@ -208,6 +215,11 @@ class Distiller:
         if self.videos is not None and base == "mean":
             base_times = np.concatenate([np.asarray(v.times, dtype=np.float64) for v in self.videos])
         self.model = LoopModel(self.stage1, cfg.frames, init, base=base, base_times=base_times)
+        if method == "loop" and init is None and cfg.init_noise > 0:
+            noise = torch.Generator().manual_seed(cfg.seed + 7919)  # its own stream: the crops' draws stay as they were
+            with torch.no_grad():
+                for p in self.model.field.loop_planes:
+                    p.add_(torch.randn(p.shape, generator=noise) * (cfg.init_noise * float(p.abs().mean())))
         self.optimizer = make_adam(self.model.loop_parameters(), cfg.lr)
         # with the Taichi kernels the loop planes' regularizers run fused (value + gradient
         # in one pass into .grad, after backward); with the torch twins under autograd
