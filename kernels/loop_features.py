@@ -67,6 +67,24 @@ def _build(real_name: str, channels: int):
         hi = plane[r1, u0] + wu * (plane[r1, u1] - plane[r1, u0])
         return lo + wr * (hi - lo)
 
+    @ti.func
+    def scatter(planes: ti.template(), grads: ti.template(), chunk, cells: ti.template(), t, g):
+        """Add g [C] (d loss / d the feature product of one point, phase and scale, times the
+        static part) through the product into the three loop planes' gradient buffers."""
+        r0, r1, wr = time_cell(t, planes[0].shape[0])
+        vals = [sample(planes[a], r0, r1, wr, cells[a][0], cells[a][1], cells[a][2]) for a in ti.static(range(3))]
+        for a in ti.static(range(3)):
+            others = g
+            for b in ti.static(range(3)):
+                if ti.static(b != a):
+                    others = others * vals[b]
+            u0, u1, wu = cells[a]
+            gp = ti.static(grads[a])
+            gp[chunk, r0, u0] = gp[chunk, r0, u0] + ((1.0 - wr) * (1.0 - wu)) * others
+            gp[chunk, r0, u1] = gp[chunk, r0, u1] + ((1.0 - wr) * wu) * others
+            gp[chunk, r1, u0] = gp[chunk, r1, u0] + (wr * (1.0 - wu)) * others
+            gp[chunk, r1, u1] = gp[chunk, r1, u1] + (wr * wu) * others
+
     @ti.kernel
     def forward(points: points_t, phases: phases_t, static: rows_t, lx: plane_t, ly: plane_t, lz: plane_t, out: out_t, scale: ti.i32):
         planes = ti.static((lx, ly, lz))
@@ -97,20 +115,7 @@ def _build(real_name: str, channels: int):
                 cells = [space_cell(points[n, a], planes[a].shape[1]) for a in ti.static(range(3))]
                 s = static[n, scale]
                 for f in range(n_phases):
-                    r0, r1, wr = time_cell(phases[f], lx.shape[0])
-                    vals = [sample(planes[a], r0, r1, wr, cells[a][0], cells[a][1], cells[a][2]) for a in ti.static(range(3))]
-                    g = grad_out[f, n, scale] * s
-                    for a in ti.static(range(3)):
-                        others = g
-                        for b in ti.static(range(3)):
-                            if ti.static(b != a):
-                                others = others * vals[b]
-                        u0, u1, wu = cells[a]
-                        gp = ti.static(grads[a])
-                        gp[chunk, r0, u0] = gp[chunk, r0, u0] + ((1.0 - wr) * (1.0 - wu)) * others
-                        gp[chunk, r0, u1] = gp[chunk, r0, u1] + ((1.0 - wr) * wu) * others
-                        gp[chunk, r1, u0] = gp[chunk, r1, u0] + (wr * (1.0 - wu)) * others
-                        gp[chunk, r1, u1] = gp[chunk, r1, u1] + (wr * wu) * others
+                    scatter(planes, grads, chunk, cells, phases[f], grad_out[f, n, scale] * s)
 
     vec3 = ti.types.vector(3, real)
     logits_t = ti.types.ndarray(dtype=real, ndim=2)  # [N, F]
@@ -162,19 +167,7 @@ def _build(real_name: str, channels: int):
                     gr = g_rgb[n, f]
                     # d loss / d features of this scale, then through the product
                     g = (g_sigma[n, f] * w + gr[0] * b0 + gr[1] * b1 + gr[2] * b2) * s
-                    r0, r1, wr = time_cell(phases[f], lx.shape[0])
-                    vals = [sample(planes[a], r0, r1, wr, cells[a][0], cells[a][1], cells[a][2]) for a in ti.static(range(3))]
-                    for a in ti.static(range(3)):
-                        others = g
-                        for b in ti.static(range(3)):
-                            if ti.static(b != a):
-                                others = others * vals[b]
-                        u0, u1, wu = cells[a]
-                        gp = ti.static(grads[a])
-                        gp[chunk, r0, u0] = gp[chunk, r0, u0] + ((1.0 - wr) * (1.0 - wu)) * others
-                        gp[chunk, r0, u1] = gp[chunk, r0, u1] + ((1.0 - wr) * wu) * others
-                        gp[chunk, r1, u0] = gp[chunk, r1, u0] + (wr * (1.0 - wu)) * others
-                        gp[chunk, r1, u1] = gp[chunk, r1, u1] + (wr * wu) * others
+                    scatter(planes, grads, chunk, cells, phases[f], g)
 
     return {"forward": forward, "backward": backward, "decoded_forward": decoded_forward, "decoded_backward": decoded_backward}
 
