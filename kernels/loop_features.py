@@ -21,7 +21,8 @@ hundred kB that stay in cache). Here the space part is read once per point.
 
 Gradient: with respect to the loop planes only (the space planes are frozen in
 distillation; `static` and the points get none). On the CPU each thread scatters into
-its own copy of the (small) loop-plane gradients, summed afterwards; on CUDA atomics.
+its own copy of the (small) loop-plane gradients, summed afterwards; on CUDA one task
+per point and atomic adds (not run on a GPU yet; the tests run that path on the CPU).
 """
 
 from typing import Sequence
@@ -33,7 +34,7 @@ from . import runtime
 _KERNELS: dict = {}
 
 
-def _build(real_name: str, channels: int):
+def _build(real_name: str, channels: int, private: bool):
     ti = runtime._taichi()
     real = ti.f64 if real_name == "float64" else ti.f32
     vec = ti.types.vector(channels, real)
@@ -80,10 +81,16 @@ def _build(real_name: str, channels: int):
                     others = others * vals[b]
             u0, u1, wu = cells[a]
             gp = ti.static(grads[a])
-            gp[chunk, r0, u0] = gp[chunk, r0, u0] + ((1.0 - wr) * (1.0 - wu)) * others
-            gp[chunk, r0, u1] = gp[chunk, r0, u1] + ((1.0 - wr) * wu) * others
-            gp[chunk, r1, u0] = gp[chunk, r1, u0] + (wr * (1.0 - wu)) * others
-            gp[chunk, r1, u1] = gp[chunk, r1, u1] + (wr * wu) * others
+            if ti.static(private):  # this chunk's own buffer: plain read-add-write
+                gp[chunk, r0, u0] = gp[chunk, r0, u0] + ((1.0 - wr) * (1.0 - wu)) * others
+                gp[chunk, r0, u1] = gp[chunk, r0, u1] + ((1.0 - wr) * wu) * others
+                gp[chunk, r1, u0] = gp[chunk, r1, u0] + (wr * (1.0 - wu)) * others
+                gp[chunk, r1, u1] = gp[chunk, r1, u1] + (wr * wu) * others
+            else:  # one buffer for all threads (CUDA): atomic adds
+                gp[0, r0, u0] += ((1.0 - wr) * (1.0 - wu)) * others
+                gp[0, r0, u1] += ((1.0 - wr) * wu) * others
+                gp[0, r1, u0] += (wr * (1.0 - wu)) * others
+                gp[0, r1, u1] += (wr * wu) * others
 
     @ti.kernel
     def forward(points: points_t, phases: phases_t, static: rows_t, lx: plane_t, ly: plane_t, lz: plane_t, out: out_t, scale: ti.i32):
@@ -109,9 +116,13 @@ def _build(real_name: str, channels: int):
         grads = ti.static((gx, gy, gz))
         n_points = points.shape[0]
         n_phases = phases.shape[0]
-        ti.loop_config(block_dim=1)  # one task per chunk (needs runtime.fixed_cpu_block_dim)
-        for chunk in range(n_chunks):
-            for n in range(chunk * chunk_size, ti.min((chunk + 1) * chunk_size, n_points)):  # serial in a chunk
+        if ti.static(private):
+            ti.loop_config(block_dim=1)  # one task per chunk (needs runtime.fixed_cpu_block_dim)
+        for chunk in range(n_chunks):  # private: a few chunks of points; else one task per point
+            start, stop = chunk, chunk + 1
+            if ti.static(private):
+                start, stop = chunk * chunk_size, ti.min((chunk + 1) * chunk_size, n_points)
+            for n in range(start, stop):  # serial in a chunk
                 cells = [space_cell(points[n, a], planes[a].shape[1]) for a in ti.static(range(3))]
                 s = static[n, scale]
                 for f in range(n_phases):
@@ -155,9 +166,13 @@ def _build(real_name: str, channels: int):
         planes = ti.static((lx, ly, lz))
         grads = ti.static((gx, gy, gz))
         n_points = points.shape[0]
-        ti.loop_config(block_dim=1)  # one task per chunk (needs runtime.fixed_cpu_block_dim)
-        for chunk in range(n_chunks):
-            for n in range(chunk * chunk_size, ti.min((chunk + 1) * chunk_size, n_points)):  # serial in a chunk
+        if ti.static(private):
+            ti.loop_config(block_dim=1)  # one task per chunk (needs runtime.fixed_cpu_block_dim)
+        for chunk in range(n_chunks):  # private: a few chunks of points; else one task per point
+            start, stop = chunk, chunk + 1
+            if ti.static(private):
+                start, stop = chunk * chunk_size, ti.min((chunk + 1) * chunk_size, n_points)
+            for n in range(start, stop):  # serial in a chunk
                 cells = [space_cell(points[n, a], planes[a].shape[1]) for a in ti.static(range(3))]
                 s = static[n, scale]
                 ray = n // per_ray
@@ -172,8 +187,18 @@ def _build(real_name: str, channels: int):
     return {"forward": forward, "backward": backward, "decoded_forward": decoded_forward, "decoded_backward": decoded_backward}
 
 
-def _kernels(dtype: torch.dtype, channels: int):
-    key = (runtime.runtime_token(), str(dtype).split(".")[-1], channels)
+PRIVATE_BUFFERS = True
+"""On the CPU the backward scatters into per-thread private buffers (float atomics are
+compare-and-swap loops there); CUDA always uses one buffer and atomic adds. False forces
+the atomic path on the CPU too (the tests check it against the twin)."""
+
+
+def _private() -> bool:
+    return PRIVATE_BUFFERS and not runtime.is_cuda()
+
+
+def _kernels(dtype: torch.dtype, channels: int, private: bool = True):
+    key = (runtime.runtime_token(), str(dtype).split(".")[-1], channels, private)
     if key not in _KERNELS:
         _KERNELS[key] = _build(*key[1:])
     return _KERNELS[key]
@@ -208,19 +233,20 @@ class _LoopFeatures(torch.autograd.Function):
         if n == 0 or phases.shape[0] == 0:
             return (None, None, None, None, *(torch.zeros_like(p) if need else None for p, need in zip(loop_flat, needs)))
         runtime.ensure_taichi(points.device)
-        kern = _kernels(points.dtype, channels)
-        cuda = runtime.is_cuda()
-        n_chunks = 1 if cuda else max(1, min(runtime.cpu_threads(), n))
-        chunk_size = -(-n // n_chunks) if not cuda else n
+        private = _private()
+        kern = _kernels(points.dtype, channels, private)
+        n_chunks = max(1, min(runtime.cpu_threads(), n)) if private else n
+        n_buffers = n_chunks if private else 1
+        chunk_size = -(-n // n_chunks)
         grad_out = grad_out.detach().contiguous().view(phases.shape[0], n, n_scales, channels)
         static_rows = static.view(n, n_scales, channels)
         grads = []
         for s in range(n_scales):
             scale = loop_flat[3 * s : 3 * s + 3]
-            buffers = [torch.zeros((n_chunks,) + tuple(p.shape), dtype=p.dtype, device=p.device) for p in scale]
+            buffers = [torch.zeros((n_buffers,) + tuple(p.shape), dtype=p.dtype, device=p.device) for p in scale]
             with runtime.fixed_cpu_block_dim():
                 kern["backward"](points, phases, static_rows, *scale, grad_out, s, *buffers, n_chunks, chunk_size)
-            grads.extend(b.sum(dim=0) if n_chunks > 1 else b[0] for b in buffers)
+            grads.extend(b.sum(dim=0) if n_buffers > 1 else b[0] for b in buffers)
         return (None, None, None, None, *(g if need else None for g, need in zip(grads, needs)))
 
 
@@ -259,10 +285,11 @@ class _LoopDecoded(torch.autograd.Function):
             return (*none, *(torch.zeros_like(p) if need else None for p, need in zip(loop_flat, needs)))
         channels = loop_flat[0].shape[2]
         runtime.ensure_taichi(points.device)
-        kern = _kernels(points.dtype, channels)
-        cuda = runtime.is_cuda()
-        n_chunks = 1 if cuda else max(1, min(runtime.cpu_threads(), n))
-        chunk_size = n if cuda else -(-n // n_chunks)
+        private = _private()
+        kern = _kernels(points.dtype, channels, private)
+        n_chunks = max(1, min(runtime.cpu_threads(), n)) if private else n
+        n_buffers = n_chunks if private else 1
+        chunk_size = -(-n // n_chunks)
         g_sigma = (torch.zeros(phases.shape[0], n, dtype=points.dtype, device=points.device) if g_sigma is None else g_sigma).t().contiguous()
         g_rgb = (torch.zeros(phases.shape[0], n, 3, dtype=points.dtype, device=points.device) if g_rgb is None else g_rgb).transpose(0, 1).contiguous()
         static_rows = static.view(n, n_scales, channels)
@@ -271,10 +298,10 @@ class _LoopDecoded(torch.autograd.Function):
         grads = []
         for s in range(n_scales):
             scale = loop_flat[3 * s : 3 * s + 3]
-            buffers = [torch.zeros((n_chunks,) + tuple(p.shape), dtype=p.dtype, device=p.device) for p in scale]
+            buffers = [torch.zeros((n_buffers,) + tuple(p.shape), dtype=p.dtype, device=p.device) for p in scale]
             with runtime.fixed_cpu_block_dim():
                 kern["decoded_backward"](points, phases, static_rows, *scale, w_rows, basis_rows, per_ray, g_sigma, g_rgb, s, *buffers, n_chunks, chunk_size)
-            grads.extend(b.sum(dim=0) if n_chunks > 1 else b[0] for b in buffers)
+            grads.extend(b.sum(dim=0) if n_buffers > 1 else b[0] for b in buffers)
         return (*none, *(g if need else None for g, need in zip(grads, needs)))
 
 

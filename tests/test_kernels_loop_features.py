@@ -102,3 +102,12 @@ def test_render_phases_matches_render_samples_on_repeated_rays():
     g_rep = torch.autograd.grad((rep["rgb"].view(f, r, 3) * up).sum(), planes)
     for a, b in zip(g_fused, g_rep):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_the_atomic_backward_matches_too(monkeypatch):
+    """CUDA's path (one buffer, one task per point, atomic adds), run on the CPU."""
+    from loopnerf.kernels import loop_features as lf
+
+    monkeypatch.setattr(lf, "PRIVATE_BUFFERS", False)
+    test_features_match_the_repeated_hexplane_in_float64(0)
+    test_decoded_logits_match_the_linear_decoder_in_float64()
