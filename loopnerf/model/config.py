@@ -39,8 +39,10 @@ class ModelConfig:
         ProposalConfig((64, 64, 64, 0), 8),
         ProposalConfig((128, 128, 128, 0), 8),
     )
-    proposal_samples: tuple[int, ...] = (64, 32)
-    """Samples per ray drawn at each proposal level."""
+    proposal_samples: tuple[int, ...] = (48, 24)
+    """Samples per ray drawn at each proposal level. 48 + 24 (was 64 + 32): on the demo
+    capture held-out PSNR 31.04 dB (64 + 32: 31.01), a training step 6 % and a render
+    17 % faster (103 vs 110 ms, 193 vs 233 ms at 96 px, measured side by side)."""
     samples: int = 24
     """Samples per ray of the main field."""
     contraction: Contraction = "none"
