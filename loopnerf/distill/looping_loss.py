@@ -30,6 +30,7 @@ import torch
 
 from loopnerf.patches import nearest_patch_target, pad_loop
 
+
 def looping_loss(
     rendered: torch.Tensor,
     reference: torch.Tensor,
