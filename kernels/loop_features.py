@@ -204,6 +204,27 @@ def _kernels(dtype: torch.dtype, channels: int, private: bool = True):
     return _KERNELS[key]
 
 
+def _loop_plane_grads(points, loop_flat, n_scales: int, kernel: str, args) -> list:
+    """The loop planes' gradients from backward kernel `kernel`, scale by scale:
+    `args(s, scale_planes)` gives its leading arguments; the gradient buffers (one per
+    thread on the CPU, summed; one with atomics on CUDA) and the chunking follow."""
+    n = points.shape[0]
+    runtime.ensure_taichi(points.device)
+    private = _private()
+    kern = _kernels(points.dtype, loop_flat[0].shape[2], private)
+    n_chunks = max(1, min(runtime.cpu_threads(), n)) if private else n
+    n_buffers = n_chunks if private else 1
+    chunk_size = -(-n // n_chunks)
+    grads = []
+    for s in range(n_scales):
+        scale = loop_flat[3 * s : 3 * s + 3]
+        buffers = [torch.zeros((n_buffers,) + tuple(p.shape), dtype=p.dtype, device=p.device) for p in scale]
+        with runtime.fixed_cpu_block_dim():
+            kern[kernel](*args(s, scale), *buffers, n_chunks, chunk_size)
+        grads.extend(b.sum(dim=0) if n_buffers > 1 else b[0] for b in buffers)
+    return grads
+
+
 class _LoopFeatures(torch.autograd.Function):
     @staticmethod
     def forward(ctx, points, phases, static, n_scales, *loop_flat):
@@ -232,21 +253,12 @@ class _LoopFeatures(torch.autograd.Function):
         n = points.shape[0]
         if n == 0 or phases.shape[0] == 0:
             return (None, None, None, None, *(torch.zeros_like(p) if need else None for p, need in zip(loop_flat, needs)))
-        runtime.ensure_taichi(points.device)
-        private = _private()
-        kern = _kernels(points.dtype, channels, private)
-        n_chunks = max(1, min(runtime.cpu_threads(), n)) if private else n
-        n_buffers = n_chunks if private else 1
-        chunk_size = -(-n // n_chunks)
         grad_out = grad_out.detach().contiguous().view(phases.shape[0], n, n_scales, channels)
         static_rows = static.view(n, n_scales, channels)
-        grads = []
-        for s in range(n_scales):
-            scale = loop_flat[3 * s : 3 * s + 3]
-            buffers = [torch.zeros((n_buffers,) + tuple(p.shape), dtype=p.dtype, device=p.device) for p in scale]
-            with runtime.fixed_cpu_block_dim():
-                kern["backward"](points, phases, static_rows, *scale, grad_out, s, *buffers, n_chunks, chunk_size)
-            grads.extend(b.sum(dim=0) if n_buffers > 1 else b[0] for b in buffers)
+        grads = _loop_plane_grads(
+            points, loop_flat, n_scales, "backward",
+            lambda s, scale: (points, phases, static_rows, *scale, grad_out, s),
+        )
         return (None, None, None, None, *(g if need else None for g, need in zip(grads, needs)))
 
 
@@ -284,24 +296,15 @@ class _LoopDecoded(torch.autograd.Function):
         if not any(needs) or n == 0 or phases.shape[0] == 0:
             return (*none, *(torch.zeros_like(p) if need else None for p, need in zip(loop_flat, needs)))
         channels = loop_flat[0].shape[2]
-        runtime.ensure_taichi(points.device)
-        private = _private()
-        kern = _kernels(points.dtype, channels, private)
-        n_chunks = max(1, min(runtime.cpu_threads(), n)) if private else n
-        n_buffers = n_chunks if private else 1
-        chunk_size = -(-n // n_chunks)
         g_sigma = (torch.zeros(phases.shape[0], n, dtype=points.dtype, device=points.device) if g_sigma is None else g_sigma).t().contiguous()
         g_rgb = (torch.zeros(phases.shape[0], n, 3, dtype=points.dtype, device=points.device) if g_rgb is None else g_rgb).transpose(0, 1).contiguous()
         static_rows = static.view(n, n_scales, channels)
         w_rows = w_sigma.view(n_scales, channels)
         basis_rows = basis.view(basis.shape[0], 3, n_scales, channels)
-        grads = []
-        for s in range(n_scales):
-            scale = loop_flat[3 * s : 3 * s + 3]
-            buffers = [torch.zeros((n_buffers,) + tuple(p.shape), dtype=p.dtype, device=p.device) for p in scale]
-            with runtime.fixed_cpu_block_dim():
-                kern["decoded_backward"](points, phases, static_rows, *scale, w_rows, basis_rows, per_ray, g_sigma, g_rgb, s, *buffers, n_chunks, chunk_size)
-            grads.extend(b.sum(dim=0) if n_buffers > 1 else b[0] for b in buffers)
+        grads = _loop_plane_grads(
+            points, loop_flat, n_scales, "decoded_backward",
+            lambda s, scale: (points, phases, static_rows, *scale, w_rows, basis_rows, per_ray, g_sigma, g_rgb, s),
+        )
         return (*none, *(g if need else None for g, need in zip(grads, needs)))
 
 

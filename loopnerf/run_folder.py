@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 
@@ -330,9 +330,3 @@ class RunFolder:
     def is_run(path: Path | str) -> bool:
         """True for a folder that holds (at least the start of) a stage-1 run."""
         return Path(path).is_dir() and RunFolder(path).has_stage1()
-
-    @staticmethod
-    def of_baked(loop_file: Path | str) -> Optional["RunFolder"]:
-        """The run a baked file sits in (RUN/scene.loop), or None for a file elsewhere."""
-        parent = RunFolder(Path(loop_file).parent)
-        return parent if parent.has_segments() else None

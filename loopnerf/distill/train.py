@@ -180,7 +180,6 @@ class Distiller:
 
         check_choices(cfg)
         self.folder = RunFolder(run)
-        self.run = self.folder.path
         self.cfg = cfg
         self.method = method
         self.quiet = quiet
@@ -200,7 +199,7 @@ class Distiller:
         if method == "loop":
             from loopnerf.distill.segment_videos import render_segment_videos
 
-            self.videos = render_segment_videos(self.run, self.stage1, fps=cfg.fps, quiet=quiet)
+            self.videos = render_segment_videos(self.folder.path, self.stage1, fps=cfg.fps, quiet=quiet)
             if cfg.segments == "longest":
                 self.videos = [max(self.videos, key=lambda v: len(v.frames))]
             short = [v.index for v in self.videos if len(v.frames) < cfg.loss.frames]
