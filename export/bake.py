@@ -190,6 +190,7 @@ def bake_loop(
     step: float | None = None,
     step_cells: float = DEFAULT_STEP_CELLS,
     scales: Sequence[int] | None = None,
+    dynamic_region: "torch.Tensor | None" = None,
     progress: bool = False,
 ) -> BakedLoop:
     """Bake a loop model into a `BakedLoop` (format version 1, `linear` decoder).
@@ -213,6 +214,8 @@ def bake_loop(
             cells along the box's shortest cell size.
         step_cells: the default step in finest-plane cells (see DEFAULT_STEP_CELLS).
         scales: plane multipliers; default inferred from the plane shapes.
+        dynamic_region: [D, D, D] 0/1 where the loop planes act (stage 1's
+            `DynamicRegion.grid`); None or all ones = everywhere.
     """
     import torch
 
@@ -265,6 +268,8 @@ def bake_loop(
         sigma_bias=torch.as_tensor(sigma_bias).detach().float().cpu().reshape(1).contiguous(),
         dir_table=table,
         occupancy=torch.zeros(occ_res, dtype=torch.uint8),
+        dynamic_region=None if dynamic_region is None or bool(torch.as_tensor(dynamic_region).all())
+        else (torch.as_tensor(dynamic_region) != 0).to(torch.uint8).cpu().contiguous(),
     )
     # Bounds and occupancy from the fp16 planes: exactly what a renderer of the file will see.
     bound = compute_density_max(baked, occ_res, progress=progress)
@@ -308,5 +313,5 @@ def bake_loop_model(model, camera: dict, fps: float, *, progress: bool = False, 
         static, loops,
         decoder.sigma.weight.detach().reshape(-1), decoder.sigma.bias.detach().reshape(1),
         basis, box, model.frames, fps, camera, (0.0, 1.0, 0.0), model.cfg.background,
-        float(model.cfg.near), far, progress=progress, **options,
+        float(model.cfg.near), far, dynamic_region=model.dynamic_region.grid, progress=progress, **options,
     )

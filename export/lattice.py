@@ -36,6 +36,7 @@ def lattice_logits(
 
     Returns [len(phases), X, Y, Z], or with reduce_max the max over phases [X, Y, Z]
     (include_static then also takes the static planes alone, loop planes at 1).
+    Outside the file's dynamic region the loop planes read as ones (the static logit).
     slab_multiple: x-slabs hold a multiple of this many x values (so callers can
     reduce groups of x samples). chunk bounds the lattice points x features per slab.
     progress: a description to show a progress bar, or None.
@@ -63,6 +64,7 @@ def lattice_logits(
 
         iterator = track(starts, description=progress)
     yy, zz = torch.meshgrid(ay, az, indexing="ij")
+    has_region = baked.dynamic_region is not None and not bool(baked.dynamic_region.all())
     for x0 in iterator:
         x1 = min(X, x0 + step)
         n = x1 - x0
@@ -73,12 +75,21 @@ def lattice_logits(
             [_bilinear(static[s][0], px, py) * _bilinear(static[s][1], px, pz) * _bilinear(static[s][2], py, pz) for s in range(S)],
             dim=-1,
         ).reshape(n, Y, Z, K) * w
+        if has_region:
+            inside = baked.in_dynamic_region(torch.stack([px, py, pz], dim=-1)).reshape(n, Y, Z)
+            still = P.sum(-1)
+
+            def logit(lx, yz):
+                return torch.where(inside, torch.einsum("xyzc,xc,yzc->xyz", P, lx[x0:x1], yz), still)
+        else:
+            def logit(lx, yz):
+                return torch.einsum("xyzc,xc,yzc->xyz", P, lx[x0:x1], yz)
         if reduce_max:
             best = P.sum(-1) if include_static else torch.full((n, Y, Z), -float("inf"))
             for lx, yz in tables:
-                best = torch.maximum(best, torch.einsum("xyzc,xc,yzc->xyz", P, lx[x0:x1], yz))
+                best = torch.maximum(best, logit(lx, yz))
             out[x0:x1] = best
         else:
             for i, (lx, yz) in enumerate(tables):
-                out[i, x0:x1] = torch.einsum("xyzc,xc,yzc->xyz", P, lx[x0:x1], yz)
+                out[i, x0:x1] = logit(lx, yz)
     return out

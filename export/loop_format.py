@@ -12,6 +12,7 @@ the tensors are the planes, decoder weights and occupancy grid. The contract is
     decoder.dir_table           float32 [Hd, Wd, 3, C * S]   (lat-long map of unit directions)
     occupancy                   uint8   [Gx, Gy, Gz]          (1 = the cell may hold density)
     density_max                 float16 [Gx, Gy, Gz]          (optional: density bound per cell)
+    dynamic_region              uint8   [D, D, D]             (optional: 1 = the loop planes act)
 
 with `R*_s = resolution * scales[s]`, S = len(scales), F = frames. `load_loop` checks
 every header field's type and range, every tensor's presence, dtype, shape (derived
@@ -41,7 +42,7 @@ FORMAT_NAME = "loopnerf.loop"
 FORMAT_VERSION = 1
 METADATA_KEY = "loopnerf"
 STATIC_PAIRS = ("xy", "xz", "yz")
-OPTIONAL_TENSORS = ("density_max",)  # may be absent from a version-1 file
+OPTIONAL_TENSORS = ("density_max", "dynamic_region")  # may be absent from a version-1 file
 LOOP_PAIRS = ("xt", "yt", "zt")
 
 
@@ -70,6 +71,10 @@ class BakedLoop:
         density_max [Gx, Gy, Gz] float16 or None (optional): an upper bound on the
             density (1/world unit) in each cell and its neighbours over the loop;
             renderers size their steps with it. Files without it are still valid.
+        dynamic_region [D, D, D] uint8 or None (optional; any D >= 1, index [ix, iy, iz]
+            over the normalised cube, voxel i spanning [-1 + 2i/D, -1 + 2(i+1)/D)): 1 where
+            the loop planes act; at a point in a 0 voxel every loop plane reads as ones
+            (the static scene, the same in every frame). None = everywhere (1).
 
     Header fields:
         box: ((xmin, ymin, zmin), (xmax, ymax, zmax)) world units
@@ -107,6 +112,7 @@ class BakedLoop:
     dir_table: "torch.Tensor"
     occupancy: "torch.Tensor"
     density_max: "torch.Tensor | None" = None
+    dynamic_region: "torch.Tensor | None" = None
     contraction: str = "none"
     decoder: str = "linear"
     format: str = FORMAT_NAME
@@ -183,9 +189,23 @@ class BakedLoop:
         out["occupancy"] = self.occupancy
         if self.density_max is not None:
             out["density_max"] = self.density_max
+        if self.dynamic_region is not None:
+            out["dynamic_region"] = self.dynamic_region
         return {k: v.detach().cpu().contiguous() for k, v in out.items()}
 
-    def expected_shapes(self, dir_table_size: tuple[int, int] | None = None) -> dict[str, tuple[tuple[int, ...], str]]:
+    def in_dynamic_region(self, x: "torch.Tensor") -> "torch.Tensor":
+        """bool [N]: normalised points x [N, 3] where the loop planes act (all True without
+        a `dynamic_region`; points outside the cube take the border voxel)."""
+        import torch
+
+        if self.dynamic_region is None:
+            return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        g = torch.tensor(self.dynamic_region.shape, device=x.device)
+        idx = torch.minimum(((x.detach().float() + 1.0) * 0.5 * g).floor().long().clamp_min(0), g - 1)
+        grid = self.dynamic_region.to(x.device)
+        return grid[idx[:, 0], idx[:, 1], idx[:, 2]] != 0
+
+    def expected_shapes(self, dir_table_size: tuple[int, int] | None = None, region_size: int | None = None) -> dict[str, tuple[tuple[int, ...], str]]:
         """Name -> (shape, dtype name) of every tensor, derived from the header (those in
         `OPTIONAL_TENSORS` may be absent).
 
@@ -209,6 +229,8 @@ class BakedLoop:
         out["decoder.dir_table"] = ((dir_table_size[0], dir_table_size[1], 3, C * len(self.scales)), "float32")
         out["occupancy"] = (tuple(int(g) for g in self.occupancy_resolution), "uint8")
         out["density_max"] = (tuple(int(g) for g in self.occupancy_resolution), "float16")
+        d = region_size if region_size is not None else (int(self.dynamic_region.shape[0]) if self.dynamic_region is not None else 1)
+        out["dynamic_region"] = ((d, d, d), "uint8")
         return out
 
     def summary(self) -> str:
@@ -226,6 +248,11 @@ class BakedLoop:
                 "none (the viewer marches every occupied cell at `step`)" if self.density_max is None else
                 f"per cell, median {float(self.density_max.float().median()):.3g}, "
                 f"max {float(self.density_max.float().max()):.3g} per world unit"
+            ),
+            "dynamic region " + (
+                "everywhere (the loop planes act at every point)" if self.dynamic_region is None else
+                f"{list(self.dynamic_region.shape)} grid, {float(self.dynamic_region.float().mean()) * 100:.1f}% of the box "
+                "(elsewhere the static scene)"
             ),
             f"camera        {cam['width']}x{cam['height']} px, fx {cam['fx']:.1f}, "
             f"position {[round(float(r[3]), 3) for r in cam['c2w'][:3]]}",
@@ -464,7 +491,9 @@ def _validate(header: dict[str, Any], tensors: dict[str, Any], name: str) -> Bak
         )
     probe = BakedLoop(static_planes=[], loop_planes=[], sigma_weight=None, sigma_bias=None,  # type: ignore[arg-type]
                       dir_table=table, occupancy=None, **fields)  # type: ignore[arg-type]
-    expected = probe.expected_shapes((int(table.shape[0]), int(table.shape[1])))
+    region = tensors.get("dynamic_region")
+    region_size = int(region.shape[0]) if region is not None and region.dim() == 3 and region.shape[0] >= 1 else 1
+    expected = probe.expected_shapes((int(table.shape[0]), int(table.shape[1])), region_size)
     for key in tensors:
         if key not in expected:
             raise LoopFormatError(f"{name}: unexpected tensor '{key}' (not part of format version {FORMAT_VERSION})")
@@ -500,5 +529,8 @@ def _validate(header: dict[str, Any], tensors: dict[str, Any], name: str) -> Bak
     probe.sigma_weight = tensors["decoder.sigma_weight"]
     probe.sigma_bias = tensors["decoder.sigma_bias"]
     probe.occupancy = occ
+    if region is not None and bool((region > 1).any()):
+        raise LoopFormatError(f"{name}: tensor 'dynamic_region' must hold only 0 and 1")
     probe.density_max = bound
+    probe.dynamic_region = region
     return probe

@@ -87,7 +87,8 @@ def query_features(baked: "BakedLoop", x: "torch.Tensor", phase: float) -> "torc
     Evaluated by `loopnerf.kernels.reference.hexplane_features` on the 4D point
     (x, 2 p - 1) with each scale's planes in hex-plane order (xy, xz, xt, yz, yt, zt)
     and `wrap_time=True`: the static planes are the space pairs, the loop planes the
-    space-time pairs."""
+    space-time pairs. Outside the file's dynamic region, the static planes alone (loop
+    planes as ones)."""
     import torch
 
     from loopnerf.kernels.reference import hexplane_features
@@ -99,7 +100,11 @@ def query_features(baked: "BakedLoop", x: "torch.Tensor", phase: float) -> "torc
         xy, xz, yz = (p.to(x.device).float() for p in baked.static_planes[s])
         xt, yt, zt = (p.to(x.device).float() for p in baked.loop_planes[s])
         planes.append([xy, xz, xt, yz, yt, zt])
-    return hexplane_features(torch.cat([x, t], dim=-1), planes, wrap_time=True, channels_last=True)
+    f = hexplane_features(torch.cat([x, t], dim=-1), planes, wrap_time=True, channels_last=True)
+    if baked.dynamic_region is None:
+        return f
+    still = hexplane_features(x, [[p[0], p[1], p[3]] for p in planes], channels_last=True)
+    return torch.where(baked.in_dynamic_region(x)[:, None], f, still)
 
 
 def density_from_features(baked: "BakedLoop", features: "torch.Tensor") -> "torch.Tensor":

@@ -133,20 +133,21 @@ def _build(real_name: str, channels: int, private: bool):
     rgb_t = ti.types.ndarray(dtype=vec3, ndim=2)  # [N, F] of 3
     weight_t = ti.types.ndarray(dtype=vec, ndim=1)  # sigma weight [S] of C
     basis_t = ti.types.ndarray(dtype=vec, ndim=3)  # colour basis [rays, 3, S] of C
+    ray_t = ti.types.ndarray(dtype=ti.i32, ndim=1)  # the ray of each point [N]
 
     @ti.kernel
     def decoded_forward(
         points: points_t, phases: phases_t, static: rows_t, lx: plane_t, ly: plane_t, lz: plane_t,
-        w_sigma: weight_t, basis: basis_t, per_ray: ti.i32, sigma: logits_t, rgb: rgb_t, scale: ti.i32,
+        w_sigma: weight_t, basis: basis_t, ray_of: ray_t, sigma: logits_t, rgb: rgb_t, scale: ti.i32,
     ):
         """Adds scale `scale`'s share of the linear decoder's logits: sigma[n, f] +=
-        w_s . f_s, rgb[n, f, c] += basis[ray(n), c, s] . f_s (the features never leave
+        w_s . f_s, rgb[n, f, c] += basis[ray_of[n], c, s] . f_s (the features never leave
         the registers)."""
         planes = ti.static((lx, ly, lz))
         for n in range(points.shape[0]):
             cells = [space_cell(points[n, a], planes[a].shape[1]) for a in ti.static(range(3))]
             s = static[n, scale]
-            ray = n // per_ray
+            ray = ray_of[n]
             w = w_sigma[scale]
             b0, b1, b2 = basis[ray, 0, scale], basis[ray, 1, scale], basis[ray, 2, scale]
             for f in range(phases.shape[0]):
@@ -160,7 +161,7 @@ def _build(real_name: str, channels: int, private: bool):
     @ti.kernel
     def decoded_backward(
         points: points_t, phases: phases_t, static: rows_t, lx: plane_t, ly: plane_t, lz: plane_t,
-        w_sigma: weight_t, basis: basis_t, per_ray: ti.i32, g_sigma: logits_t, g_rgb: rgb_t, scale: ti.i32,
+        w_sigma: weight_t, basis: basis_t, ray_of: ray_t, g_sigma: logits_t, g_rgb: rgb_t, scale: ti.i32,
         gx: buffer_t, gy: buffer_t, gz: buffer_t, n_chunks: ti.i32, chunk_size: ti.i32,
     ):
         planes = ti.static((lx, ly, lz))
@@ -175,7 +176,7 @@ def _build(real_name: str, channels: int, private: bool):
             for n in range(start, stop):  # serial in a chunk
                 cells = [space_cell(points[n, a], planes[a].shape[1]) for a in ti.static(range(3))]
                 s = static[n, scale]
-                ray = n // per_ray
+                ray = ray_of[n]
                 w = w_sigma[scale]
                 b0, b1, b2 = basis[ray, 0, scale], basis[ray, 1, scale], basis[ray, 2, scale]
                 for f in range(phases.shape[0]):
@@ -264,14 +265,14 @@ class _LoopFeatures(torch.autograd.Function):
 
 class _LoopDecoded(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, points, phases, static, w_sigma, basis, per_ray, n_scales, *loop_flat):
+    def forward(ctx, points, phases, static, w_sigma, basis, ray_of, n_scales, *loop_flat):
         points, phases, static = points.detach(), phases.detach(), static.detach()
         w_sigma, basis = w_sigma.detach(), basis.detach()
         loop_flat = [p.detach() for p in loop_flat]
         channels = loop_flat[0].shape[2]
         n, f = points.shape[0], phases.shape[0]
-        ctx.n_scales, ctx.per_ray = n_scales, per_ray
-        ctx.save_for_backward(points, phases, static, w_sigma, basis, *loop_flat)
+        ctx.n_scales = n_scales
+        ctx.save_for_backward(points, phases, static, w_sigma, basis, ray_of, *loop_flat)
         sigma = torch.zeros(n, f, dtype=points.dtype, device=points.device)
         rgb = torch.zeros(n, f, 3, dtype=points.dtype, device=points.device)
         if n and f:
@@ -281,13 +282,13 @@ class _LoopDecoded(torch.autograd.Function):
             w_rows = w_sigma.view(n_scales, channels)
             basis_rows = basis.view(basis.shape[0], 3, n_scales, channels)
             for s in range(n_scales):
-                kern["decoded_forward"](points, phases, static_rows, *loop_flat[3 * s : 3 * s + 3], w_rows, basis_rows, per_ray, sigma, rgb, s)
+                kern["decoded_forward"](points, phases, static_rows, *loop_flat[3 * s : 3 * s + 3], w_rows, basis_rows, ray_of, sigma, rgb, s)
         return sigma.t(), rgb.transpose(0, 1)
 
     @staticmethod
     def backward(ctx, g_sigma, g_rgb):
-        points, phases, static, w_sigma, basis, *loop_flat = (t.detach() for t in ctx.saved_tensors)
-        n_scales, per_ray = ctx.n_scales, ctx.per_ray
+        points, phases, static, w_sigma, basis, ray_of, *loop_flat = (t.detach() for t in ctx.saved_tensors)
+        n_scales = ctx.n_scales
         needs = ctx.needs_input_grad[7:]
         if ctx.needs_input_grad[3] or ctx.needs_input_grad[4]:
             raise NotImplementedError("loop_features_decoded: gradients w.r.t. the decoder are not implemented (it is frozen in distillation)")
@@ -303,19 +304,20 @@ class _LoopDecoded(torch.autograd.Function):
         basis_rows = basis.view(basis.shape[0], 3, n_scales, channels)
         grads = _loop_plane_grads(
             points, loop_flat, n_scales, "decoded_backward",
-            lambda s, scale: (points, phases, static_rows, *scale, w_rows, basis_rows, per_ray, g_sigma, g_rgb, s),
+            lambda s, scale: (points, phases, static_rows, *scale, w_rows, basis_rows, ray_of, g_sigma, g_rgb, s),
         )
         return (*none, *(g if need else None for g, need in zip(grads, needs)))
 
 
 def loop_features_decoded(
     points: torch.Tensor, phases: torch.Tensor, static: torch.Tensor, loop_planes: Sequence[Sequence[torch.Tensor]],
-    sigma_weight: torch.Tensor, basis: torch.Tensor, points_per_ray: int,
+    sigma_weight: torch.Tensor, basis: torch.Tensor, rays: "int | torch.Tensor",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The linear decoder's logits of `loop_features`, without the features ever stored:
-    (sigma logit [F, N] = features . sigma_weight, colour logits [F, N, 3] = basis[ray] @
-    features), ray(n) = n // points_per_ray. sigma_weight [S * C]; basis [rays, 3, S * C]
-    (the decoder's direction basis, one per ray). A distillation step's features would
+    (sigma logit [F, N] = features . sigma_weight, colour logits [F, N, 3] = basis[ray(n)] @
+    features). `rays`: the points per ray (ray(n) = n // rays), or the ray of each point
+    as an integer tensor [N] (a subset of a batch's points). sigma_weight [S * C]; basis
+    [rays, 3, S * C] (the decoder's direction basis, one per ray). A distillation step's features would
     be [F, N, 48] floats (113 MB on the `cpu` preset), passed through the decoder's
     matrix products and their backward; these outputs are 4 floats per sample.
     Differentiable w.r.t. the loop planes (the decoder is frozen: its weights get none).
@@ -323,14 +325,22 @@ def loop_features_decoded(
     n_scales = len(loop_planes)
     flat = [p.contiguous() for scale in loop_planes for p in scale]
     channels = flat[0].shape[2]
-    if basis.shape[1:] != (3, n_scales * channels) or basis.shape[0] * points_per_ray != points.shape[0]:
-        raise ValueError(f"basis must be [rays, 3, {n_scales * channels}] with rays * points_per_ray = N, got {tuple(basis.shape)}")
+    if isinstance(rays, torch.Tensor):
+        ray_of = rays.to(device=points.device, dtype=torch.int32).contiguous()
+        if ray_of.shape != (points.shape[0],) or (len(ray_of) and not (0 <= int(ray_of.min()) and int(ray_of.max()) < basis.shape[0])):
+            raise ValueError(f"rays must be [N] = [{points.shape[0]}] indices into the {basis.shape[0]} rays of basis")
+    else:
+        if basis.shape[0] * int(rays) != points.shape[0]:
+            raise ValueError(f"basis must be [rays, 3, {n_scales * channels}] with rays * points per ray = N, got {tuple(basis.shape)}")
+        ray_of = (torch.arange(points.shape[0], device=points.device) // int(rays)).to(torch.int32)
+    if basis.shape[1:] != (3, n_scales * channels):
+        raise ValueError(f"basis must be [rays, 3, {n_scales * channels}], got {tuple(basis.shape)}")
     if sigma_weight.numel() != n_scales * channels:
         raise ValueError(f"sigma_weight must have {n_scales * channels} values, got {sigma_weight.numel()}")
     loop_features_check(points, static, flat, n_scales)
     return _LoopDecoded.apply(
         points.contiguous(), _time_coordinates(phases, points.dtype), static.contiguous(),
-        sigma_weight.reshape(-1).to(points.dtype).contiguous(), basis.to(points.dtype).contiguous(), int(points_per_ray), n_scales, *flat,
+        sigma_weight.reshape(-1).to(points.dtype).contiguous(), basis.to(points.dtype).contiguous(), ray_of, n_scales, *flat,
     )
 
 

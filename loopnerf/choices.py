@@ -21,6 +21,8 @@ Decoder = Literal["linear", "mlp"]
 """'linear' (explicit colour basis, fast, bakeable) or 'mlp' (hybrid)."""
 Contraction = Literal["none", "mipnerf360"]
 """'none' (bounded scene: rays sampled inside the box) or 'mipnerf360' (unbounded)."""
+DynamicRegionMode = Literal["auto", "everywhere"]
+"""'auto' (time planes act only where the capture's still views see motion) or 'everywhere'."""
 KernelBackend = Literal["taichi", "torch"]
 """'taichi' (the fast kernels) or 'torch' (their plain-PyTorch reference twins)."""
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from loopnerf.errors import SelectionError
-from loopnerf.select import average_pose, euler_xyz_degrees, find_still_segments, path_deltas
+from loopnerf.data.still_segments import average_pose, euler_xyz_degrees, find_still_segments, path_deltas
 
 
 def rot_y(deg):

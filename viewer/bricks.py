@@ -181,6 +181,11 @@ class _LatticeField:
         self.xz = table(1, cx, cz)
         self.yz = table(2, cy, cz)
         self._linear = _linear
+        region = baked.dynamic_region
+        self.has_region = region is not None and not bool(region.all())
+        if self.has_region:  # per corner: inside the dynamic region (else the lines read as ones)
+            g = torch.stack(torch.meshgrid(cx, cy, cz, indexing="ij"), dim=-1).reshape(-1, 3)
+            self.inside = baked.in_dynamic_region(g).reshape(len(cx), len(cy), len(cz))
 
     def frame_tables(self, frame: int) -> tuple["torch.Tensor", "torch.Tensor"]:
         """(XY * Lx * Ly [Nx+1, Ny+1, K], XZ * Lz [Nx+1, Nz+1, K]) at loop frame `frame`."""
@@ -201,12 +206,23 @@ class _LatticeField:
         return self.xy * lx[:, None, :] * ly[None, :, :], self.xz * lz[None, :, :]
 
     def block(self, tables, ii: "torch.Tensor", jj: "torch.Tensor", ll: "torch.Tensor") -> "torch.Tensor":
-        """Features [n, B+1, B+1, B+1, K] of n bricks with corner indices ii, jj, ll [n, B+1]."""
+        """Features [n, B+1, B+1, B+1, K] of n bricks with corner indices ii, jj, ll [n, B+1]
+        (outside the loop's dynamic region: the static planes alone)."""
+        import torch
+
         t1, t2 = tables
         a = t1[ii[:, :, None], jj[:, None, :]]  # [n, b, b, K] over (i, j)
         c = t2[ii[:, :, None], ll[:, None, :]]  # over (i, l)
         d = self.yz[jj[:, :, None], ll[:, None, :]]  # over (j, l)
-        return a[:, :, :, None, :] * c[:, :, None, :, :] * d[:, None, :, :, :]
+        f = a[:, :, :, None, :] * c[:, :, None, :, :] * d[:, None, :, :, :]
+        if not self.has_region:
+            return f
+        inside = self.inside[ii[:, :, None, None], jj[:, None, :, None], ll[:, None, None, :]]
+        if bool(inside.all()):
+            return f
+        still = (self.xy[ii[:, :, None], jj[:, None, :]][:, :, :, None, :] * self.xz[ii[:, :, None], ll[:, None, :]][:, :, None, :, :]
+                 * d[:, None, :, :, :])
+        return torch.where(inside[..., None], f, still)
 
 
 def colour_code(dir_table: "torch.Tensor", features: "torch.Tensor", weights: "torch.Tensor", rank: int):

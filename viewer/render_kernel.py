@@ -114,6 +114,7 @@ def render_loop_kernel(
     feature_scratch: ti.types.ndarray(dtype=ti.f32, ndim=2),
     basis_scratch: ti.types.ndarray(dtype=ti.f32, ndim=3),
     visibility: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    region: ti.types.ndarray(dtype=ti.u8, ndim=3),
     n_channels: ti.i32,
     n_scales: ti.i32,
 ):
@@ -134,6 +135,8 @@ def render_loop_kernel(
         visible surface, sum(w_i t_i) + (1 - sum(w_i)) * far (world units along the
         unit ray; the light that gets through counts at `far`); opacity_out [H, W] =
         sum(w_i); samples_out [H, W] int32: field evaluations of each ray.
+    region [D, D, D] uint8: the dynamic region (1 = the loop lines act; 0 = static,
+        lines read as ones); [1, 1, 1] of 1 for a file without one.
     n_channels, n_scales: C and S, compile-time (one kernel per (C, S): the channel
         loops unroll and vectorise).
     """
@@ -170,6 +173,11 @@ def render_loop_kernel(
                     xn = on + ts * dn
                     n_eval += 1
                     sigma_acc = 0.0
+                    rd = region.shape[0]
+                    vx = ti.min(ti.max(ti.cast(ti.floor((xn[0] + 1.0) * 0.5 * rd), ti.i32), 0), rd - 1)
+                    vy = ti.min(ti.max(ti.cast(ti.floor((xn[1] + 1.0) * 0.5 * rd), ti.i32), 0), rd - 1)
+                    vz = ti.min(ti.max(ti.cast(ti.floor((xn[2] + 1.0) * 0.5 * rd), ti.i32), 0), rd - 1)
+                    moving = region[vx, vy, vz] != 0
                     for s in range(n_scales):
                         m_xy = s * 3
                         m_xz = s * 3 + 1
@@ -191,10 +199,9 @@ def render_loop_kernel(
                                 _tap4(static_planes, o_xy, w_xy, c)
                                 * _tap4(static_planes, o_xz, w_xz, c)
                                 * _tap4(static_planes, o_yz, w_yz, c)
-                                * _tap2(lines, o_x, w_x, c)
-                                * _tap2(lines, o_y, w_y, c)
-                                * _tap2(lines, o_z, w_z, c)
                             )
+                            if moving:
+                                f *= _tap2(lines, o_x, w_x, c) * _tap2(lines, o_y, w_y, c) * _tap2(lines, o_z, w_z, c)
                             feature_scratch[pix, s * n_channels + c] = f
                             sigma_acc += sigma_weight[s * n_channels + c] * f
                     sigma = ti.exp(ti.min(sigma_acc + params[P_SIGMA_BIAS] - 1.0, 80.0))

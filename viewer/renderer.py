@@ -170,6 +170,8 @@ class Renderer:
         self._sigma_weight = _to_numpy(loop.sigma_weight, np.float32).reshape(-1)
         self._sigma_bias = float(_to_numpy(loop.sigma_bias, np.float32).reshape(-1)[0])
         self._dir_table = _to_numpy(loop.dir_table, np.float32)
+        region = loop.dynamic_region
+        self._region = np.ones((1, 1, 1), np.uint8) if region is None else np.ascontiguousarray(_to_numpy(region, np.uint8))
 
     def _ensure_runtime(self) -> None:
         """Start Taichi, move the scene to the device and compile the kernel (once)."""
@@ -206,6 +208,7 @@ class Renderer:
                 static_planes=upload(self._static_planes, ti.f32), static_meta=upload(self._static_meta, ti.i32),
                 line_meta=upload(self._line_meta, ti.i32), sigma_weight=upload(self._sigma_weight, ti.f32),
                 dir_table=upload(self._dir_table, ti.f32), lines=ti.ndarray(ti.f32, shape=self._lines.shape),
+                region=upload(self._region, ti.u8),
             )
         self._targets = {}
         # Warm-up on a 2x2 image compiles the kernel (or loads it from the offline cache).
@@ -398,7 +401,7 @@ class Renderer:
             _kernel().render_loop_kernel(
                 g["static_planes"], g["static_meta"], g["lines"], g["line_meta"], g["sigma_weight"],
                 g["dir_table"], g["density_mip"], g["mip_meta"], g["params"], rgb, depth, opacity, samples,
-                feat_scratch, basis_scratch, vis,
+                feat_scratch, basis_scratch, vis, g["region"],
                 self.n_channels, self.n_scales,
             )
         self._last_samples = samples

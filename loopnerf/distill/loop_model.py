@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from loopnerf.errors import ConfigError
+from loopnerf.fields.dynamic_region import DynamicRegion, split_by_region
 from loopnerf.fields.kplanes import SPACE_TIME_PAIRS, interpolate_features
 from loopnerf.fields.field import KPlanesField
 from loopnerf.model.kplanes_model import KPlanesModel
@@ -128,48 +129,74 @@ class LoopField(nn.Module):
         """Per scale the 3 loop planes [xt, yt, zt], each [F, R_axis, C]."""
         return [[self.loop_planes[s * 3 + a] for a in range(3)] for s in range(self.n_scales)]
 
-    def features(self, x: torch.Tensor, phase: torch.Tensor, static: bool = False) -> torch.Tensor:
-        if static and self.anchor_kind == "ones":
-            return self.base.features(x, phase, static=True)
+    def features(self, x: torch.Tensor, phase: torch.Tensor, static: bool = False, region: DynamicRegion | None = None) -> torch.Tensor:
+        """[R, S, C * S_scales] at points x [R, S, 3] and phases [R]; outside `region` (the
+        stage-1 dynamic region) stage 1's static part, exactly (the loop planes act
+        only where stage 1's time planes did)."""
         r, s, _ = x.shape
+        pts = x.reshape(-1, 3)
+
+        def outside(idx):
+            return interpolate_features(pts if idx is None else pts[idx], self.base.grid.static_planes_by_scale(), backend=self.base.grid.backend)
+
+        if static and self.anchor_kind == "ones":
+            return outside(None).view(r, s, -1)
+        planes = self.planes_by_scale()
         if static:  # the anchor: the loop planes' time-constant start
-            planes = self.planes_by_scale()
             anchors = self.anchors()
             for sc in range(self.n_scales):
                 a = [anchors[sc * 3 + m][None].expand(2, -1, -1).contiguous() for m in range(3)]
                 planes[sc] = [planes[sc][0], planes[sc][1], a[0], planes[sc][3], a[1], a[2]]
             phase = torch.zeros_like(phase)
-        else:
-            planes = self.planes_by_scale()
         t = (phase * 2.0 - 1.0).to(x.dtype)[:, None, None].expand(r, s, 1)
         x4 = torch.cat([x, t], dim=-1).reshape(r * s, 4)
-        f = interpolate_features(x4, planes, wrap_time=True, backend=self.base.grid.backend)
-        return f.view(r, s, -1)
 
-    def features_at_phases(self, x: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+        def inside(idx):
+            return interpolate_features(x4 if idx is None else x4[idx], planes, wrap_time=True, backend=self.base.grid.backend)
+
+        return split_by_region(region, pts, inside, outside).view(r, s, -1)
+
+    def features_at_phases(self, x: torch.Tensor, phases: torch.Tensor, region: DynamicRegion | None = None) -> torch.Tensor:
         """Features [F, R, S, C * S_scales] of points x [R, S, 3] (normalised cube) at every
         loop phase of `phases` [F]: the same as `features` at each phase, but with the Taichi
         kernels the frozen space planes are read once per point (`kernels.loop_features`)."""
         r, n, _ = x.shape
         pts = x.reshape(-1, 3)
         grid = self.base.grid
-        if grid.backend == "taichi":
-            from loopnerf.kernels.loop_features import loop_features
+        f_ = phases.shape[0]
+        with torch.no_grad():  # the space planes are frozen
+            static = interpolate_features(pts, grid.static_planes_by_scale(), backend=grid.backend)
 
-            with torch.no_grad():  # the space planes are frozen
-                static = interpolate_features(pts, grid.static_planes_by_scale(), backend="taichi")
-            f = loop_features(pts, phases, static, self.loop_planes_by_scale())
-        else:  # the twin: every point at every phase, as a 4D point
-            t = (phases.to(pts.dtype) * 2.0 - 1.0).repeat_interleave(pts.shape[0])[:, None]
-            x4 = torch.cat([pts.repeat(phases.shape[0], 1), t], dim=-1)
-            f = interpolate_features(x4, self.planes_by_scale(), wrap_time=True, backend=grid.backend)
-        return f.view(phases.shape[0], r, n, -1)
+        def inside(idx):
+            p = pts if idx is None else pts[idx]
+            if grid.backend == "taichi":
+                from loopnerf.kernels.loop_features import loop_features
 
-    def density(self, x, phase, static: bool = False):
-        return self.base.decoder.density(self.features(x, phase, static))
+                return loop_features(p, phases, static if idx is None else static[idx], self.loop_planes_by_scale())
+            # the twin: every point at every phase, as a 4D point
+            t = (phases.to(p.dtype) * 2.0 - 1.0).repeat_interleave(p.shape[0])[:, None]
+            x4 = torch.cat([p.repeat(f_, 1), t], dim=-1)
+            return interpolate_features(x4, self.planes_by_scale(), wrap_time=True, backend=grid.backend).view(f_, p.shape[0], -1)
 
-    def forward(self, x, phase, dirs, static: bool = False):
-        return self.base.decoder(self.features(x, phase, static), dirs)
+        if region is None or region.everywhere:
+            return inside(None).reshape(f_, r, n, -1)
+        # split_by_region works on [N, C]: phases go into the channels and back
+        def inside_flat(idx):
+            f = inside(idx)
+            return f.permute(1, 0, 2).reshape(f.shape[1], -1)
+
+        def outside_flat(idx):
+            st = static if idx is None else static[idx]
+            return st[:, None, :].expand(-1, f_, -1).reshape(st.shape[0], -1)
+
+        f = split_by_region(region, pts, inside_flat, outside_flat)
+        return f.view(r * n, f_, -1).permute(1, 0, 2).reshape(f_, r, n, -1)
+
+    def density(self, x, phase, static: bool = False, region: DynamicRegion | None = None):
+        return self.base.decoder.density(self.features(x, phase, static, region))
+
+    def forward(self, x, phase, dirs, static: bool = False, region: DynamicRegion | None = None):
+        return self.base.decoder(self.features(x, phase, static, region), dirs)
 
     def space_time_planes(self) -> list[torch.Tensor]:
         return list(self.loop_planes)
@@ -191,6 +218,8 @@ class LoopModel(KPlanesModel):
         self.register_buffer("box_min", stage1.box_min.clone())
         self.register_buffer("box_max", stage1.box_max.clone())
         self.field = LoopField(stage1.field, frames, init, anchor=base, anchor_times=base_times)
+        self.dynamic_region = DynamicRegion(stage1.dynamic_region.resolution)
+        self.dynamic_region.set(stage1.dynamic_region.grid)
         self.base_kind = base
         self.base_times = None if base_times is None else [float(t) for t in base_times]
         if base == "mean":
@@ -212,6 +241,7 @@ class LoopModel(KPlanesModel):
         x = self._points(origins, dirs, t_edges)
         decoder = self.field.base.decoder
         grid = self.field.base.grid
+        region = self.dynamic_region
         linear = getattr(decoder, "kind", None) == "linear"
         if linear and grid.backend == "taichi":
             # fused: features -> the linear decoder's logits in one kernel, features never stored
@@ -219,19 +249,32 @@ class LoopModel(KPlanesModel):
             from loopnerf.kernels.loop_features import loop_features_decoded
 
             pts = x.reshape(-1, 3)
+            loops = self.field.loop_planes_by_scale()
+            w = decoder.sigma.weight.detach()
             with torch.no_grad():  # the space planes and the decoder are frozen
                 static = interpolate_features(pts, grid.static_planes_by_scale(), backend="taichi")
                 basis = decoder.direction_basis(dirs)  # [R, 3, C], once per ray
-            sigma, logits = loop_features_decoded(pts, phases, static, self.field.loop_planes_by_scale(), decoder.sigma.weight.detach(), basis, x.shape[1])
+            if region.everywhere:
+                sigma, logits = loop_features_decoded(pts, phases, static, loops, w, basis, x.shape[1])
+            else:  # the loop kernel inside the dynamic region; outside, stage 1's static part
+                inside = region.contains(pts)
+                d_idx, s_idx = inside.nonzero().squeeze(1), (~inside).nonzero().squeeze(1)
+                ray_of = torch.arange(pts.shape[0], device=pts.device) // x.shape[1]
+                sd, ld = loop_features_decoded(pts[d_idx], phases, static[d_idx], loops, w, basis, ray_of[d_idx])
+                st = static[s_idx]
+                ss = st @ w.reshape(-1)
+                ls = torch.einsum("kc,kdc->kd", st, basis[ray_of[s_idx]])
+                sigma = sd.new_empty(f_, pts.shape[0]).index_copy(1, d_idx, sd).index_copy(1, s_idx, ss[None].expand(f_, -1))
+                logits = ld.new_empty(f_, pts.shape[0], 3).index_copy(1, d_idx, ld).index_copy(1, s_idx, ls[None].expand(f_, -1, -1))
             density = trunc_exp(sigma + decoder.sigma.bias.detach() - 1.0)
             rgb = torch.sigmoid(logits)
         elif linear:
-            feats = self.field.features_at_phases(x, phases)  # [F, R, S, C]
+            feats = self.field.features_at_phases(x, phases, region)  # [F, R, S, C]
             density = decoder.density(feats)
             basis = decoder.direction_basis(dirs)  # [R, 3, C], once per ray
             rgb = torch.sigmoid(torch.einsum("frsk,rck->frsc", feats, basis))
         else:
-            feats = self.field.features_at_phases(x, phases)
+            feats = self.field.features_at_phases(x, phases, region)
             density, rgb = decoder(feats.reshape(f_ * r, *feats.shape[2:]), dirs.repeat(f_, 1))
         out = self.composite(density.reshape(f_ * r, -1), rgb.reshape(f_ * r, -1, 3), t_edges.repeat(f_, 1), hit.repeat(f_), background)
         return {k: v.view(f_, r, *v.shape[1:]) for k, v in out.items()}

@@ -15,6 +15,7 @@ from torch import nn
 
 from loopnerf.choices import Decoder
 from loopnerf.fields.activations import trunc_exp
+from loopnerf.fields.dynamic_region import DynamicRegion, split_by_region
 from loopnerf.fields.decoders import make_decoder
 from loopnerf.fields.kplanes import KPlanesGrid, interpolate_features
 
@@ -48,12 +49,28 @@ def _x4(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, tt], dim=-1).reshape(r * s, 4)
 
 
+def grid_features(grid: KPlanesGrid, x: torch.Tensor, t: torch.Tensor, static: bool, region: DynamicRegion | None) -> torch.Tensor:
+    """[R*S, C] features of a 4D grid at points x [R, S, 3] and times t [R]: the full
+    space-time product inside `region` (everywhere when None), the static part (time
+    planes as ones) outside it or everywhere when `static`."""
+    pts = x.reshape(-1, 3)
+
+    def static_part(idx):
+        return interpolate_features(pts if idx is None else pts[idx], grid.static_planes_by_scale(), backend=grid.backend)
+
+    if static:
+        return static_part(None)
+    x4 = _x4(x, t)
+    return split_by_region(region, pts, lambda idx: grid(x4 if idx is None else x4[idx]), static_part)
+
+
 class KPlanesField(nn.Module):
     """Dynamic k-Planes radiance field: `forward(x, t, dirs, static=False) -> (density, rgb)`.
 
     x [R, S, 3] normalised points, t [R] times in [0, 1], dirs [R, 3] unit world-space
     ray directions. density [R, S] (1/normalised unit), rgb [R, S, 3] in [0, 1].
-    `static=True` evaluates the static part: every time plane treated as ones.
+    `static=True` evaluates the static part: every time plane treated as ones; with a
+    `region` (`DynamicRegion`), points outside it always get the static part.
     """
 
     def __init__(self, cfg: FieldConfig, *, backend: str = "taichi", generator=None) -> None:
@@ -62,19 +79,15 @@ class KPlanesField(nn.Module):
         self.grid = KPlanesGrid(cfg.resolution, cfg.multiscale, cfg.features, backend=backend, generator=generator)
         self.decoder = make_decoder(cfg.decoder, self.grid.output_dim)
 
-    def features(self, x: torch.Tensor, t: torch.Tensor, static: bool = False) -> torch.Tensor:
+    def features(self, x: torch.Tensor, t: torch.Tensor, static: bool = False, region: DynamicRegion | None = None) -> torch.Tensor:
         r, s, _ = x.shape
-        if static:
-            f = interpolate_features(x.reshape(-1, 3), self.grid.static_planes_by_scale(), backend=self.grid.backend)
-        else:
-            f = self.grid(_x4(x, t))
-        return f.view(r, s, -1)
+        return grid_features(self.grid, x, t, static, region).view(r, s, -1)
 
-    def density(self, x: torch.Tensor, t: torch.Tensor, static: bool = False) -> torch.Tensor:
-        return self.decoder.density(self.features(x, t, static))
+    def density(self, x: torch.Tensor, t: torch.Tensor, static: bool = False, region: DynamicRegion | None = None) -> torch.Tensor:
+        return self.decoder.density(self.features(x, t, static, region))
 
-    def forward(self, x, t, dirs, static: bool = False):
-        return self.decoder(self.features(x, t, static), dirs)
+    def forward(self, x, t, dirs, static: bool = False, region: DynamicRegion | None = None):
+        return self.decoder(self.features(x, t, static, region), dirs)
 
 
 class ProposalField(nn.Module):
@@ -89,12 +102,9 @@ class ProposalField(nn.Module):
         self.grid = KPlanesGrid(cfg.resolution, (1,), cfg.features, backend=backend, generator=generator)
         self.sigma_net = nn.Linear(cfg.features, 1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, static: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, static: bool = False, region: DynamicRegion | None = None) -> torch.Tensor:
         r, s, _ = x.shape
-        if static:
-            f = interpolate_features(x.reshape(-1, 3), self.grid.static_planes_by_scale(), backend=self.grid.backend)
-        else:
-            f = self.grid(_x4(x, t))
+        f = grid_features(self.grid, x, t, static, region)
         return trunc_exp(self.sigma_net(f).view(r, s) - 1.0)
 
 

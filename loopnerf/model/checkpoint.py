@@ -53,6 +53,10 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     except Exception as err:  # safetensors raises several types for damaged files
         raise ConfigError(f"{path}: not a readable LoopNeRF checkpoint ({err})") from None
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    for name, buf in model.state_dict().items():
+        # written before the dynamic region existed: the field was dynamic everywhere
+        if name.endswith("dynamic_region.grid") and name not in state:
+            state[name] = torch.ones_like(buf)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
-from loopnerf.choices import Contraction, KernelBackend, Preset, check_choice, check_choices
+from loopnerf.choices import Contraction, DynamicRegionMode, KernelBackend, Preset, check_choice, check_choices
 from loopnerf.errors import ConfigError
 from loopnerf.fields.field import FieldConfig, ProposalConfig
 
@@ -55,6 +55,13 @@ class ModelConfig:
     """Colour behind the scene (RGB in [0, 1])."""
     kernel_backend: KernelBackend = "taichi"
     """'taichi' (fast kernels) or 'torch' (the plain reference twins)."""
+    dynamic_region: DynamicRegionMode = "auto"
+    """Where the time planes act. 'auto': only in the region where the capture's still
+    stretches show motion (`loopnerf.model.motion_mask`; everywhere when the camera never
+    rests), the static part (time planes as ones) elsewhere, so the static scene has to
+    agree with every view; 'everywhere': plain k-Planes."""
+    dynamic_region_resolution: int = 64
+    """Voxels per axis of the dynamic-region grid over the box."""
 
 
 @dataclass

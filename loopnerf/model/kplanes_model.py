@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from loopnerf.fields.dynamic_region import DynamicRegion
 from loopnerf.fields.field import KPlanesField, ProposalField, contract
 from loopnerf.choices import KernelBackend, check_choice, check_choices
 from loopnerf.model import losses as L
@@ -51,6 +52,9 @@ class KPlanesModel(nn.Module):
         g = torch.Generator().manual_seed(seed)
         self.field = KPlanesField(cfg.field, backend=cfg.kernel_backend, generator=g)
         self.proposals = nn.ModuleList(ProposalField(p, backend=cfg.kernel_backend, generator=g) for p in cfg.proposals)
+        self.dynamic_region = DynamicRegion(cfg.dynamic_region_resolution)
+        """Where the time planes act (all ones = everywhere; the trainer estimates it, see
+        `ModelConfig.dynamic_region`); saved with the weights."""
         if len(cfg.proposals) != len(cfg.proposal_samples):
             raise ValueError("one proposal sample count per proposal field")
 
@@ -121,7 +125,7 @@ class KPlanesModel(nn.Module):
             if level > 0:
                 s_edges = sample_pdf(s_edges, prop_weights[-1] ** exponent, cfg.proposal_samples[level], training, generator=generator)
             t_edges = self.s_to_t(s_edges, t_near, t_far)
-            density = prop(self._points(origins, dirs, t_edges), times, static=static or self.proposals_static)
+            density = prop(self._points(origins, dirs, t_edges), times, static=static or self.proposals_static, region=self.dynamic_region)
             prop_edges.append(s_edges)
             prop_weights.append(weights_from_density(density, t_edges))
         s_edges = sample_pdf(s_edges, prop_weights[-1] ** exponent, cfg.samples, training, generator=generator)
@@ -131,7 +135,7 @@ class KPlanesModel(nn.Module):
         """Evaluate the field in the bins `t_edges` [R, S + 1] and composite: rgb [R, 3],
         depth [R] (world units), acc [R], weights [R, S]."""
         x = self._points(origins, dirs, t_edges)
-        density, rgb = self.field(x, times, dirs, static=static)
+        density, rgb = self.field(x, times, dirs, static=static, region=self.dynamic_region)
         return self.composite(density, rgb, t_edges, hit, background)
 
     def composite(self, density, rgb, t_edges, hit, background=None) -> dict:

@@ -66,6 +66,13 @@ class Stage1Trainer:
         torch.manual_seed(cfg.train.seed)
         box = capture.scene_box()
         self.model = KPlanesModel(cfg.model, box, seed=cfg.train.seed)
+        self.region_note = "dynamic region: everywhere (model.dynamic_region = 'everywhere')"
+        if cfg.model.dynamic_region == "auto":
+            from loopnerf.model.motion_mask import estimate_motion_mask
+
+            mask = estimate_motion_mask(capture, box, cfg.model.dynamic_region_resolution, cfg.model.contraction)
+            self.model.dynamic_region.set(torch.from_numpy(mask.grid))
+            self.region_note = mask.describe()
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
         self.optimizer = make_adam(self.model.parameters(), cfg.train.lr)
         # the Taichi backend also fuses the plane regularizers (value + gradient in one
@@ -186,6 +193,9 @@ class Stage1Trainer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.folder.write_stage1_config(self.config_dict())
         log = open(self.folder.stage1_log, "a", buffering=1)
+        log.write(json.dumps({"step": self.step, "dynamic_region": self.region_note, "dynamic_fraction": self.model.dynamic_region.fraction()}) + "\n")
+        if not self.quiet:
+            print(self.region_note, flush=True)
         from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         cols = [TextColumn("stage 1"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
@@ -220,7 +230,7 @@ class Stage1Trainer:
         wall = time.perf_counter() - t0
         self.save(final=True)
         result = self.evaluate()
-        result.update(train_seconds=wall, skipped_steps=self.skipped)
+        result.update(train_seconds=wall, skipped_steps=self.skipped, dynamic_fraction=self.model.dynamic_region.fraction())
         save_json_atomic(self.folder.stage1_eval_path, result)
         return result
 
