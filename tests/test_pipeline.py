@@ -204,9 +204,11 @@ def test_eval_at_a_camera_file(demo_dir, tmp_path):
 
 
 def test_static_part_of_the_loop_start_is_the_stage1_scene(demo_dir):
-    """The loop's base (stage 1's time planes averaged over time) renders the static region
-    as stage 1 does; time planes as ones (the report's literal start) do not, because
-    stage 1's space-time planes carry static structure."""
+    """The loop's start renders the static region as stage 1 does, both the default base
+    (stage 1's time planes averaged over time) and time planes as ones (the report's
+    literal start): outside the dynamic region stage 1 has no time dependence, so its
+    space planes hold the static scene. (Before the dynamic region, stage 1's space-time
+    planes carried static structure and the ones start scored 15.7 dB there.)"""
     from loopnerf.data.capture import Intrinsics
     from loopnerf.distill.loop_model import LoopModel, render_loop_frames
     from loopnerf.evaluation.metrics import psnr
@@ -225,7 +227,7 @@ def test_static_part_of_the_loop_start_is_the_stage1_scene(demo_dir):
     mean_start = render_loop_frames(LoopModel(stage1, 4, base="mean"), st["c2w"], intr, 1)[0]
     ones_start = render_loop_frames(LoopModel(stage1, 4, base="ones"), st["c2w"], intr, 1)[0]
     p_mean, p_ones = psnr(mean_start, full, mask=static), psnr(ones_start, full, mask=static)
-    assert p_mean >= 30.0 and p_mean >= p_ones + 5.0, (p_mean, p_ones)
+    assert p_mean >= 35.0 and p_ones >= 35.0, (p_mean, p_ones)
 
 
 def test_demo_bake_is_culled_and_the_viewer_is_scored_against_truth(demo_dir):

@@ -53,7 +53,7 @@ def test_example_script_does_the_whole_job(example_run):
     import loopnerf
 
     out, stdout = example_run
-    assert "fit 150/150" in stdout  # the progress callback saw the last step
+    assert "fit 300/300" in stdout  # the progress callback saw the last step
     run = loopnerf.Run(out)
     assert run.stage1_done() and run.has_segments() and run.loop_done("loop") and run.has_bake()
     assert run.read_stage1_eval()["psnr"] > 15.0

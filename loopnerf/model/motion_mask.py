@@ -5,13 +5,13 @@ still stretch of the camera path (`loopnerf.data.still_segments`, a shorter mini
 length than `select`'s: this only needs a steady view):
 1. temporal standard deviation of each pixel's grey level over the stretch's frames;
    moving = above `max(min_std, noise_factor x the median pixel's)` (the median pixel is
-   still in a video texture: that is the noise floor of the footage), opened by a 3x3
-   square (an edge flickering under the camera's jitter is a thin line) and dilated by
-   `dilate_px`;
+   still in a video texture: that is the noise floor of the footage), opened by a 2x2
+   square (an edge flickering under the camera's shake is a line about a pixel wide) and
+   dilated by `dilate_px`;
 2. every voxel centre of the region grid is projected into the stretch's averaged pose.
-A voxel is dynamic when all but a quarter (rounded down) of the stretches whose image it
-falls in see it on moving pixels: a wall behind a flag is on the flag's pixels in one
-view and off them in another, so it stays static; with four views, a flag hidden behind
+A voxel is dynamic when at least `agreement` (60 %) of the stretches whose image it falls
+in see it on moving pixels: a wall behind a flag is on the flag's pixels in one view and
+off them in another, so it stays static; with three or more views, a flag hidden behind
 a box in one of them still moves.
 Voxels no still view sees are static (no loop is made there; the moving camera then
 has to explain them with one static scene). The grid is finally dilated by
@@ -30,8 +30,9 @@ import numpy as np
 from loopnerf.data.still_segments import find_still_segments
 from loopnerf.errors import SelectionError
 
-MIN_STILL_FRAMES = 12
-"""Shortest still stretch used (frames): enough to see a motion of 24-48 frame periods change."""
+MIN_STILL_FRAMES = 8
+"""Shortest still stretch used (frames): a third of a 24-frame motion period already shows
+which pixels change (a test capture of 60 frames holds stills of 10-13 frames)."""
 
 
 @dataclass
@@ -46,6 +47,11 @@ class MotionMaskOptions:
     """Voxels added around the dynamic region."""
     min_frames: int = MIN_STILL_FRAMES
     """Shortest still stretch used, in frames."""
+    agreement: float = 0.6
+    """Share of the still views a voxel falls in that must see it on moving pixels (rounded
+    up: 2 of 2, 2 of 3, 3 of 4, 3 of 5). On the demo capture (4 stills, 96 px) the region
+    holds every flag vertex that moves by 2 voxels (12.4 % of the box), on the 60-frame
+    test capture (3 stills, 32 px) too (21 %); at 0.75 (3 of 3) that one drops to 76 %."""
 
 
 @dataclass
@@ -74,21 +80,28 @@ class MotionMask:
 
 
 def _dilate2(mask: np.ndarray, r: int) -> np.ndarray:
-    """Square dilation of a bool image [H, W] by r pixels."""
+    """Square dilation of a bool image [H, W] by r pixels (a (2r+1)^2 square)."""
     out = mask.copy()
     for _ in range(int(r)):
-        m = out.copy()
+        m = out.copy()  # rows, then columns: the two passes make the square
         m[1:] |= out[:-1]
         m[:-1] |= out[1:]
-        m[:, 1:] |= out[:, :-1]
-        m[:, :-1] |= out[:, 1:]
-        out = m
+        out = m.copy()
+        out[:, 1:] |= m[:, :-1]
+        out[:, :-1] |= m[:, 1:]
     return out
 
 
-def _erode2(mask: np.ndarray, r: int) -> np.ndarray:
-    """Square erosion of a bool image [H, W] by r pixels (outside the image counts as set)."""
-    return ~_dilate2(~mask, r)
+def _open2x2(mask: np.ndarray) -> np.ndarray:
+    """Morphological opening of a bool image [H, W] by a 2x2 square: keeps the pixels of
+    every 2x2 block that is wholly set, drops the rest (lines one pixel wide)."""
+    core = np.zeros_like(mask)
+    core[:-1, :-1] = mask[:-1, :-1] & mask[1:, :-1] & mask[:-1, 1:] & mask[1:, 1:]
+    out = core.copy()
+    out[1:, :] |= core[:-1, :]
+    out[:, 1:] |= core[:, :-1]
+    out[1:, 1:] |= core[:-1, :-1]
+    return out
 
 
 def _dilate3(grid: np.ndarray, r: int) -> np.ndarray:
@@ -113,9 +126,9 @@ def moving_pixels(images: np.ndarray, opts: MotionMaskOptions) -> np.ndarray:
     std = img.mean(axis=-1).std(axis=0)
     thr = max(opts.min_std, opts.noise_factor * float(np.median(std)))
     moving = std > thr
-    # opening (3x3 erosion, then dilation): the flicker of a sharp edge under a
-    # tripod-ish camera's jitter is a line one or two pixels wide; motion is a blob
-    moving = _dilate2(_erode2(moving, 1), 1)
+    # opening by a 2x2 square: an edge flickering under a still camera's shake is a line
+    # about one pixel wide; what moves is wider
+    moving = _open2x2(moving)
     return _dilate2(moving, opts.dilate_px)
 
 
@@ -168,8 +181,8 @@ def estimate_motion_mask(capture, box: np.ndarray, resolution: int, contraction:
         hit = np.zeros(len(world), bool)
         hit[inside] = moving[v[inside], u[inside]]
         votes += hit
-    # a quarter of the views may miss it (occluded there); rounding down keeps 2 of 2, 3 of 3
-    dynamic = (votes > 0) & (votes >= views - views // 4)
+    need = np.ceil(opts.agreement * views - 1e-9)
+    dynamic = (votes > 0) & (votes >= need)
     grid = _dilate3(dynamic.reshape((resolution,) * 3), opts.dilate_voxels)
     stretches = [(int(s.start), int(s.stop)) for s in segments]
     return MotionMask(grid, stretches, fractions)

@@ -1,0 +1,167 @@
+"""The dynamic region: estimated from the capture, exact split of the field and the loop
+model (static part outside, gradients only where it acts), and carried through the bake."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from loopnerf.data.capture import Capture
+from loopnerf.fields.dynamic_region import DynamicRegion, split_by_region
+from loopnerf.fields.field import FieldConfig, KPlanesField
+from loopnerf.model.motion_mask import MotionMaskOptions, estimate_motion_mask, moving_pixels, uncontract
+from loopnerf.synth.command import SynthConfig, make_synthetic_capture
+
+
+SYNTH = SynthConfig(frames=60, size=32, supersample=1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def synth():
+    return make_synthetic_capture(SYNTH)
+
+
+def _moving_vertex_voxels(cap, g: int) -> np.ndarray:
+    """[M, 3] voxel indices (grid g^3) of the moving parts' vertices, at every frame, of the
+    vertices that move by more than 2 voxels over the capture (a flag's edge at its pole
+    barely moves: there a static field is right)."""
+    scene = SYNTH.make_scene()
+    box = cap.scene_box()
+    xs = np.stack([np.concatenate([p.vertices for p in scene.moving_parts(f)]) for f in range(len(cap))])
+    xs = (xs - (box[0] + box[1]) / 2) / ((box[1] - box[0]) / 2)
+    moves = np.linalg.norm(xs - xs.mean(0), axis=-1).max(0) > 2 * 2 / g
+    return np.clip(((xs[:, moves].reshape(-1, 3) + 1) * g / 2).astype(int), 0, g - 1)
+
+
+def test_motion_mask_holds_the_moving_parts_and_little_else(synth):
+    cap, _ = synth
+    mask = estimate_motion_mask(cap, cap.scene_box(), 64)
+    assert not mask.reason and len(mask.stretches) == 3
+    idx = _moving_vertex_voxels(cap, 64)
+    covered = mask.grid[idx[:, 0], idx[:, 1], idx[:, 2]].mean()
+    assert covered >= 0.9, covered  # 3 stills of 10-13 frames at 32 px
+    assert mask.fraction <= 0.25, mask.fraction  # the flag's neighbourhood (and its shadow), not the box
+
+
+def test_moving_pixels_ignore_noise_and_thin_flicker():
+    rng = np.random.default_rng(0)
+    frames = np.full((20, 24, 24, 3), 0.5, np.float32) + rng.normal(0, 0.005, (20, 24, 24, 1)).astype(np.float32)
+    frames[:, :, 3] += 0.3 * np.sin(np.arange(20))[:, None, None]  # a one-pixel column flickering (an edge)
+    frames[:, 8:16, 10:18] += 0.3 * np.sin(np.arange(20) * 0.7)[:, None, None, None]  # an 8x8 moving blob
+    m = moving_pixels(frames, MotionMaskOptions(dilate_px=0))
+    assert m[8:16, 10:18].all()
+    assert not m[:, :6].any()  # the flickering column is gone
+    assert m.sum() == 64
+
+
+def test_no_still_stretch_means_everywhere():
+    n = 30
+    ang = np.linspace(0, np.pi, n)
+    c2w = np.tile(np.eye(4), (n, 1, 1))
+    c2w[:, 0, 3], c2w[:, 2, 3] = 3 * np.sin(ang), 3 * np.cos(ang)  # the camera never rests
+    from loopnerf.data.capture import Intrinsics
+
+    cap = Capture(images=np.zeros((n, 8, 8, 3), np.uint8), c2w=c2w, intrinsics=[Intrinsics(8, 8, 4, 4, 8, 8)] * n,
+                  times=np.linspace(0, 1, n), box=np.array([[-1, -1, -1], [1, 1, 1.0]]))
+    mask = estimate_motion_mask(cap, cap.scene_box(), 8)
+    assert mask.grid.all() and "never rests" in mask.reason and "everywhere" in mask.describe()
+
+
+def test_uncontract_inverts_contract():
+    from loopnerf.fields.field import contract
+
+    x = torch.tensor([[0.3, -0.2, 0.9], [3.0, 0.5, -1.0], [-10.0, 2.0, 4.0]], dtype=torch.float64)
+    np.testing.assert_allclose(uncontract(contract(x).numpy()), x.numpy(), rtol=1e-9)
+
+
+def _half_region(g: int = 8) -> DynamicRegion:
+    r = DynamicRegion(g)
+    grid = torch.zeros(g, g, g, dtype=torch.uint8)
+    grid[: g // 2] = 1  # x < 0
+    r.set(grid)
+    return r
+
+
+@pytest.mark.parametrize("backend", ["taichi", "torch"])
+def test_field_is_its_static_part_outside_the_region(backend):
+    torch.manual_seed(0)
+    field = KPlanesField(FieldConfig(resolution=(6, 6, 6, 5), multiscale=(1, 2), features=4), backend=backend).double()
+    for p in field.grid.space_time_planes():
+        p.data.uniform_(0.5, 1.5)
+    region = _half_region()
+    x = (torch.rand(7, 5, 3, dtype=torch.float64) * 2 - 1)
+    t = torch.rand(7, dtype=torch.float64)
+    f = field.features(x, t, region=region)
+    full, static = field.features(x, t), field.features(x, t, static=True)
+    inside = (x[..., 0] < 0)[..., None]
+    assert inside.any() and (~inside).any()
+    torch.testing.assert_close(f, torch.where(inside, full, static))
+    # gradients: the time planes hear only the points inside, the space planes every point
+    w = torch.randn_like(f)
+    grads = torch.autograd.grad((f * w).sum(), list(field.grid.planes))
+    want = torch.autograd.grad((torch.where(inside, full, static) * w).sum(), list(field.grid.planes))
+    for a, b in zip(grads, want):
+        torch.testing.assert_close(a, b)
+    outside_only = torch.autograd.grad((field.features(x, t, region=region) * (~inside)).sum(), field.grid.space_time_planes())
+    assert all(float(g.abs().max()) == 0.0 for g in outside_only)
+
+
+def test_split_by_region_with_one_side_empty():
+    region = _half_region()
+    x = torch.full((4, 3), 0.5)  # all outside
+
+    def dyn(idx):
+        raise AssertionError("no point is inside")
+
+    out = split_by_region(region, x, dyn, lambda idx: torch.ones(4, 2))
+    assert out.shape == (4, 2)
+    assert split_by_region(None, x, lambda idx: torch.zeros(4, 2), dyn).shape == (4, 2)
+
+
+def test_loop_model_outside_the_region_is_stage1_static_and_phases_agree():
+    from loopnerf.distill.loop_model import LoopModel
+    from loopnerf.model.config import preset, resolve_time_resolution
+    from loopnerf.model.kplanes_model import KPlanesModel
+
+    full = preset("tiny")
+    full.model.field = FieldConfig(resolution=(8, 8, 8, 0), multiscale=(1, 2), features=4)
+    cfg = resolve_time_resolution(full, 6).model
+    stage1 = KPlanesModel(cfg, np.array([[-1, -1, -1], [1, 1, 1.0]]), seed=0)
+    for p in stage1.field.grid.space_time_planes():
+        p.data.uniform_(0.5, 1.5)
+    stage1.dynamic_region = _half_region(stage1.dynamic_region.resolution)
+    loop = LoopModel(stage1, 4)
+    for p in loop.field.loop_planes:
+        p.data.uniform_(0.5, 1.5)
+    x = torch.rand(6, 5, 3) * 2 - 1
+    phase = torch.full((6,), 0.25)
+    f = loop.field.features(x, phase, region=loop.dynamic_region)
+    outside = (x[..., 0] >= 0)[..., None]
+    torch.testing.assert_close(torch.where(outside, f, 0 * f), torch.where(outside, stage1.field.features(x, phase, static=True), 0 * f))
+    # render_phases (one fused pass over all phases) against render_samples phase by phase
+    o = torch.tensor([[0.0, 0.0, 3.0]]).repeat(6, 1) + torch.randn(6, 3) * 0.1
+    d = torch.nn.functional.normalize(torch.tensor([[0.0, 0.0, -1.0]]) + torch.randn(6, 3) * 0.2, dim=-1)
+    smp = loop.sample_along_rays(o, d, torch.zeros(6))
+    phases = torch.arange(4, dtype=torch.float32) / 4
+    fused = loop.render_phases(o, d, smp["t_edges"], smp["hit"], phases)["rgb"]
+    for k in range(4):
+        one = loop.render_samples(o, d, phases[k].expand(6), smp["t_edges"], smp["hit"])["rgb"]
+        torch.testing.assert_close(fused[k], one, atol=1e-5, rtol=1e-4)
+
+
+def test_old_checkpoint_without_region_loads_as_everywhere(tmp_path):
+    from safetensors.torch import save_file
+
+    from loopnerf.model.checkpoint import load_checkpoint
+    from loopnerf.model.config import preset, resolve_time_resolution
+    from loopnerf.model.kplanes_model import KPlanesModel
+
+    model = KPlanesModel(resolve_time_resolution(preset("tiny"), 5).model, np.array([[-1, -1, -1], [1, 1, 1.0]]))
+    state = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items() if not k.endswith("dynamic_region.grid")}
+    save_file(state, str(tmp_path / "old.safetensors"))
+    fresh = KPlanesModel(resolve_time_resolution(preset("tiny"), 5).model, np.array([[-1, -1, -1], [1, 1, 1.0]]))
+    fresh.dynamic_region.set(torch.zeros_like(fresh.dynamic_region.grid))
+    load_checkpoint(tmp_path / "old.safetensors", fresh)
+    assert fresh.dynamic_region.everywhere
