@@ -35,8 +35,8 @@ from loopnerf.viewer.march import (
 def render_bricks_kernel(
     slot: ti.types.ndarray(dtype=ti.i32, ndim=3),
     dynamic: ti.types.ndarray(dtype=ti.i32, ndim=3),
-    log_density: ti.types.ndarray(dtype=ti.f32, ndim=1),
-    colour: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    log_density: ti.types.ndarray(dtype=ti.f16, ndim=1),
+    colour: ti.types.ndarray(dtype=ti.f16, ndim=1),
     colour_table: ti.types.ndarray(dtype=ti.f32, ndim=4),
     density_mip: ti.types.ndarray(dtype=ti.f32, ndim=1),
     mip_meta: ti.types.ndarray(dtype=ti.i32, ndim=2),
@@ -57,8 +57,8 @@ def render_bricks_kernel(
 ):
     """Render one image of the loop `blend` of the way from loop frame0 to frame1.
 
-    slot, dynamic [Bx, By, Bz] int32; log_density [n_slots * (B+1)^3]; colour
-    [n_slots * (B+1)^3 * k]; colour_table [Hd, Wd, 3, k+1] (see `BrickGrid`).
+    slot, dynamic [Bx, By, Bz] int32; log_density [n_slots * (B+1)^3] float16; colour
+    [n_slots * (B+1)^3 * k] float16; colour_table [Hd, Wd, 3, k+1] (see `BrickGrid`).
     density_mip / mip_meta: the max pyramid of density bounds (`density_pyramid`).
     params [N_PARAMS] (`march.P_*`): camera, box, near/far, step, thresholds and
     frame0, frame1, blend: a moving brick blends (1 - blend) frame0 + blend frame1.
@@ -129,14 +129,14 @@ def render_bricks_kernel(
                         logd = 0.0
                         for q in ti.static(range(8)):
                             o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
-                            logd += w[q] * log_density[base + o]
+                            logd += w[q] * ti.cast(log_density[base + o], ti.f32)
                         base1 = (s + moving * frame1) * V + corner
                         a1 = blend * moving
                         if a1 > 0.0:
                             second = 0.0
                             for q in ti.static(range(8)):
                                 o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
-                                second += w[q] * log_density[base1 + o]
+                                second += w[q] * ti.cast(log_density[base1 + o], ti.f32)
                             logd = (1.0 - a1) * logd + a1 * second
                         sigma = ti.exp(ti.min(logd, 80.0))
                         alpha = 1.0 - ti.exp(-sigma * delta)
@@ -148,13 +148,13 @@ def render_bricks_kernel(
                             for q in ti.static(range(8)):
                                 o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
                                 for j in ti.static(range(rank)):
-                                    z[j] += w[q] * colour[(base + o) * rank + j]
+                                    z[j] += w[q] * ti.cast(colour[(base + o) * rank + j], ti.f32)
                             if a1 > 0.0:
                                 z1 = ti.Vector.zero(ti.f32, rank)
                                 for q in ti.static(range(8)):
                                     o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
                                     for j in ti.static(range(rank)):
-                                        z1[j] += w[q] * colour[(base1 + o) * rank + j]
+                                        z1[j] += w[q] * ti.cast(colour[(base1 + o) * rank + j], ti.f32)
                                 z = (1.0 - a1) * z + a1 * z1
                             for ch in ti.static(range(3)):
                                 logit = gmat[ch, rank]

@@ -55,14 +55,16 @@ MAX_MEGABYTES = 1024.0  # the largest grid the renderer builds by default
 
 @dataclass
 class BrickGrid:
-    """The sparse brick grid (numpy arrays, float32 / int32, as the kernel reads them).
+    """The sparse brick grid (numpy arrays, float16 / int32, as the kernel reads them).
 
     cells: (Nx, Ny, Nz) voxel cells per axis over [-1, 1]; brick: B; rank: k.
     slot [Bx, By, Bz] int32: first slot of each brick, -1 where there is none.
     dynamic [Bx, By, Bz] int32: 1 when the brick moves (F slots: slot + frame), else 0.
-    log_density [n_slots * (B+1)^3] float32: corner (i, j, l) of slot s at
+    log_density [n_slots * (B+1)^3] float16: corner (i, j, l) of slot s at
         s * (B+1)^3 + (i * (B+1) + j) * (B+1) + l; density = exp(value) per world unit.
-    colour [n_slots * (B+1)^3 * k] float32: the k colour coordinates, same order.
+    colour [n_slots * (B+1)^3 * k] float16: the k colour coordinates, same order.
+        (Half precision: the grid is memory-bound, and the demo loop's needed 1.5 GB in
+        float32; log density to ~1e-3 relative, colour codes to ~1e-3 of their range.)
     colour_table [Hd, Wd, 3, k + 1] float32: per direction of the `.loop`'s lat-long
         table, G(d) (first k) and g(d) (last): colour = sigmoid(G(d) z + g(d)).
     stats: build figures (seconds, bricks, dynamic bricks, colour energy kept, MB).
@@ -98,7 +100,7 @@ class BrickGrid:
         where = np.argwhere(self.slot >= 0)
         slots = torch.as_tensor(self.slot[tuple(where.T)], dtype=torch.long)
         moving = torch.as_tensor(self.dynamic[tuple(where.T)], dtype=torch.long)
-        logd = torch.as_tensor(self.log_density).reshape(-1, B1, B1, B1)
+        logd = torch.as_tensor(self.log_density).float().reshape(-1, B1, B1, B1)
         offs = torch.arange(B1)
         b = torch.as_tensor(where, dtype=torch.long)
         ii, jj, ll = (b[:, a, None] * self.brick + offs[None, :] for a in range(3))
@@ -303,7 +305,7 @@ def build_bricks(
     V = (brick + 1) ** 3
     K = baked.feature_dim
     k = int(min(rank, K))
-    bytes_per_slot = V * (1 + k) * 4
+    bytes_per_slot = V * (1 + k) * 2  # float16
     if max_megabytes is not None and n_bricks * bytes_per_slot / 1e6 > max_megabytes:
         raise BrickBudgetError(
             f"{n_bricks} occupied bricks ({n_bricks / max(1, int(np.prod(dims))):.0%} of the grid) need "
@@ -422,8 +424,8 @@ def build_bricks(
         data = torch.cat([torch.full((1, V, 1), -80.0), torch.zeros(1, V, k)], dim=-1)
     grid = BrickGrid(
         cells=cells, brick=int(brick), rank=int(k), frames=F, slot=slot, dynamic=dynamic,
-        log_density=np.ascontiguousarray(data[..., 0].reshape(-1).numpy(), dtype=np.float32),
-        colour=np.ascontiguousarray(data[..., 1:].reshape(-1).numpy(), dtype=np.float32),
+        log_density=np.ascontiguousarray(data[..., 0].reshape(-1).numpy(), dtype=np.float16),
+        colour=np.ascontiguousarray(data[..., 1:].reshape(-1).numpy(), dtype=np.float16),
         colour_table=np.ascontiguousarray(table.numpy(), dtype=np.float32),
     )
     grid.stats = {

@@ -200,7 +200,7 @@ class Renderer:
             b = self.bricks
             self._gpu.update(
                 slot=upload(b.slot, ti.i32), dynamic=upload(b.dynamic, ti.i32),
-                log_density=upload(b.log_density, ti.f32), colour=upload(b.colour, ti.f32),
+                log_density=upload(b.log_density, ti.f16), colour=upload(b.colour, ti.f16),
                 colour_table=upload(b.colour_table, ti.f32),
             )
         else:
