@@ -7,8 +7,7 @@ the grid's time coordinate 2t - 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
