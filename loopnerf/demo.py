@@ -285,7 +285,10 @@ def write_report(out: Path, run: Path, report: dict) -> None:
     folder = RunFolder(run)
     ev1, ev, bake = folder.read_stage1_eval(), folder.read_eval(), folder.read_bake_summary()
     lines = [f"# LoopNeRF demo report (preset `{report['preset']}`)", ""]
-    lines += ["![scanlines](scanlines.png)", "", "## Stage 1", "", f"- held-out PSNR {ev1['psnr']:.2f} dB, SSIM {ev1['ssim']:.3f} ({len(ev1['frames'])} frames)", ""]
+    lines += ["![scanlines](scanlines.png)", "", "## Stage 1", "", f"- held-out PSNR {ev1['psnr']:.2f} dB, SSIM {ev1['ssim']:.3f} ({len(ev1['frames'])} frames)"]
+    if "dynamic_fraction" in ev1:
+        lines.append(f"- dynamic region (where the time planes act, estimated from the still stretches): {100 * ev1['dynamic_fraction']:.1f} % of the box")
+    lines.append("")
     lines += ["## Loop vs naive baseline (at the longest still segment)", "", "| metric | " + " | ".join(ev["loops"]) + " |", "|---|" + "---|" * len(ev["loops"])]
     keys = ["time_parameters", "static_psnr", "stderr", "completeness", "coherence", "loopq", "seam_ratio", "motion_ratio"]
     for key in keys:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from loopnerf.export.loop_format import BakedLoop
 
 BRICK_CELLS = 8  # B: cells per brick edge
-COLOUR_RANK = 8  # k: colour coordinates per corner
+COLOUR_RANK = 10  # k: colour coordinates per corner (8 on the demo loop: 34.9 dB vs the exact integral at a still camera, 10: 38.4 dB, 12: 40.8 dB)
 # A brick is stored per frame when, at some corner and frame, its log density moves by
 # more than this where the density matters (alpha over one cell > ALPHA_FLOOR) ...
 DYNAMIC_LOG_DENSITY = 0.02
@@ -50,7 +50,7 @@ DYNAMIC_LOG_DENSITY = 0.02
 DYNAMIC_COLOUR_LOGIT = 0.02
 ALPHA_FLOOR = 1e-3
 CHUNK_BRICKS = 128  # bricks evaluated at once (bounds the memory of a build)
-MAX_MEGABYTES = 1024.0  # the largest grid the renderer builds by default
+MAX_MEGABYTES = 1536.0  # the largest grid the renderer builds by default (the demo loop's: 1.09 GB)
 
 
 @dataclass
@@ -409,11 +409,11 @@ def build_bricks(
             slot[bx, by, bz] = next_slot
             if dyn[b]:
                 dynamic[bx, by, bz] = 1
-                values.append(traj[:, i_mov])
+                values.append(traj[:, i_mov].half())  # float16 as built: the grid's peak memory halves
                 i_mov += 1
                 next_slot += F
             else:
-                values.append(mean_state[i_still][None])
+                values.append(mean_state[i_still][None].half())
                 i_still += 1
                 next_slot += 1
         if progress is not None:
@@ -421,7 +421,7 @@ def build_bricks(
     if values:
         data = torch.cat(values)  # [n_slots, V, 1 + k]
     else:  # keep the arrays non-empty (Taichi ndarrays need a size)
-        data = torch.cat([torch.full((1, V, 1), -80.0), torch.zeros(1, V, k)], dim=-1)
+        data = torch.cat([torch.full((1, V, 1), -80.0), torch.zeros(1, V, k)], dim=-1).half()
     grid = BrickGrid(
         cells=cells, brick=int(brick), rank=int(k), frames=F, slot=slot, dynamic=dynamic,
         log_density=np.ascontiguousarray(data[..., 0].reshape(-1).numpy(), dtype=np.float16),

@@ -76,7 +76,7 @@ def view(
         backend: "bricks" resamples the loop at load time into a sparse brick grid (one
             trilinear lookup a sample; 4-5x faster), "planes" evaluates the file's planes
             at every sample (exact, slow), "auto" (default) takes the bricks when their
-            grid fits in 1 GB, else the planes (it says which and why).
+            grid fits in 1.5 GB, else the planes (it says which and why).
     """
     from loopnerf.export.loop_format import load_loop
 
