@@ -67,6 +67,7 @@ def measure(loop_path: Path, out_dir: Path, *, quiet: bool = True, with_layers: 
     from loopnerf.export.loop_format import load_loop
     from loopnerf.export.tsdf import around_default
     from loopnerf.viewer import Renderer
+    from loopnerf.viewer.renderer import EXPORT_BACKEND
 
     baked = load_loop(loop_path)
     out_dir = Path(out_dir)
@@ -87,7 +88,7 @@ def measure(loop_path: Path, out_dir: Path, *, quiet: bool = True, with_layers: 
 
     cam = baked.camera
     W, H = int(cam["width"]), int(cam["height"])
-    renderer = Renderer(baked, W, H)
+    renderer = Renderer(baked, W, H, backend=EXPORT_BACKEND)
     intr = renderer.intrinsics_for(W, H)
     F = baked.frames
     cams = [around_default(baked, deg, stats["focus_depth"], axis=axis) for _, deg, axis in CAMERAS]
@@ -183,11 +184,12 @@ def measure_bound(loop_path: Path, *, log: list | None = None) -> dict:
     from loopnerf.export.reference_render import direction_basis, render_camera
     from loopnerf.export.tsdf import around_default, covered_depth, focus_depth, ray_z_factor
     from loopnerf.viewer import Renderer
+    from loopnerf.viewer.renderer import EXPORT_BACKEND
 
     baked = load_loop(loop_path)
     cam = baked.camera
     W, H = int(cam["width"]), int(cam["height"])
-    renderer = Renderer(baked, W, H)
+    renderer = Renderer(baked, W, H, backend=EXPORT_BACKEND)
     intr = renderer.intrinsics_for(W, H)
     focus = focus_depth(renderer, baked, intr, 0.5)
     voxel = focus / float(cam["fy"])

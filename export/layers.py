@@ -187,6 +187,7 @@ def export_layers(
     import imageio.v3 as iio
 
     from loopnerf.viewer import Renderer
+    from loopnerf.viewer.renderer import EXPORT_BACKEND
 
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -195,7 +196,7 @@ def export_layers(
     near, far = depth_range(baked)
     depths = plane_depths(near, far, planes)
     if renderer is None:
-        renderer = Renderer(baked, W, H)
+        renderer = Renderer(baked, W, H, backend=EXPORT_BACKEND)
     intr = renderer.intrinsics_for(W, H)
     c2w = renderer.default_c2w()
     frames = range(baked.frames)

@@ -565,6 +565,7 @@ def fuse_loop(
     Raises LoopNeRFError when no camera covers any pixel (nothing to mesh).
     """
     from loopnerf.viewer import Renderer
+    from loopnerf.viewer.renderer import EXPORT_BACKEND
 
     opt = options or FusionOptions()
     t_start = time.perf_counter()
@@ -572,7 +573,7 @@ def fuse_loop(
     H = int(opt.height or int(cam["height"]))
     W = max(1, int(round(H * float(cam["width"]) / float(cam["height"]))))
     if renderer is None:
-        renderer = Renderer(baked, W, H)
+        renderer = Renderer(baked, W, H, backend=EXPORT_BACKEND)
     intr = renderer.intrinsics_for(W, H)
     box = np.asarray(baked.box, dtype=np.float64)
     focus = focus_depth(renderer, baked, intr, opt.min_opacity)

@@ -57,8 +57,9 @@ def web_export(tmp_path_factory):
 def _figures(baked, web_dir, degrees, size):
     from loopnerf.export.tsdf import around_default
     from loopnerf.viewer import Renderer
+    from loopnerf.viewer.renderer import EXPORT_BACKEND
 
-    renderer = Renderer(baked, *size)
+    renderer = Renderer(baked, *size, backend=EXPORT_BACKEND)  # what the export fused
     intr = renderer.intrinsics_for(*size)
     import json
 

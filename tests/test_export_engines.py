@@ -238,6 +238,7 @@ def _compose_layers(out, cam, frame):
 def test_layers_compose_back_to_the_viewers_render(loop_path, baked, tmp_path):
     from loopnerf.export.reference_render import render_camera
     from loopnerf.viewer import Renderer
+    from loopnerf.viewer.renderer import EXPORT_BACKEND
 
     out = tmp_path / "layers"
     planes = 8
@@ -252,7 +253,7 @@ def test_layers_compose_back_to_the_viewers_render(loop_path, baked, tmp_path):
     colours = {tuple(line.split()[4:7]) for line in (out / "geometry.obj").read_text().splitlines() if line.startswith("v ")}
     assert ("0", "1", "0") in colours and ("1", "0", "0") in colours
     bg = np.asarray(baked.background)
-    renderer = Renderer(baked, cam["width"], cam["height"])
+    renderer = Renderer(baked, cam["width"], cam["height"], backend=EXPORT_BACKEND)  # what the export rendered
     figures = []
     for k in range(baked.frames):
         rgb, trans, n = _compose_layers(out, cam, k)
