@@ -96,15 +96,11 @@ class DistillConfig:
     """Rays per step of the naive baseline."""
     segments: Literal["all", "longest"] = "all"
     """Which segment videos supervise the loop: 'all' (the report) or 'longest' (only the
-    longest still segment, the default camera of eval, bake and the viewer). Stage 1's
-    space-time planes fit each still segment's frames separately (its times are its own),
-    so their static appearance differs from segment to segment; one loop shared by all
-    segments can only average them. Measured on the demo capture (full `cpu` stage 1,
-    periodic flag, 100 steps, init 'segment'): 'longest' keeps the static region at the
-    default view (45.5 dB against stage 1, 34.8 dB against the truth where stage 1 has
-    35.4) and the motion (ratio 0.63 of the truth, stage 1 0.70), but the other views lose
-    it (novel camera static region 14.8 dB where 'all' with init 'ones' scores 21.1): a
-    one-view loop, so 'all' stays the default."""
+    longest still segment, the default camera of eval, bake and the viewer). Before stage
+    1 had a dynamic region its space-time planes fitted each still segment's appearance
+    separately, and 'longest' was a way to keep one view's static region (45.5 dB against
+    stage 1 at the default view, 14.8 dB at the novel camera); now the static region is
+    stage 1's in every view whatever the segments, and 'all' (the report) is the default."""
     init_noise: float = 1e-3
     """With init 'ones' or 'mean' every loop frame starts equal, and the looping loss,
     whose target for identical frames is identical, cannot tell them apart: the loop
