@@ -141,12 +141,21 @@ def demo(
 
     st.run("bake", r.has_bake(), do_bake)
 
+    viewer: dict = {}
+
+    def renderer():
+        """The viewer's renderer of the baked loop, loaded once (its brick grid takes
+        seconds to build) for the videos and the viewer's scores."""
+        if "r" not in viewer:
+            from loopnerf.viewer.renderer import Renderer
+
+            viewer["r"] = Renderer(r.baked_path, 8, 8)
+        return viewer["r"]
+
     def do_videos():
         from loopnerf.video import write_video
 
-        from loopnerf.viewer.renderer import Renderer
-
-        frames, _, _, fps = _orbit_frames(Renderer(r.baked_path, 8, 8), dp.video_size, dp.orbit_seconds)
+        frames, _, _, fps = _orbit_frames(renderer(), dp.video_size, dp.orbit_seconds)
         write_video(out / "loop.mp4", frames, fps)
         write_video(out / "loop.gif", frames, fps)
         write_compare(out / "compare.mp4", cap_dir, run, fps)
@@ -155,7 +164,7 @@ def demo(
     st.run("render", (out / "compare.mp4").is_file() and (out / "loop.gif").is_file(), do_videos)
 
     def do_viewer_truth():
-        res = viewer_truth(out, cap_dir, run, dp.video_size, dp.orbit_seconds)
+        res = viewer_truth(out, cap_dir, run, dp.video_size, dp.orbit_seconds, renderer())
         return f"novel orbit static PSNR vs truth: mean {res['orbit']['mean']:.2f} dB, worst {res['orbit']['worst']:.2f} dB"
 
     st.run("viewer-truth", r.viewer_truth_path.is_file(), do_viewer_truth)
@@ -174,9 +183,10 @@ def demo(
     return 0
 
 
-def viewer_truth(out: Path, cap_dir: Path, run: Path, size: int, seconds: float) -> dict:
+def viewer_truth(out: Path, cap_dir: Path, run: Path, size: int, seconds: float, renderer=None) -> dict:
     """Score what the viewer shows against the synthetic truth: the novel orbit of
-    loop.mp4 (static region, per frame) and the gt cameras; writes RUN/viewer_truth.json."""
+    loop.mp4 (static region, per frame) and the gt cameras; writes RUN/viewer_truth.json.
+    `renderer`: the viewer's `Renderer` of RUN's baked loop, if one is loaded already."""
     from loopnerf.evaluation.viewer_truth import orbit_static_psnr, viewer_truth_table
     from loopnerf.synth.truth_views import true_orbit
     from loopnerf.viewer.renderer import Renderer
@@ -185,7 +195,7 @@ def viewer_truth(out: Path, cap_dir: Path, run: Path, size: int, seconds: float)
 
     folder = RunFolder(run)
     meta = json.loads((cap_dir / "gt" / "meta.json").read_text())
-    renderer = Renderer(folder.baked_path, 8, 8)
+    renderer = renderer or Renderer(folder.baked_path, 8, 8)
     frames, poses, k, _ = _orbit_frames(renderer, size, seconds)
     truth, moving = true_orbit(meta, poses, k, range(len(poses)))
     res = {"orbit": orbit_static_psnr(np.stack(frames), truth, moving),
