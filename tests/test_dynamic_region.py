@@ -230,3 +230,17 @@ def test_viewer_and_reference_agree_and_outside_is_still(region_loop):
 
     plain = render_camera(make_test_loop(), phase=0.0, n_samples=256)["rgb"].numpy()
     assert _psnr(plain, render_camera(region_loop, phase=0.0, n_samples=256)["rgb"].numpy()) < 25.0
+
+
+def test_bricks_outside_the_region_are_stored_once(region_loop):
+    from loopnerf.viewer.bricks import build_bricks
+
+    grid = build_bricks(region_loop)
+    B = grid.brick
+    # brick bx spans corners bx * B .. (bx + 1) * B at x = -1 + 2 i / N: outside x < 1/6 when
+    # its first corner is past the region's last voxel (x >= 1/6)
+    first_x = -1.0 + 2.0 * (np.arange(grid.slot.shape[0]) * B) / grid.cells[0]
+    outside = first_x >= 1.0 / 6.0
+    assert outside.any() and (grid.slot[outside] >= 0).any()
+    assert not grid.dynamic[outside].any()
+    assert grid.dynamic[~outside].any()  # the blob's bricks inside move

@@ -372,10 +372,18 @@ def build_bricks(
             raise BrickBudgetError(
                 f"{n_bricks} occupied bricks, about {moving.mean():.0%} of them moving, need about {estimate:.0f} MB "
                 f"(budget {max_megabytes:.0f} MB)")
+    # A brick with no corner in the loop's dynamic region is the static scene at every
+    # frame (it cannot move): only the others are probed.
+    can_move = np.ones(n_bricks, dtype=bool)
+    if lattice.has_region and n_bricks:
+        idx = corner_index(where)
+        can_move = lattice.inside[idx[0][:, :, None, None], idx[1][:, None, :, None], idx[2][:, None, None, :]].flatten(1).any(1).numpy()
     is_dyn = np.zeros(n_bricks, dtype=bool)
     for ci, c0 in enumerate(chunks):
         sel = where[c0 : c0 + CHUNK_BRICKS]
-        is_dyn[c0 : c0 + len(sel)] = moving_probes(sel)
+        probe_these = can_move[c0 : c0 + len(sel)]
+        if probe_these.any():
+            is_dyn[c0 : c0 + len(sel)][probe_these] = moving_probes(sel[probe_these])
         if progress is not None:
             progress(ci + 1, 2 * len(chunks))
     n_dynamic = int(is_dyn.sum())
