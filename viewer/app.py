@@ -296,8 +296,11 @@ def run_window(baked, width: int, height: int, *, scale: float = 1.0, frames: in
     from loopnerf.errors import ConfigError
     from loopnerf.viewer.renderer import Renderer
 
-    renderer = Renderer(baked, max(1, int(width * scale)), max(1, int(height * scale)), arch=arch,
-                        step_scale=step_scale, backend=backend)
+    from loopnerf.data.progress import progress_callback
+
+    with progress_callback("building the brick grid", 1) as step:  # seconds for a fitted loop
+        renderer = Renderer(baked, max(1, int(width * scale)), max(1, int(height * scale)), arch=arch,
+                            step_scale=step_scale, backend=backend, progress=step)
     print(renderer.describe())
     try:
         app = ViewerApp(renderer, width, height, scale=scale, title=f"LoopNeRF - {title}")

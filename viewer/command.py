@@ -132,7 +132,10 @@ def _run_headless(baked, width: int, height: int, path: str, seconds: Optional[f
             n = int(round(seconds * fps))
             poses = poses[np.arange(n) % len(poses)]
     times = np.arange(len(poses)) / fps
-    renderer = Renderer(baked, width, height, arch=arch, step_scale=step_scale, backend=backend)
+    from loopnerf.data.progress import progress_callback
+
+    with progress_callback("building the brick grid", 1) as step:
+        renderer = Renderer(baked, width, height, arch=arch, step_scale=step_scale, backend=backend, progress=step)
     print(renderer.describe(), file=sys.stderr)
     t0 = _time.perf_counter()
     frames = render_headless(renderer, poses, times, progress=sys.stderr.isatty())
