@@ -2,7 +2,7 @@
 
 A monocular capture sees each moment from one viewpoint, so time planes that may vary
 everywhere can give every frame its own appearance: haze in front of the camera of that
-moment, static structure that only looks right from there (DESIGN §10, issue 13/17).
+moment, static structure that only looks right from there (issues 13 and 17).
 Only a small part of a video-texture scene moves. Outside the dynamic region the field
 is its static part, the 3 space planes per scale with every time plane read as ones;
 inside it the full space-time product. The static scene then has to agree with every
