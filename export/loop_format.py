@@ -198,12 +198,11 @@ class BakedLoop:
         a `dynamic_region`; points outside the cube take the border voxel)."""
         import torch
 
+        from loopnerf.fields.dynamic_region import voxels_contain
+
         if self.dynamic_region is None:
             return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-        g = torch.tensor(self.dynamic_region.shape, device=x.device)
-        idx = torch.minimum(((x.detach().float() + 1.0) * 0.5 * g).floor().long().clamp_min(0), g - 1)
-        grid = self.dynamic_region.to(x.device)
-        return grid[idx[:, 0], idx[:, 1], idx[:, 2]] != 0
+        return voxels_contain(self.dynamic_region, x)
 
     def expected_shapes(self, dir_table_size: tuple[int, int] | None = None, region_size: int | None = None) -> dict[str, tuple[tuple[int, ...], str]]:
         """Name -> (shape, dtype name) of every tensor, derived from the header (those in

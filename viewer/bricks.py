@@ -207,6 +207,11 @@ class _LatticeField:
                       for a in range(3))
         return self.xy * lx[:, None, :] * ly[None, :, :], self.xz * lz[None, :, :]
 
+    def inside_block(self, ii: "torch.Tensor", jj: "torch.Tensor", ll: "torch.Tensor") -> "torch.Tensor":
+        """bool [n, B+1, B+1, B+1]: which corners of n bricks (corner indices ii, jj, ll
+        [n, B+1]) are in the loop's dynamic region (needs `has_region`)."""
+        return self.inside[ii[:, :, None, None], jj[:, None, :, None], ll[:, None, None, :]]
+
     def block(self, tables, ii: "torch.Tensor", jj: "torch.Tensor", ll: "torch.Tensor") -> "torch.Tensor":
         """Features [n, B+1, B+1, B+1, K] of n bricks with corner indices ii, jj, ll [n, B+1]
         (outside the loop's dynamic region: the static planes alone)."""
@@ -219,7 +224,7 @@ class _LatticeField:
         f = a[:, :, :, None, :] * c[:, :, None, :, :] * d[:, None, :, :, :]
         if not self.has_region:
             return f
-        inside = self.inside[ii[:, :, None, None], jj[:, None, :, None], ll[:, None, None, :]]
+        inside = self.inside_block(ii, jj, ll)
         if bool(inside.all()):
             return f
         still = (self.xy[ii[:, :, None], jj[:, None, :]][:, :, :, None, :] * self.xz[ii[:, :, None], ll[:, None, :]][:, :, None, :, :]
@@ -376,8 +381,7 @@ def build_bricks(
     # frame (it cannot move): only the others are probed.
     can_move = np.ones(n_bricks, dtype=bool)
     if lattice.has_region and n_bricks:
-        idx = corner_index(where)
-        can_move = lattice.inside[idx[0][:, :, None, None], idx[1][:, None, :, None], idx[2][:, None, None, :]].flatten(1).any(1).numpy()
+        can_move = lattice.inside_block(*corner_index(where)).flatten(1).any(1).numpy()
     is_dyn = np.zeros(n_bricks, dtype=bool)
     for ci, c0 in enumerate(chunks):
         sel = where[c0 : c0 + CHUNK_BRICKS]

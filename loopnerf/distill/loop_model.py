@@ -137,7 +137,7 @@ class LoopField(nn.Module):
         pts = x.reshape(-1, 3)
 
         def outside(idx):
-            return interpolate_features(pts if idx is None else pts[idx], self.base.grid.static_planes_by_scale(), backend=self.base.grid.backend)
+            return self.base.grid.static_features(pts if idx is None else pts[idx])
 
         if static and self.anchor_kind == "ones":
             return outside(None).view(r, s, -1)
@@ -165,7 +165,7 @@ class LoopField(nn.Module):
         grid = self.base.grid
         f_ = phases.shape[0]
         with torch.no_grad():  # the space planes are frozen
-            static = interpolate_features(pts, grid.static_planes_by_scale(), backend=grid.backend)
+            static = grid.static_features(pts)
 
         def inside(idx):
             p = pts if idx is None else pts[idx]
@@ -252,7 +252,7 @@ class LoopModel(KPlanesModel):
             loops = self.field.loop_planes_by_scale()
             w = decoder.sigma.weight.detach()
             with torch.no_grad():  # the space planes and the decoder are frozen
-                static = interpolate_features(pts, grid.static_planes_by_scale(), backend="taichi")
+                static = grid.static_features(pts)
                 basis = decoder.direction_basis(dirs)  # [R, 3, C], once per ray
             if region.everywhere:
                 sigma, logits = loop_features_decoded(pts, phases, static, loops, w, basis, x.shape[1])

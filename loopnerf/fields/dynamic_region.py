@@ -57,9 +57,17 @@ class DynamicRegion(nn.Module):
 
     def contains(self, x: torch.Tensor) -> torch.Tensor:
         """x [N, 3] in [-1, 1] (points outside are clamped to the border voxel) -> bool [N]."""
-        g = self.resolution
-        idx = ((x.detach() + 1.0) * (0.5 * g)).floor().long().clamp_(0, g - 1)
-        return self.grid[idx[:, 0], idx[:, 1], idx[:, 2]] != 0
+        return voxels_contain(self.grid, x)
+
+
+def voxels_contain(grid: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """bool [N]: the voxel of `grid` [Dx, Dy, Dz] (0/1, index [ix, iy, iz] over [-1, 1]^3,
+    voxel i spanning [-1 + 2i/D, -1 + 2(i+1)/D)) that holds each point x [N, 3] is set;
+    points outside the cube take the border voxel. The one lookup of the region grid
+    (the model's `DynamicRegion` and the `.loop` file's `dynamic_region`)."""
+    g = torch.tensor(grid.shape, device=x.device)
+    idx = torch.minimum(((x.detach().float() + 1.0) * 0.5 * g).floor().long().clamp_min(0), g - 1)
+    return grid.to(x.device)[idx[:, 0], idx[:, 1], idx[:, 2]] != 0
 
 
 def split_by_region(

@@ -16,7 +16,7 @@ from loopnerf.choices import Decoder
 from loopnerf.fields.activations import trunc_exp
 from loopnerf.fields.dynamic_region import DynamicRegion, split_by_region
 from loopnerf.fields.decoders import make_decoder
-from loopnerf.fields.kplanes import KPlanesGrid, interpolate_features
+from loopnerf.fields.kplanes import KPlanesGrid
 
 
 @dataclass
@@ -55,7 +55,7 @@ def grid_features(grid: KPlanesGrid, x: torch.Tensor, t: torch.Tensor, static: b
     pts = x.reshape(-1, 3)
 
     def static_part(idx):
-        return interpolate_features(pts if idx is None else pts[idx], grid.static_planes_by_scale(), backend=grid.backend)
+        return grid.static_features(pts if idx is None else pts[idx])
 
     if static:
         return static_part(None)

@@ -103,6 +103,11 @@ class KPlanesGrid(nn.Module):
         ids = SPACE_PAIRS if self.dim == 4 else (0, 1, 2)
         return [self.planes[s * k + p] for s in range(len(self.multiscale)) for p in ids]
 
+    def static_features(self, points: torch.Tensor) -> torch.Tensor:
+        """[N, C * S] the static part at points [N, 3] in [-1, 1]: the 3 space planes per
+        scale, every time plane read as ones."""
+        return interpolate_features(points, self.static_planes_by_scale(), backend=self.backend)
+
     def static_planes_by_scale(self) -> list[list[torch.Tensor]]:
         """The 3 space planes per scale, for evaluating the static part as a tri-plane."""
         if self.dim == 3:
