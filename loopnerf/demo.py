@@ -152,10 +152,17 @@ def demo(
             viewer["r"] = Renderer(r.baked_path, 8, 8)
         return viewer["r"]
 
+    def orbit():
+        """The novel orbit as the viewer draws it (`_orbit_frames`), rendered once for
+        loop.mp4 and for its scores against the truth."""
+        if "orbit" not in viewer:
+            viewer["orbit"] = _orbit_frames(renderer(), dp.video_size, dp.orbit_seconds)
+        return viewer["orbit"]
+
     def do_videos():
         from loopnerf.video import write_video
 
-        frames, _, _, fps = _orbit_frames(renderer(), dp.video_size, dp.orbit_seconds)
+        frames, _, _, fps = orbit()
         write_video(out / "loop.mp4", frames, fps)
         write_video(out / "loop.gif", frames, fps)
         write_compare(out / "compare.mp4", cap_dir, run, fps)
@@ -164,7 +171,7 @@ def demo(
     st.run("render", (out / "compare.mp4").is_file() and (out / "loop.gif").is_file(), do_videos)
 
     def do_viewer_truth():
-        res = viewer_truth(out, cap_dir, run, dp.video_size, dp.orbit_seconds, renderer())
+        res = viewer_truth(out, cap_dir, run, dp.video_size, dp.orbit_seconds, renderer(), orbit())
         return f"novel orbit static PSNR vs truth: mean {res['orbit']['mean']:.2f} dB, worst {res['orbit']['worst']:.2f} dB"
 
     st.run("viewer-truth", r.viewer_truth_path.is_file(), do_viewer_truth)
@@ -183,10 +190,11 @@ def demo(
     return 0
 
 
-def viewer_truth(out: Path, cap_dir: Path, run: Path, size: int, seconds: float, renderer=None) -> dict:
+def viewer_truth(out: Path, cap_dir: Path, run: Path, size: int, seconds: float, renderer=None, orbit=None) -> dict:
     """Score what the viewer shows against the synthetic truth: the novel orbit of
     loop.mp4 (static region, per frame) and the gt cameras; writes RUN/viewer_truth.json.
-    `renderer`: the viewer's `Renderer` of RUN's baked loop, if one is loaded already."""
+    `renderer`: the viewer's `Renderer` of RUN's baked loop, if one is loaded already;
+    `orbit`: that renderer's `_orbit_frames(renderer, size, seconds)`, if drawn already."""
     from loopnerf.evaluation.viewer_truth import orbit_static_psnr, viewer_truth_table
     from loopnerf.synth.truth_views import true_orbit
     from loopnerf.viewer.renderer import Renderer
@@ -196,7 +204,7 @@ def viewer_truth(out: Path, cap_dir: Path, run: Path, size: int, seconds: float,
     folder = RunFolder(run)
     meta = json.loads((cap_dir / "gt" / "meta.json").read_text())
     renderer = renderer or Renderer(folder.baked_path, 8, 8)
-    frames, poses, k, _ = _orbit_frames(renderer, size, seconds)
+    frames, poses, k, _ = orbit or _orbit_frames(renderer, size, seconds)
     truth, moving = true_orbit(meta, poses, k, range(len(poses)))
     res = {"orbit": orbit_static_psnr(np.stack(frames), truth, moving),
            "cameras": viewer_truth_table(renderer, cap_dir, meta), "renderer": renderer.describe()}

@@ -4,11 +4,16 @@ Parallel over pixels (DESIGN §8). Per pixel: the camera ray, clipped to the box
 march of `march.next_segment` over the max pyramid of (culled) density bounds, so
 empty space is skipped in large cells and faint space costs one sample a cell; at a
 sample one trilinear lookup of the log density in its brick (two, blended, in a moving
-brick: the two loop frames around the phase) and, only when the
-sample's weight T * alpha matters, a trilinear lookup of the k colour coordinates,
-decoded with the ray's G(d), g(d) (one bilinear lookup of the colour table per ray,
-kept in registers): colour = sigmoid(G(d) z + g(d)). The ray stops once its
+brick: the two loop frames around the phase) and, once the weight T * alpha of the
+samples since the last colour reaches P_MIN_ALPHA, a trilinear lookup of the k colour
+coordinates, decoded with the ray's G(d), g(d) (one bilinear lookup of the colour
+table per ray, kept in registers): colour = sigmoid(G(d) z + g(d)), given to that
+weight (faint haze shares one colour per P_MIN_ALPHA of light). The ray stops once its
 transmittance is under P_STOP_T.
+
+Pixels run in square tiles of `tile` (`TILE`): neighbouring rays meet the same
+bricks, which a row-major order scatters over a whole image row (8: 5-15 % faster on
+the demo loop at 320x240).
 
 `brick` (B) and `rank` (k) are compile-time, so the corner strides are constants and
 the colour code's loops unroll into registers; one compile serves every file with the
@@ -16,6 +21,9 @@ same (B, k) (the defaults: one).
 """
 
 import taichi as ti
+
+TILE = 8
+"""Side of the square pixel tiles (see the module docstring)."""
 
 from loopnerf.viewer.march import (
     P_MIN_ALPHA,
@@ -25,6 +33,7 @@ from loopnerf.viewer.march import (
     direction_taps,
     march_setup,
     next_segment,
+    resume_level,
     record_visibility,
     table_lookup,
     write_pixel,
@@ -54,6 +63,7 @@ def render_bricks_kernel(
     cells_z: ti.i32,
     brick: ti.template(),
     rank: ti.template(),
+    tile: ti.template(),
 ):
     """Render one image of the loop `blend` of the way from loop frame0 to frame1.
 
@@ -78,13 +88,21 @@ def render_bricks_kernel(
     B1 = brick + 1
     V = B1 * B1 * B1
     cells = ti.Vector([ti.cast(cells_x, ti.f32), ti.cast(cells_y, ti.f32), ti.cast(cells_z, ti.f32)])
-    for pix in range(height * width):
-        row = pix // width
-        col = pix % width
+    tiles_x = (width + tile - 1) // tile
+    tiles_y = (height + tile - 1) // tile
+    for pix in range(tiles_x * tiles_y * tile * tile):
+        tid = pix // (tile * tile)
+        inner = pix % (tile * tile)
+        row = (tid // tiles_x) * tile + inner // tile
+        col = (tid % tiles_x) * tile + inner % tile
+        if row >= height or col >= width:
+            continue
         origin, direction = camera_ray(params, row, col)
         on, dn, t_lo, t_hi = box_interval(params, origin, direction)
         transmittance = 1.0
         acc = ti.Vector([0.0, 0.0, 0.0])
+        pending = 0.0  # weight of samples that skipped their colour, given the next colour
+        last = ti.Vector([0.0, 0.0, 0.0])
         acc_t = 0.0
         n_eval = 0
         if t_lo < t_hi:
@@ -95,8 +113,10 @@ def render_bricks_kernel(
                     gmat[ch, j] = table_lookup(colour_table, r0, r1, c0, c1, tw, ch, j)
             inv_dn, base_step, tau, skip, nudge, record = march_setup(params, dn)
             t = t_lo
+            level = mip_meta.shape[0] - 1
             while t < t_hi:
-                seg_end, n_pieces = next_segment(density_mip, mip_meta, on, dn, inv_dn, t, t_hi, nudge, base_step, tau, skip)
+                seg_end, n_pieces, found = next_segment(density_mip, mip_meta, on, dn, inv_dn, t, t_hi, nudge, base_step, tau, skip, level)
+                level = resume_level(mip_meta, found)
                 delta = (seg_end - t) / ti.max(n_pieces, 1)
                 for i in range(n_pieces):
                     ts = t + (i + 0.5) * delta
@@ -143,7 +163,7 @@ def render_bricks_kernel(
                         weight = transmittance * alpha
                         if record:
                             record_visibility(visibility, mip_meta, xn, weight)
-                        if weight > params[P_MIN_ALPHA]:
+                        if weight + pending > params[P_MIN_ALPHA]:
                             z = ti.Vector.zero(ti.f32, rank)
                             for q in ti.static(range(8)):
                                 o = (q >> 2) * B1 * B1 + ((q >> 1) & 1) * B1 + (q & 1)
@@ -160,7 +180,11 @@ def render_bricks_kernel(
                                 logit = gmat[ch, rank]
                                 for j in ti.static(range(rank)):
                                     logit += gmat[ch, j] * z[j]
-                                acc[ch] += weight / (1.0 + ti.exp(-logit))
+                                last[ch] = 1.0 / (1.0 + ti.exp(-logit))
+                            acc += (weight + pending) * last
+                            pending = 0.0
+                        else:
+                            pending += weight
                         acc_t += weight * ts
                         transmittance *= 1.0 - alpha
                         if transmittance < params[P_STOP_T]:
@@ -168,4 +192,5 @@ def render_bricks_kernel(
                 if transmittance < params[P_STOP_T]:
                     break
                 t = seg_end
+        acc += pending * last
         write_pixel(params, rgb_out, depth_out, opacity_out, samples_out, row, col, acc, acc_t, transmittance, n_eval)

@@ -8,8 +8,8 @@ owned here (P_* indices); both kernels and `renderer.py` read it from this modul
 - `box_interval`: the ray in the normalised cube (box -> [-1, 1]^3) and its [t_lo, t_hi]
   inside the box and [near, far].
 - `next_segment`: the max-pyramid step (see `renderer.density_pyramid`): at distance t
-  the coarsest cell that is empty or faint enough for one sample, else the finest
-  cell split into samples at max(step, tau / bound).
+  the coarsest cell, from the level `resume_level` gives down, that is empty or faint
+  enough for one sample, else the finest cell split into samples at max(step, tau / bound).
 - `direction_taps`: the four cells and weights of a bilinear lookup in the lat-long
   direction table.
 """
@@ -24,7 +24,7 @@ P_BOX_MAX = 19  # 3 values
 P_NEAR, P_FAR, P_STEP = 22, 23, 24
 P_SIGMA_BIAS = 25
 P_BG = 26  # 3 values in [0, 1]
-P_MIN_ALPHA = 29  # a sample whose weight T*alpha is below this skips its colour
+P_MIN_ALPHA = 29  # colour lookups: planes skip samples weighing less; bricks share one per this much weight
 P_STOP_T = 30  # transmittance under which a ray stops
 P_TAU = 31  # most optical depth one sample may cover (sigma bound * its length)
 P_SKIP = 32  # a cell whose optical-depth bound along the ray is under this is skipped
@@ -72,18 +72,21 @@ def box_interval(params: ti.template(), origin, direction):
 
 
 @ti.func
-def next_segment(density_mip: ti.template(), mip_meta: ti.template(), on, dn, inv_dn, t, t_hi, nudge, base_step, tau, skip):
-    """(seg_end, n_pieces) of the march at distance t.
+def next_segment(density_mip: ti.template(), mip_meta: ti.template(), on, dn, inv_dn, t, t_hi, nudge, base_step, tau, skip, lv_start):
+    """(seg_end, n_pieces, level) of the march at distance t.
 
-    From the coarsest pyramid level down, the first cell at t whose optical-depth
+    From pyramid level `lv_start` down, the first cell at t whose optical-depth
     bound bound * (exit - t) is <= skip (n_pieces 0: skipped) or <= tau (1 sample);
-    in a level-0 cell that is neither, ceil(length / max(base_step, tau / bound))."""
+    in a level-0 cell that is neither, ceil(length / max(base_step, tau / bound)).
+    `level` is where the search stopped: the caller starts the next one a level
+    above it (`resume_level`), so a march through dense cells does not descend the
+    whole pyramid at every cell, and one leaving them climbs back a level a cell."""
     n_levels = mip_meta.shape[0]
     level0 = ti.Vector([mip_meta[0, 1], mip_meta[0, 2], mip_meta[0, 3]])
     probe = on + (t + nudge) * dn
     seg_end = t_hi
     n_pieces = 0
-    lv = n_levels - 1
+    lv = ti.min(lv_start, n_levels - 1)
     while lv >= 0:
         off = mip_meta[lv, 0]
         dims = ti.Vector([mip_meta[lv, 1], mip_meta[lv, 2], mip_meta[lv, 3]])
@@ -112,8 +115,15 @@ def next_segment(density_mip: ti.template(), mip_meta: ti.template(), on, dn, in
         if lv == 0:
             piece = ti.max(base_step, tau / bound)
             n_pieces = ti.max(ti.cast(ti.ceil(seg / piece), ti.i32), 1)
+            break
         lv -= 1
-    return seg_end, n_pieces
+    return seg_end, n_pieces, lv
+
+
+@ti.func
+def resume_level(mip_meta: ti.template(), level):
+    """The pyramid level the next `next_segment` starts from: one above the last one's."""
+    return ti.min(level + 1, mip_meta.shape[0] - 1)
 
 
 @ti.func

@@ -4,7 +4,8 @@ One kernel, parallel over pixels (DESIGN §8: a CPU parallel loop needs thousand
 outer iterations to use every core). Per pixel it builds the camera ray (OpenGL
 axes, pixel centres at +0.5), clips it to the scene box and [near, far], and walks it
 with steps sized by a max pyramid of per-cell density bounds (`density_pyramid` in
-renderer.py): at distance t it looks from the coarsest level down for the first cell
+renderer.py): at distance t it looks down from one level above the previous step's
+(`march.resume_level`; the coarsest at the ray's start) for the first cell
 whose optical-depth bound along the ray, bound * (cell exit - t), is below P_SKIP
 (skipped: nothing to see) or below P_TAU (one sample at its middle covers it); a
 finest-level cell that is neither gets ceil(length / max(step, tau / bound)) evenly
@@ -46,6 +47,7 @@ from loopnerf.viewer.march import (  # noqa: F401  (P_* re-exported for older ca
     direction_taps,
     march_setup,
     next_segment,
+    resume_level,
     record_visibility,
     table_lookup,
     write_pixel,
@@ -165,8 +167,10 @@ def render_loop_kernel(
                     basis_scratch[pix, ch, j] = table_lookup(dir_table, r0, r1, c0, c1, tw, ch, j)
             inv_dn, base_step, tau, skip, nudge, record = march_setup(params, dn)
             t = t_lo
+            level = mip_meta.shape[0] - 1
             while t < t_hi:
-                seg_end, n_pieces = next_segment(density_mip, mip_meta, on, dn, inv_dn, t, t_hi, nudge, base_step, tau, skip)
+                seg_end, n_pieces, found = next_segment(density_mip, mip_meta, on, dn, inv_dn, t, t_hi, nudge, base_step, tau, skip, level)
+                level = resume_level(mip_meta, found)
                 delta = (seg_end - t) / ti.max(n_pieces, 1)
                 for i in range(n_pieces):
                     ts = t + (i + 0.5) * delta

@@ -43,7 +43,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Backend = Literal["auto", "bricks", "planes"]
 STOP_TRANSMITTANCE = 1e-3  # a ray stops once less than this much light gets through
-MIN_SAMPLE_WEIGHT = 1e-5  # samples weighing less skip their colour lookup (|error| <= this each)
+MIN_SAMPLE_WEIGHT = 1e-2
+"""Bricks: a sample skips its colour lookup while its weight, plus that of the samples
+skipped before it, is below this; the skipped weight takes the next looked-up colour
+(the last one at the ray's end). Haze then costs one colour per 1 % of the pixel's
+light. On the demo loop: 50.5 dB against looking up every colour, 6 % of the frame
+time saved. The planes kernel (exact, for exports) looks up every sample over 1e-5."""
+PLANES_MIN_SAMPLE_WEIGHT = 1e-5
 SAMPLE_OPTICAL_DEPTH = 0.25  # most optical depth (density bound x length) one sample may cover
 SKIP_OPTICAL_DEPTH = 1e-4  # a cell whose optical-depth bound along the ray is below this is skipped
 EXPORT_BACKEND = "planes"
@@ -379,7 +385,8 @@ class Renderer:
         params[m.P_BOX_MAX : m.P_BOX_MAX + 3] = loop.box[1]
         params[m.P_NEAR], params[m.P_FAR], params[m.P_STEP] = loop.near, loop.far, loop.step * self.step_scale
         params[m.P_BG : m.P_BG + 3] = self.background
-        params[m.P_MIN_ALPHA] = np.inf if visibility is not None else MIN_SAMPLE_WEIGHT
+        min_weight = MIN_SAMPLE_WEIGHT if self.backend == "bricks" else PLANES_MIN_SAMPLE_WEIGHT
+        params[m.P_MIN_ALPHA] = np.inf if visibility is not None else min_weight
         params[m.P_STOP_T] = STOP_TRANSMITTANCE
         params[m.P_TAU] = SAMPLE_OPTICAL_DEPTH * self.step_scale
         params[m.P_SKIP] = SKIP_OPTICAL_DEPTH
@@ -389,7 +396,7 @@ class Renderer:
         rgb, depth, opacity, samples, feat_scratch, basis_scratch = self._target(intr.width, intr.height)
         if self.backend == "bricks":
             from loopnerf.export.reference_render import frame_blend
-            from loopnerf.viewer.brick_kernel import render_bricks_kernel
+            from loopnerf.viewer import brick_kernel
 
             b = self.bricks
             g["params"].from_numpy(params)
@@ -397,10 +404,10 @@ class Renderer:
             if self._mip_frames != (f0, f1):
                 g["density_mip"].from_numpy(np.maximum(self._frame_mips[f0], self._frame_mips[f1]))
                 self._mip_frames = (f0, f1)
-            render_bricks_kernel(
+            brick_kernel.render_bricks_kernel(
                 g["slot"], g["dynamic"], g["log_density"], g["colour"], g["colour_table"], g["density_mip"],
                 g["mip_meta"], g["params"], rgb, depth, opacity, samples, vis, f0, f1, blend,
-                b.cells[0], b.cells[1], b.cells[2], b.brick, b.rank,
+                b.cells[0], b.cells[1], b.cells[2], b.brick, b.rank, brick_kernel.TILE,
             )
         else:
             params[m.P_SIGMA_BIAS] = self._sigma_bias

@@ -129,18 +129,25 @@ def preset(name: Preset) -> Stage1Config:
 
 
 AUTO_TIME = 0
-"""A time resolution of 0 in a preset means: one time sample per frame of the capture."""
+"""A time resolution of 0 in a preset means: chosen from the capture
+(`loopnerf.model.time_samples`: one sample per frame when the camera rests, else one per
+few viewpoints)."""
 
 
-def resolve_time_resolution(cfg: "Stage1Config", n_frames: int) -> "Stage1Config":
-    """Replace automatic (0) time resolutions by the capture's frame count (capped at 2048).
+MAX_TIME_SAMPLES = 2048
 
-    The space-time planes must resolve the motion: a video of N frames with motion that
-    repeats every P frames needs about N samples along time, not a fixed few.
-    """
+
+def clamp_time_samples(n: int) -> int:
+    """A time resolution the planes can have: between 2 and MAX_TIME_SAMPLES."""
+    return int(min(max(n, 2), MAX_TIME_SAMPLES))
+
+
+def resolve_time_resolution(cfg: "Stage1Config", n_samples: int) -> "Stage1Config":
+    """Replace automatic (0) time resolutions by `n_samples` (clamped, `clamp_time_samples`);
+    the trainer asks `loopnerf.model.time_samples.auto_time_samples` for it."""
     from dataclasses import replace
 
-    n = int(min(max(n_frames, 2), 2048))
+    n = clamp_time_samples(n_samples)
     f = cfg.model.field
     if f.resolution[3] <= AUTO_TIME:
         cfg.model.field = replace(f, resolution=(*f.resolution[:3], n))

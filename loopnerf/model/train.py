@@ -29,7 +29,7 @@ from loopnerf.choices import Decoder, KernelBackend, Preset, changed_fields
 from loopnerf.errors import ConfigError, TrainingError
 from loopnerf.json_file import save_json_atomic
 from loopnerf.model.checkpoint import load_checkpoint, save_checkpoint
-from loopnerf.model.config import Stage1Config, config_from_dict, config_to_dict, preset as make_preset, resolve_time_resolution
+from loopnerf.model.config import AUTO_TIME, Stage1Config, config_from_dict, config_to_dict, preset as make_preset, resolve_time_resolution
 from loopnerf.model.kplanes_model import KPlanesModel
 from loopnerf.model.optimizer import make_adam
 from loopnerf.model.ray_batch import RayBatcher
@@ -62,7 +62,12 @@ class Stage1Trainer:
         self.dir = self.folder.stage1_dir
         self.quiet = quiet
         self.capture_ref = capture_ref or {}
-        resolve_time_resolution(cfg, len(np.unique(capture.times)))
+        from loopnerf.model.time_samples import auto_time_samples
+
+        n_time, self.time_note = auto_time_samples(capture)
+        if cfg.model.field.resolution[3] > AUTO_TIME:
+            self.time_note = f"time samples: {cfg.model.field.resolution[3]} (set by the config)"
+        resolve_time_resolution(cfg, n_time)
         torch.manual_seed(cfg.train.seed)
         box = capture.scene_box()
         self.model = KPlanesModel(cfg.model, box, seed=cfg.train.seed)
@@ -193,9 +198,11 @@ class Stage1Trainer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.folder.write_stage1_config(self.config_dict())
         log = open(self.folder.stage1_log, "a", buffering=1)
-        log.write(json.dumps({"step": self.step, "dynamic_region": self.region_note, "dynamic_fraction": self.model.dynamic_region.fraction()}) + "\n")
+        log.write(json.dumps({"step": self.step, "dynamic_region": self.region_note, "dynamic_fraction": self.model.dynamic_region.fraction(),
+                              "time_samples": self.cfg.model.field.resolution[3], "time_note": self.time_note}) + "\n")
         if not self.quiet:
             print(self.region_note, flush=True)
+            print(self.time_note, flush=True)
         from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         cols = [TextColumn("stage 1"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
@@ -262,9 +269,10 @@ class TrainCommand:
         steps: the number of optimisation steps (the preset's by default).
         rays: rays per step.
         decoder: 'linear' (bakeable, fast) or 'mlp' (hybrid).
-        time_resolution: time samples of the space-time planes (default: one per frame, which
-            a video with fast repeating motion needs; K-Planes used 25 for D-NeRF's 50
-            frames, where every frame is a new viewpoint).
+        time_resolution: time samples of the space-time planes (default: chosen from the
+            capture: one per frame when the camera rests somewhere, which a video texture's
+            fast motion needs; one per 4 training frames when every frame is a new
+            viewpoint, D-NeRF style, where one per frame overfits the viewpoints).
         kernel: 'taichi' (fast kernels, default) or 'torch' (plain reference twins).
         background: colour behind the scene, RGB in [0, 1] (default: what the capture
             records, else white; D-NeRF npz: black).
