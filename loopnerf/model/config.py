@@ -74,6 +74,14 @@ class TrainConfig:
     warmup_steps: int = 200
     proposal_anneal_steps: int = 1000
     """Steps over which the proposal weights' exponent anneals from 0 to 1 (mip-NeRF 360)."""
+    dynamic_ray_fraction: float = 0.3
+    """Share of every batch drawn among the pixels whose ray crosses the dynamic region
+    (`loopnerf.model.ray_focus`); the rest is drawn among all pixels. 0: uniform. Has no
+    effect when the region is everywhere. Demo capture (those pixels are 25 % of the
+    training pixels), `cpu` preset, at the four still cameras against the true states,
+    0 / 0.3 / 0.5: motion ratio 0.67-0.76 / 0.76-0.82 / 0.78-0.84, moving-pixel PSNR
+    25.8-27.2 / 27.6-28.8 / 28.2-29.3 dB, static PSNR 35.1-36.2 / 34.4-35.7 /
+    32.7-34.3 dB; held-out PSNR 31.96 / 32.10 / 31.25 dB."""
     eval_every: int = 1000
     checkpoint_every: int = 500
     eval_frames: int = 4

@@ -25,6 +25,17 @@ class RayBatcher:
         self.intr = torch.tensor(intr[:, :4], dtype=torch.float32)
         self.times = torch.tensor(capture.times[np.asarray(frame_ids)], dtype=torch.float32)
         self.h, self.w = capture.height, capture.width
+        self.focus_pixels: torch.Tensor | None = None
+        self.focus_fraction = 0.0
+
+    def focus(self, pixels: torch.Tensor, fraction: float) -> None:
+        """Draw `fraction` of every batch among `pixels` (int flat indices frame * H * W +
+        row * W + column into this batcher's frames, e.g. `ray_focus.focus_indices`), the
+        rest among all pixels. An empty `pixels` or fraction 0 draws uniformly."""
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError(f"focus fraction must be in [0, 1), got {fraction}")
+        self.focus_pixels = pixels if len(pixels) else None
+        self.focus_fraction = float(fraction)
 
     def sample(self, n: int, generator: torch.Generator) -> dict:
         """`n` random rays: origins, dirs [n, 3], times [n], rgb [n, 3] float in [0, 1], and
@@ -32,6 +43,10 @@ class RayBatcher:
         f = torch.randint(0, len(self.frame_ids), (n,), generator=generator)
         u = torch.randint(0, self.w, (n,), generator=generator)
         v = torch.randint(0, self.h, (n,), generator=generator)
+        k = int(round(n * self.focus_fraction)) if self.focus_pixels is not None else 0
+        if k:
+            pick = self.focus_pixels[torch.randint(0, len(self.focus_pixels), (k,), generator=generator)].long()
+            f[:k], v[:k], u[:k] = pick // (self.h * self.w), (pick // self.w) % self.h, pick % self.w
         o, d = rays_for_pixels(self.c2w[f], self.intr[f], u.float(), v.float())
         rgb = self.images[f, v, u]
         rgb = rgb.float() / 255.0 if self.is_uint8 else rgb.float()

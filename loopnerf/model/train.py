@@ -84,6 +84,15 @@ class Stage1Trainer:
         # pass, written into the planes' .grad); the torch backend keeps them under autograd
         self.fused_regularizers = cfg.model.kernel_backend == "taichi"
         self.batcher = RayBatcher(capture, capture.train_idx)
+        self.focus_note = ""
+        if cfg.train.dynamic_ray_fraction > 0 and not self.model.dynamic_region.everywhere:
+            from loopnerf.model.ray_focus import dynamic_pixels, focus_indices
+
+            ids = np.asarray(capture.train_idx)
+            mask = dynamic_pixels(self.model, capture.c2w[ids], capture.intrinsics_array()[ids], capture.height, capture.width)
+            self.batcher.focus(focus_indices(mask, torch.Generator().manual_seed(cfg.train.seed)), cfg.train.dynamic_ray_fraction)
+            self.focus_note = (f"rays: {cfg.train.dynamic_ray_fraction:.0%} of each batch among the {mask.mean():.1%} of "
+                               f"training pixels that look into the dynamic region")
         self.step = 0
         self.skipped = 0
         self.skip_nonfinite = False
@@ -199,10 +208,13 @@ class Stage1Trainer:
         self.folder.write_stage1_config(self.config_dict())
         log = open(self.folder.stage1_log, "a", buffering=1)
         log.write(json.dumps({"step": self.step, "dynamic_region": self.region_note, "dynamic_fraction": self.model.dynamic_region.fraction(),
-                              "time_samples": self.cfg.model.field.resolution[3], "time_note": self.time_note}) + "\n")
+                              "time_samples": self.cfg.model.field.resolution[3], "time_note": self.time_note,
+                              "focus_note": self.focus_note}) + "\n")
         if not self.quiet:
             print(self.region_note, flush=True)
             print(self.time_note, flush=True)
+            if self.focus_note:
+                print(self.focus_note, flush=True)
         from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         cols = [TextColumn("stage 1"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]

@@ -1,0 +1,75 @@
+"""Rays drawn among the pixels that look into the dynamic region: the mask holds exactly
+the pixels whose ray crosses the region, and the batcher draws the configured share there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from loopnerf.data.capture import Capture, Intrinsics
+from loopnerf.model.config import preset, resolve_time_resolution
+from loopnerf.model.kplanes_model import KPlanesModel
+from loopnerf.model.ray_batch import RayBatcher
+from loopnerf.model.ray_focus import dynamic_pixels, focus_indices
+
+BOX = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+
+
+def _model_with_cube_region() -> KPlanesModel:
+    """A model whose dynamic region is the cube [-0.25, 0.25]^3 around the box centre."""
+    model = KPlanesModel(resolve_time_resolution(preset("tiny"), 4).model, BOX)
+    g = model.dynamic_region.resolution
+    grid = torch.zeros(g, g, g, dtype=torch.uint8)
+    grid[3 * g // 8 : 5 * g // 8, 3 * g // 8 : 5 * g // 8, 3 * g // 8 : 5 * g // 8] = 1
+    model.dynamic_region.set(grid)
+    return model
+
+
+def _camera(z: float = 3.0) -> np.ndarray:
+    c2w = np.eye(4)
+    c2w[2, 3] = z  # on +z, looking down -z at the centre (OpenGL axes)
+    return c2w
+
+
+def test_the_mask_is_the_pixels_whose_ray_crosses_the_region():
+    model = _model_with_cube_region()
+    k = Intrinsics(fx=32.0, fy=32.0, cx=16.0, cy=16.0, width=32, height=32)
+    mask = dynamic_pixels(model, _camera()[None], k.as_array()[None], 32, 32)[0]
+    # pixel centres' rays through the region's front face (z = 0.25, 2.75 from the camera)
+    # reach |x|, |y| <= 0.25 there: columns with |u + 0.5 - 16| / 32 * 2.75 <= 0.25
+    off = np.abs(np.arange(32) + 0.5 - 16) / 32
+    inside = (off * 2.75 <= 0.25)[:, None] & (off * 2.75 <= 0.25)[None, :]
+    assert inside.sum() > 0
+    assert mask[inside].all()  # every pixel that sees the region is kept
+    assert not mask[0].any() and not mask[:, 0].any()  # the border sees only static space
+    assert mask.sum() <= 4 * inside.sum()  # grown by at most the test stride (here 1 px)
+
+
+def test_the_batcher_draws_the_focus_share_among_the_focus_pixels():
+    n = 6
+    cap = Capture(images=np.zeros((n, 16, 16, 3), np.uint8), c2w=np.stack([_camera()] * n),
+                  intrinsics=[Intrinsics(16, 16, 8, 8, 16, 16)] * n, times=np.linspace(0, 1, n), box=BOX)
+    mask = np.zeros((n, 16, 16), bool)
+    mask[:, 4:6, 10:12] = True
+    g = torch.Generator().manual_seed(0)
+    b = RayBatcher(cap, np.arange(n))
+    b.focus(focus_indices(mask, g), 0.5)
+    d = b.sample(1000, torch.Generator().manual_seed(3))["dirs"]
+    # the mask's pixels (rows 4-5, columns 10-11) look up and right of the axis
+    assert (d[:500, 0] > 0).all() and (d[:500, 1] > 0).all()
+    assert (d[500:, 0] < 0).any()  # the rest is drawn among all pixels
+    with pytest.raises(ValueError, match="fraction"):
+        b.focus(focus_indices(mask, g), 1.0)
+
+
+def test_no_focus_draws_as_before():
+    n = 4
+    cap = Capture(images=np.zeros((n, 8, 8, 3), np.uint8), c2w=np.stack([_camera()] * n),
+                  intrinsics=[Intrinsics(8, 8, 4, 4, 8, 8)] * n, times=np.linspace(0, 1, n), box=BOX)
+    a = RayBatcher(cap, np.arange(n)).sample(64, torch.Generator().manual_seed(5))
+    b = RayBatcher(cap, np.arange(n))
+    b.focus(torch.zeros(0, dtype=torch.int32), 0.5)
+    c = b.sample(64, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(a["dirs"], c["dirs"])
