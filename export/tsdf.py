@@ -57,9 +57,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from loopnerf.export.loop_format import BakedLoop
     from loopnerf.viewer import Intrinsics, Renderer
 
-# Orbit around the default camera: (yaw, pitch) in degrees about its focus point.
+# Orbit around the default camera: (yaw, pitch) in degrees about its focus point. The
+# two 30-degree pitch cameras (demo loop, glb in three.js at 20 degrees below the default
+# camera): coverage 89.4 -> 92.2 %, PSNR 18.5 -> 18.8 dB; at the default camera 94.4 ->
+# 95.3 % but 23.8 -> 23.4 dB; the export takes 40 s instead of 30.
 DEFAULT_ORBIT: tuple[tuple[float, float], ...] = (
-    (-30.0, 0.0), (-15.0, 0.0), (15.0, 0.0), (30.0, 0.0), (0.0, -15.0), (0.0, 15.0),
+    (-30.0, 0.0), (-15.0, 0.0), (15.0, 0.0), (30.0, 0.0), (0.0, -15.0), (0.0, 15.0), (0.0, -30.0), (0.0, 30.0),
 )
 
 

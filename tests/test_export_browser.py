@@ -125,7 +125,7 @@ def test_web_page_plays_the_loop(web_export):
 @pytest.fixture(scope="module")
 def demo_figures(tmp_path_factory):
     """benchmarks/export_glb.py's figures on the demo's baked loop (`loopnerf demo` writes
-    runs/demo/run/scene.loop; minutes: the fusion renders 11 cameras x 24 frames)."""
+    runs/demo/run/scene.loop; minutes: the fusion renders 13 cameras x 24 frames)."""
     _need_browser()
     if not DEMO_LOOP.exists():
         message = f"{DEMO_LOOP} missing: run `loopnerf demo` first"

@@ -88,7 +88,9 @@ def test_glb(loop_path, baked, tmp_path):
     scales = [n.get("scale") for n in gltf["nodes"][:F]]
     assert scales[0] == [1.0, 1.0, 1.0] and all(s == [0.0, 0.0, 0.0] for s in scales[1:])
     stats = json.loads((tmp_path / "glb" / "scene.glb.json").read_text())
-    assert stats["bytes"] == path.stat().st_size and stats["cameras"] == 7
+    from loopnerf.export.tsdf import DEFAULT_ORBIT
+
+    assert stats["bytes"] == path.stat().st_size and stats["cameras"] == 1 + len(DEFAULT_ORBIT)  # default + orbit
 
 
 @pytest.mark.parametrize("fps", [24.0, 30.0, 12.0, 29.97, 60.0])
