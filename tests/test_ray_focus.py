@@ -45,6 +45,22 @@ def test_the_mask_is_the_pixels_whose_ray_crosses_the_region():
     assert mask[inside].all()  # every pixel that sees the region is kept
     assert not mask[0].any() and not mask[:, 0].any()  # the border sees only static space
     assert mask.sum() <= 4 * inside.sum()  # grown by at most the test stride (here 1 px)
+    flat, share = focus_indices(model, np.stack([_camera()] * 2), np.stack([k.as_array()] * 2), 32, 32, torch.Generator())
+    np.testing.assert_array_equal(flat.numpy(), np.concatenate([np.flatnonzero(mask), 32 * 32 + np.flatnonzero(mask)]))
+    assert share == pytest.approx(mask.mean())
+
+
+def test_a_bad_fraction_is_a_config_error(tmp_path):
+    from loopnerf.errors import ConfigError
+    from loopnerf.model.train import Stage1Trainer
+
+    n = 4
+    cap = Capture(images=np.zeros((n, 8, 8, 3), np.uint8), c2w=np.stack([_camera()] * n),
+                  intrinsics=[Intrinsics(8, 8, 4, 4, 8, 8)] * n, times=np.linspace(0, 1, n), box=BOX)
+    cfg = preset("tiny")
+    cfg.train.dynamic_ray_fraction = 1.5
+    with pytest.raises(ConfigError, match="dynamic_ray_fraction"):
+        Stage1Trainer(cap, cfg, tmp_path, quiet=True)
 
 
 def test_the_batcher_draws_the_focus_share_among_the_focus_pixels():
@@ -53,15 +69,14 @@ def test_the_batcher_draws_the_focus_share_among_the_focus_pixels():
                   intrinsics=[Intrinsics(16, 16, 8, 8, 16, 16)] * n, times=np.linspace(0, 1, n), box=BOX)
     mask = np.zeros((n, 16, 16), bool)
     mask[:, 4:6, 10:12] = True
-    g = torch.Generator().manual_seed(0)
     b = RayBatcher(cap, np.arange(n))
-    b.focus(focus_indices(mask, g), 0.5)
+    b.focus(torch.from_numpy(np.flatnonzero(mask)).to(torch.int32), 0.5)
     d = b.sample(1000, torch.Generator().manual_seed(3))["dirs"]
     # the mask's pixels (rows 4-5, columns 10-11) look up and right of the axis
     assert (d[:500, 0] > 0).all() and (d[:500, 1] > 0).all()
     assert (d[500:, 0] < 0).any()  # the rest is drawn among all pixels
     with pytest.raises(ValueError, match="fraction"):
-        b.focus(focus_indices(mask, g), 1.0)
+        b.focus(torch.from_numpy(np.flatnonzero(mask)).to(torch.int32), 1.0)
 
 
 def test_no_focus_draws_as_before():

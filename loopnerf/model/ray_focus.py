@@ -23,47 +23,56 @@ MAX_FOCUS_PIXELS = 8_000_000
 """Most focus pixels kept (a random subset beyond): 32 MB of int32 indices."""
 
 
-def dynamic_pixels(model, c2w: np.ndarray, intrinsics: np.ndarray, height: int, width: int) -> np.ndarray:
-    """bool [N, H, W]: the pixels of N frames whose ray crosses `model.dynamic_region`.
+def frame_dynamic_pixels(model, c2w: np.ndarray, intrinsics: np.ndarray, height: int, width: int) -> np.ndarray:
+    """bool [H, W]: the pixels of one frame whose ray crosses `model.dynamic_region`.
 
-    model: a `KPlanesModel` (its box, contraction and region); c2w [N, 4, 4]
-    camera-to-world (OpenGL axes); intrinsics [N, >= 4] fx, fy, cx, cy in pixels.
+    model: a `KPlanesModel` (its box, contraction and region); c2w [4, 4]
+    camera-to-world (OpenGL axes); intrinsics [>= 4] fx, fy, cx, cy in pixels.
     """
     from loopnerf.data.rays import rays_for_pixels
 
-    region = model.dynamic_region
-    n = len(c2w)
     stride = max(1, int(np.ceil(np.sqrt(height * width / MAX_TEST_RAYS))))
     us = torch.arange(stride // 2, width, stride)
     vs = torch.arange(stride // 2, height, stride)
     vv, uu = torch.meshgrid(vs, us, indexing="ij")
-    u, v = uu.reshape(-1).float(), vv.reshape(-1).float()
     s = (torch.arange(TEST_SAMPLES, dtype=torch.float32) + 0.5) / TEST_SAMPLES
-    out = np.zeros((n, height, width), bool)
     with torch.no_grad():
-        for i in range(n):
-            o, d = rays_for_pixels(torch.as_tensor(c2w[i], dtype=torch.float32),
-                                   torch.as_tensor(intrinsics[i][:4], dtype=torch.float32), u, v)
-            t_near, t_far = model.ray_range(o, d)
-            hit = t_far > t_near
-            t = model.s_to_t(s.expand(len(o), -1), t_near, torch.where(hit, t_far, t_near + 1.0))
-            x = model.field_coords(o[:, None, :] + d[:, None, :] * t[..., None])
-            inside = region.contains(x.reshape(-1, 3)).view(len(o), -1).any(dim=1) & hit
-            coarse = inside.view(len(vs), len(us)).numpy()
-            # each tested ray stands for the stride x stride pixels around it, grown by one
-            # such block each way (a thin moving part may fall between tested rays)
-            block = np.repeat(np.repeat(coarse, stride, axis=0), stride, axis=1)[:height, :width]
-            padded = np.pad(block, stride)
-            for dv in range(3):
-                for du in range(3):
-                    out[i] |= padded[dv * stride : dv * stride + height, du * stride : du * stride + width]
+        o, d = rays_for_pixels(torch.as_tensor(c2w, dtype=torch.float32),
+                               torch.as_tensor(np.asarray(intrinsics)[:4], dtype=torch.float32),
+                               uu.reshape(-1).float(), vv.reshape(-1).float())
+        t_near, t_far = model.ray_range(o, d)
+        hit = t_far > t_near
+        t = model.s_to_t(s.expand(len(o), -1), t_near, torch.where(hit, t_far, t_near + 1.0))
+        x = model.field_coords(o[:, None, :] + d[:, None, :] * t[..., None])
+        inside = model.dynamic_region.contains(x.reshape(-1, 3)).view(len(o), -1).any(dim=1) & hit
+    coarse = inside.view(len(vs), len(us)).numpy()
+    # each tested ray stands for the stride x stride pixels around it, grown by one such
+    # block each way (a thin moving part may fall between tested rays)
+    block = np.repeat(np.repeat(coarse, stride, axis=0), stride, axis=1)[:height, :width]
+    padded = np.pad(block, stride)
+    out = np.zeros((height, width), bool)
+    for dv in range(3):
+        for du in range(3):
+            out |= padded[dv * stride : dv * stride + height, du * stride : du * stride + width]
     return out
 
 
-def focus_indices(mask: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-    """int32 flat indices (frame * H * W + row * W + column) of a [N, H, W] mask's set
-    pixels; at most `MAX_FOCUS_PIXELS` of them (a random subset beyond)."""
-    flat = torch.from_numpy(np.flatnonzero(mask.reshape(-1)).astype(np.int64))
+def dynamic_pixels(model, c2w: np.ndarray, intrinsics: np.ndarray, height: int, width: int) -> np.ndarray:
+    """bool [N, H, W]: `frame_dynamic_pixels` of N frames (c2w [N, 4, 4], intrinsics [N, >= 4])."""
+    return np.stack([frame_dynamic_pixels(model, c2w[i], intrinsics[i], height, width) for i in range(len(c2w))])
+
+
+def focus_indices(model, c2w: np.ndarray, intrinsics: np.ndarray, height: int, width: int,
+                  generator: torch.Generator) -> tuple[torch.Tensor, float]:
+    """(int32 flat indices frame * H * W + row * W + column of the N frames' pixels whose
+    ray crosses the dynamic region, their share of all pixels). Built frame by frame, so
+    no [N, H, W] mask is held; at most `MAX_FOCUS_PIXELS` indices (a random subset beyond)."""
+    parts, count = [], 0
+    for i in range(len(c2w)):
+        flat = np.flatnonzero(frame_dynamic_pixels(model, c2w[i], intrinsics[i], height, width))
+        count += len(flat)
+        parts.append((flat + i * height * width).astype(np.int64))
+    flat = torch.from_numpy(np.concatenate(parts) if parts else np.zeros(0, np.int64))
     if len(flat) > MAX_FOCUS_PIXELS:
         flat = flat[torch.randperm(len(flat), generator=generator)[:MAX_FOCUS_PIXELS]].sort().values
-    return flat.to(torch.int32)
+    return flat.to(torch.int32), count / max(len(c2w) * height * width, 1)

@@ -85,14 +85,17 @@ class Stage1Trainer:
         self.fused_regularizers = cfg.model.kernel_backend == "taichi"
         self.batcher = RayBatcher(capture, capture.train_idx)
         self.focus_note = ""
-        if cfg.train.dynamic_ray_fraction > 0 and not self.model.dynamic_region.everywhere:
-            from loopnerf.model.ray_focus import dynamic_pixels, focus_indices
+        fraction = cfg.train.dynamic_ray_fraction
+        if not 0.0 <= fraction < 1.0:
+            raise ConfigError(f"train.dynamic_ray_fraction must be in [0, 1), got {fraction}")
+        if fraction > 0 and not self.model.dynamic_region.everywhere:
+            from loopnerf.model.ray_focus import focus_indices
 
             ids = np.asarray(capture.train_idx)
-            mask = dynamic_pixels(self.model, capture.c2w[ids], capture.intrinsics_array()[ids], capture.height, capture.width)
-            self.batcher.focus(focus_indices(mask, torch.Generator().manual_seed(cfg.train.seed)), cfg.train.dynamic_ray_fraction)
-            self.focus_note = (f"rays: {cfg.train.dynamic_ray_fraction:.0%} of each batch among the {mask.mean():.1%} of "
-                               f"training pixels that look into the dynamic region")
+            pixels, share = focus_indices(self.model, capture.c2w[ids], capture.intrinsics_array()[ids], capture.height,
+                                          capture.width, torch.Generator().manual_seed(cfg.train.seed))
+            self.batcher.focus(pixels, fraction)
+            self.focus_note = f"rays: {fraction:.0%} of each batch among the {share:.1%} of training pixels that look into the dynamic region"
         self.step = 0
         self.skipped = 0
         self.skip_nonfinite = False
