@@ -253,3 +253,30 @@ def test_demo_bake_is_culled_and_the_viewer_is_scored_against_truth(demo_dir):
         assert np.isfinite(row["static_psnr"]) and np.isfinite(row["best_phase_psnr"])
     report = (out / "report.md").read_text()
     assert "What the viewer shows, against the truth" in report and "worst frame" in report
+
+
+def test_still_scores_reuse_the_segment_videos_exactly(demo_dir):
+    """Eval takes stage 1's render at a still stretch from the segment video of the same
+    camera where it has the time; the scores equal rendering every frame again."""
+    from loopnerf.distill.segment_videos import render_segment_videos
+    from loopnerf.evaluation.command import find_ground_truth, ground_truth_scores
+    from loopnerf.run_folder import RunFolder
+
+    folder = RunFolder(demo_dir / "run")
+    stage1, info = folder.load_stage1()
+    gt = find_ground_truth(info["capture"])
+    videos = render_segment_videos(folder.path, stage1, quiet=True)
+    loops = {"loop": folder.load_loop_model("loop")[0]}
+    reused = ground_truth_scores(gt, loops, stage1, stage1_videos=videos)["stills"]
+    fresh = ground_truth_scores(gt, loops, stage1)["stills"]
+    meta = json.loads(gt.read_text())
+    assert len(reused) == len(meta["stills"]) >= 1
+    from loopnerf.data.capture import Intrinsics
+    from loopnerf.evaluation.command import _same_camera
+
+    matched = [any(_same_camera(v, np.asarray(st["c2w"], np.float64), Intrinsics.from_dict(st["intrinsics"])) for v in videos)
+               for st in meta["stills"]]
+    assert any(matched), "no still stretch matches a segment: the reuse is never exercised"
+    for a, b in zip(reused, fresh):
+        for key in ("motion_ratio", "static_psnr", "moving_psnr"):
+            assert a["stage1"][key] == pytest.approx(b["stage1"][key], abs=2e-3), key  # float16 storage of the videos

@@ -115,8 +115,42 @@ def still_scores(truth: np.ndarray, moving: np.ndarray, stage1_video: np.ndarray
     return row
 
 
-def ground_truth_scores(gt_meta: Path, loops: dict, stage1, stills: bool = True) -> dict:
+POSE_MATCH = 1e-4
+"""Largest camera-to-world entry difference under which a segment video counts as the
+same camera as a still stretch (segment poses average the stretch's frames: 1e-5 off on
+the tiny demo, a thousandth of a pixel)."""
+
+
+def _same_camera(video, c2w: np.ndarray, intr: Intrinsics) -> bool:
+    """Whether a segment video looks from this camera (then its frames are stage 1's
+    render there, already made for distillation)."""
+    return video.intrinsics == intr and np.abs(np.asarray(video.pose, np.float64) - c2w).max() < POSE_MATCH
+
+
+def _stage1_frames(stage1, c2w: np.ndarray, intr: Intrinsics, times, videos) -> np.ndarray:
+    """[T, H, W, 3] stage 1 rendered at c2w at each time, taken from a segment video of
+    the same camera where it has that time (`_same_camera`), rendered otherwise."""
+    from loopnerf.model.render_image import render_image
+
+    same = [v for v in videos if _same_camera(v, c2w, intr)]
+    frames = []
+    for t in times:
+        hit = None
+        for v in same:
+            j = np.flatnonzero(np.abs(np.asarray(v.times, np.float64) - float(t)) < 1e-9)
+            if len(j):
+                hit = v.frames[int(j[0])]
+                break
+        frames.append(hit if hit is not None else render_image(stage1, c2w, intr, float(t))["rgb"])
+    return np.stack(frames).astype(np.float32)
+
+
+def ground_truth_scores(gt_meta: Path, loops: dict, stage1, stills: bool = True, stage1_videos=()) -> dict:
     """Scores against a synthetic capture's ground truth (see the module docstring).
+
+    `stage1_videos`: segment videos (`SegmentVideo`); at a still stretch one of them
+    shows from the same camera, stage 1's render of each time the video has is taken
+    from it instead of rendered again (the demo's four stills: 167 renders, about 36 s).
 
     Returns {"period_frames", "motion", "cameras": name -> {...}, "stills": [...],
     "supervised_still": index of the still stretch whose mean pose is the supervised
@@ -170,7 +204,7 @@ def ground_truth_scores(gt_meta: Path, loops: dict, stage1, stills: bool = True)
         c2w = np.asarray(st["c2w"], dtype=np.float64)
         truth = _read_frames(root, st["frames"])
         moving = _read_mask(root / st["mask"])
-        s1 = np.stack([render_image(stage1, c2w, intr, float(t))["rgb"] for t in st["times"]])
+        s1 = _stage1_frames(stage1, c2w, intr, st["times"], stage1_videos)
         row = {"index": i, "start": int(st["start"]), "stop": int(st["stop"])}
         row.update(still_scores(truth, moving, s1, render_loops(("still", i), c2w, intr)))
         still_rows.append(row)
@@ -276,6 +310,7 @@ def evaluate_run(
     folder = RunFolder(run)
     run = folder.path
     stage1, info = folder.load_stage1()
+    videos = []
     if cameras is not None:
         view = camera_file_view(cameras, stage1)
         segment = -1
@@ -301,7 +336,7 @@ def evaluate_run(
     gt = find_ground_truth(info["capture"]) if ground_truth else None
     truth = None
     if gt is not None:
-        result["ground_truth"] = ground_truth_scores(gt, loops, stage1, stills=stills)
+        result["ground_truth"] = ground_truth_scores(gt, loops, stage1, stills=stills, stage1_videos=videos)
         if cameras is None:
             seg = folder.read_segments().segments[segment]
             truth = gt_still_for_segment(gt, seg.start, seg.stop)
