@@ -12,7 +12,7 @@ from loopnerf.data.capture import Capture, Intrinsics
 from loopnerf.model.config import preset, resolve_time_resolution
 from loopnerf.model.kplanes_model import KPlanesModel
 from loopnerf.model.ray_batch import RayBatcher
-from loopnerf.model.ray_focus import dynamic_pixels, focus_indices
+from loopnerf.model.ray_focus import focus_indices, frame_dynamic_pixels
 
 BOX = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 
@@ -36,7 +36,7 @@ def _camera(z: float = 3.0) -> np.ndarray:
 def test_the_mask_is_the_pixels_whose_ray_crosses_the_region():
     model = _model_with_cube_region()
     k = Intrinsics(fx=32.0, fy=32.0, cx=16.0, cy=16.0, width=32, height=32)
-    mask = dynamic_pixels(model, _camera()[None], k.as_array()[None], 32, 32)[0]
+    mask = frame_dynamic_pixels(model, _camera(), k.as_array(), 32, 32)
     # pixel centres' rays through the region's front face (z = 0.25, 2.75 from the camera)
     # reach |x|, |y| <= 0.25 there: columns with |u + 0.5 - 16| / 32 * 2.75 <= 0.25
     off = np.abs(np.arange(32) + 0.5 - 16) / 32

@@ -3,9 +3,10 @@
 With rays drawn uniformly, a capture whose moving part covers a tenth of the image gives
 the time planes a tenth of the batch: over a `cpu`-preset fit each time sample's moving
 pixels are seen about once, and stage 1 keeps too little of the motion (issue 17: motion
-ratio 0.76 at the demo's still cameras). `dynamic_pixels` marks, per training frame, the
-pixels whose ray crosses the model's dynamic region; `RayBatcher.focus` then draws a
-fixed share of every batch among them (`TrainConfig.dynamic_ray_fraction`).
+ratio 0.76 at the demo's still cameras). `frame_dynamic_pixels` marks a frame's pixels
+whose ray crosses the model's dynamic region, `focus_indices` collects them over the
+training frames, and `RayBatcher.focus` draws a fixed share of every batch among them
+(`TrainConfig.dynamic_ray_fraction`).
 
 The rays are tested at a pixel stride (at most `MAX_TEST_RAYS` a frame), each at
 `TEST_SAMPLES` points spread over its part of the box; the mask is then grown by the
@@ -55,11 +56,6 @@ def frame_dynamic_pixels(model, c2w: np.ndarray, intrinsics: np.ndarray, height:
         for du in range(3):
             out |= padded[dv * stride : dv * stride + height, du * stride : du * stride + width]
     return out
-
-
-def dynamic_pixels(model, c2w: np.ndarray, intrinsics: np.ndarray, height: int, width: int) -> np.ndarray:
-    """bool [N, H, W]: `frame_dynamic_pixels` of N frames (c2w [N, 4, 4], intrinsics [N, >= 4])."""
-    return np.stack([frame_dynamic_pixels(model, c2w[i], intrinsics[i], height, width) for i in range(len(c2w))])
 
 
 def focus_indices(model, c2w: np.ndarray, intrinsics: np.ndarray, height: int, width: int,
