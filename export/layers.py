@@ -67,15 +67,20 @@ def plane_depths(near: float, far: float, count: int) -> np.ndarray:
     return 1.0 / np.linspace(1.0 / near, 1.0 / far, count)
 
 
-def quantize_over(rgb: np.ndarray, alpha: np.ndarray, background, search: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def quantize_over(rgb: np.ndarray, alpha: np.ndarray, background, search: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """8-bit straight alpha and colour [H, W] uint8, [H, W, 3] uint8 whose composite
     over `background`, a c + (1 - a) bg, is closest to the target `rgb` (uint8 [H, W, 3]).
 
     Rounding opacity and colour separately leaves up to half a level of error in each,
     about 60 dB over a hazy image; trying the alpha levels within `search` of
     round(255 alpha) (nearest first) and, for each, the colour that best gives the target,
-    keeps the composite within a fraction of a level (alpha moves by <= search / 255;
-    pixels with round(255 alpha) = 0 stay fully transparent)."""
+    keeps the composite within a fraction of a level (alpha moves by <= search / 255).
+    A pixel stays fully transparent only where it is empty: round(255 alpha) = 0 and the
+    target is the background's own 8-bit colour. Faint haze the viewer still shows (a
+    level off the background at alpha < 0.5 / 255) gets the smallest alpha that draws it:
+    on the demo loop those pixels were 12 % of the image and the largest error left
+    (search 4 with them forced empty: 65.5 dB; search 4 / 8 / 16 without: 67.5 / 69.6 /
+    72.2 dB against the viewer)."""
     target = rgb.astype(np.float64) / 255.0
     bg = np.asarray(background, dtype=np.float64)
     base = np.round(np.clip(alpha, 0.0, 1.0) * 255.0).astype(np.int64)
@@ -93,7 +98,8 @@ def quantize_over(rgb: np.ndarray, alpha: np.ndarray, background, search: int = 
         best_err = np.where(better, err, best_err)
         best_a = np.where(better, a8, best_a)
         best_c = np.where(better[..., None], c8, best_c)
-    empty = base == 0  # nothing there: stays fully transparent
+    bg8 = np.round(np.clip(bg, 0.0, 1.0) * 255.0).astype(np.int64)
+    empty = (base == 0) & np.all(rgb.astype(np.int64) == bg8, axis=-1)  # nothing there
     best_a[empty] = 0
     best_c[best_a == 0] = 0
     return best_a.astype(np.uint8), best_c.astype(np.uint8)
