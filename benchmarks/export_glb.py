@@ -33,7 +33,7 @@ The viewer renders at the .loop camera's size (intrinsics_for its width x height
 engine at the same pinhole camera, so the pixels correspond one to one.
 
 Usage:
-    .venv/bin/python benchmarks/export_glb.py [--loop runs/demo/run/scene.loop] [--out DIR] [--colors projection]
+    .venv/bin/python benchmarks/export_glb.py [--loop runs/demo/run/scene.loop] [--out DIR] [--colors projection] [--figure docs/export_glb_threejs.png]
     .venv/bin/python benchmarks/export_glb.py --bound [--loop ...]
 """
 
@@ -62,9 +62,11 @@ def _emit(line: dict, log) -> None:
 
 
 def measure(loop_path: Path, out_dir: Path, *, quiet: bool = True, with_layers: bool = True, log: list | None = None,
-            export_options: dict | None = None) -> dict:
+            export_options: dict | None = None, figure: Path | None = None) -> dict:
     """Export `loop_path` as web (and layers) into out_dir and measure (module docstring).
-    Returns {"glb_mb", "views": [per-camera dicts], ...}; prints the JSON lines."""
+    Returns {"glb_mb", "views": [per-camera dicts], ...}; prints the JSON lines.
+    `figure`: also write a PNG of loop frame 0, the viewer (left) beside three.js (right),
+    one row per yaw camera (default, -20, +20 degrees)."""
     from loopnerf.export.browser import compare_to_viewer, engine_views, play_in_browser, render_in_browser, validate_glb
     from loopnerf.export.command import export
     from loopnerf.export.loop_format import load_loop
@@ -100,12 +102,15 @@ def measure(loop_path: Path, out_dir: Path, *, quiet: bool = True, with_layers: 
     results, info = render_in_browser(web, views)
     browser_seconds = time.perf_counter() - t0
     per_camera = []
+    rows = []
     for ci, (name, deg, axis) in enumerate(CAMERAS):
         figs = []
         for k in range(F):
             res = results[ci * F + k]
             rgb, _, opacity = renderer.render_phase_with_opacity(cams[ci].astype(np.float32), k / F, intrinsics=intr)
             figs.append(dict(compare_to_viewer(res["rgba"], rgb, opacity), shown_ok=res["frame"] == k))
+            if k == 0 and axis == "yaw":
+                rows.append((rgb, res["rgba"]))
         line = {
             "figure": "glb_view", "camera": name, "degrees": deg, "axis": axis, "size": [W, H],
             "coverage": float(np.mean([f["coverage"] for f in figs])),
@@ -132,10 +137,31 @@ def measure(loop_path: Path, out_dir: Path, *, quiet: bool = True, with_layers: 
         import imageio.v3 as iio
 
         iio.imwrite(out_dir / "web_page.png", play["samples"][0]["image"])
+    if figure is not None:
+        write_figure(Path(figure), rows, baked.background)
     out = {"glb_mb": glb_mb, "export_seconds": seconds, "views": per_camera}
     if with_layers:
         out["layers"] = measure_layers(loop_path, out_dir / "layers", renderer, log=log)
     return out
+
+
+def write_figure(path: Path, rows: list, background, *, scale: int = 3, gap: int = 4) -> None:
+    """PNG grid: per row the viewer's uint8 [H, W, 3] (left) and three.js's RGBA [H, W, 4]
+    over the loop's background (right), enlarged `scale` times (nearest)."""
+    import imageio.v3 as iio
+
+    bg = np.asarray(background, dtype=np.float64)
+    tiles = []
+    for viewer_rgb, rgba in rows:
+        a = rgba[..., 3:4].astype(np.float64) / 255.0
+        engine = np.round((rgba[..., :3].astype(np.float64) / 255.0 * a + (1.0 - a) * bg) * 255.0).astype(np.uint8)
+        pad = np.full((viewer_rgb.shape[0], gap, 3), 255, np.uint8)
+        tiles.append(np.concatenate([viewer_rgb, pad, engine], axis=1))
+    pad = np.full((gap, tiles[0].shape[1], 3), 255, np.uint8)
+    grid = np.concatenate([t for row in tiles for t in (row, pad)][:-1], axis=0)
+    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, grid)
 
 
 def measure_layers(loop_path: Path, out_dir: Path, renderer, *, log: list | None = None) -> dict:
@@ -258,6 +284,8 @@ def main(argv=None) -> int:
     parser.add_argument("--voxel", type=float, default=None, help="as `loopnerf export --voxel`")
     parser.add_argument("--subdivide", type=int, default=None, help="as `loopnerf export --subdivide`")
     parser.add_argument("--colors", choices=("splat", "projection"), default=None, help="as `loopnerf export --colors`")
+    parser.add_argument("--figure", type=Path, default=None,
+                        help="write a PNG of loop frame 0: the viewer beside three.js at the default camera and +-20 degrees")
     parser.add_argument("--bound", action="store_true",
                         help="only how far one colour per surface point can match the viewer (no export)")
     args = parser.parse_args(argv)
@@ -273,10 +301,10 @@ def main(argv=None) -> int:
         measure_bound(args.loop)
         return 0
     if args.out is not None:
-        measure(args.loop, args.out, with_layers=not args.no_layers, export_options=options)
+        measure(args.loop, args.out, with_layers=not args.no_layers, export_options=options, figure=args.figure)
     else:
         with tempfile.TemporaryDirectory(prefix="loopnerf-export-bench-") as tmp:
-            measure(args.loop, Path(tmp) / "out", with_layers=not args.no_layers, export_options=options)
+            measure(args.loop, Path(tmp) / "out", with_layers=not args.no_layers, export_options=options, figure=args.figure)
     return 0
 
 

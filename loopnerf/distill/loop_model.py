@@ -192,6 +192,11 @@ class LoopField(nn.Module):
         f = split_by_region(region, pts, inside_flat, outside_flat)
         return f.view(r * n, f_, -1).permute(1, 0, 2).reshape(f_, r, n, -1)
 
+    @property
+    def decoder(self) -> torch.nn.Module:
+        """Stage 1's decoder, frozen (the loop shares it)."""
+        return self.base.decoder
+
     def density(self, x, phase, static: bool = False, region: DynamicRegion | None = None):
         return self.base.decoder.density(self.features(x, phase, static, region))
 

@@ -31,6 +31,11 @@ class LossWeights:
     l1_time_proposal: float = 1e-4
     time_smoothness: float = 0.1
     time_smoothness_proposal: float = 1e-3
+    view_consistency: float = 0.03
+    """Weight of `losses.view_consistency`: each sample's colour at the ray's direction
+    against its colour at a random direction, weighted by the sample's (detached) weight.
+    A Lambertian surface looks the same from everywhere; the field's direction basis
+    otherwise invents colours where no camera looked (0 turns it off)."""
 
 
 @dataclass

@@ -19,6 +19,11 @@ from loopnerf.model.config import ModelConfig
 from loopnerf.model.sampling import intersect_box, sample_pdf, uniform_edges, weights_from_density
 
 
+VIEW_CONSISTENCY_SHARE = 4
+"""`view_consistency` looks at one ray in this many of a batch (its cost, 15-25 ms of a
+~100 ms `cpu` step on all rays, falls with it; the loss is a mean, so its scale does not)."""
+
+
 def _volume_render(backend: str):
     check_choice(backend, KernelBackend, "kernel_backend")
     if backend == "taichi":
@@ -135,8 +140,12 @@ class KPlanesModel(nn.Module):
         """Evaluate the field in the bins `t_edges` [R, S + 1] and composite: rgb [R, 3],
         depth [R] (world units), acc [R], weights [R, S]."""
         x = self._points(origins, dirs, t_edges)
-        density, rgb = self.field(x, times, dirs, static=static, region=self.dynamic_region)
-        return self.composite(density, rgb, t_edges, hit, background)
+        features = self.field.features(x, times, static=static, region=self.dynamic_region)
+        density, rgb = self.field.decoder(features, dirs)
+        out = self.composite(density, rgb, t_edges, hit, background)
+        if features.requires_grad:  # training: what `view_consistency` needs
+            out.update(features=features, sample_rgb=rgb)
+        return out
 
     def composite(self, density, rgb, t_edges, hit, background=None) -> dict:
         """Volume-render densities [R, S] and colours [R, S, 3] in the bins `t_edges`
@@ -205,6 +214,18 @@ class KPlanesModel(nn.Module):
                 smooth=smooth / n_t if is_time else 0.0, l1=l1 / n_t if is_time else 0.0,
             ).double()
         return total.float()
+
+    def view_consistency(self, out: dict, w, generator: torch.Generator | None = None) -> dict:
+        """`losses.view_consistency` of a training render `out` (it keeps the samples'
+        features and colours): every ray's samples decoded again at one random direction."""
+        if not w.view_consistency or "features" not in out:
+            return {}
+        # every k-th ray: a batch's head is its ray-focus share (`RayBatcher.sample`)
+        pick = slice(None, None, VIEW_CONSISTENCY_SHARE)
+        features = out["features"][pick]
+        other = L.random_directions(features.shape[0], generator=generator, dtype=features.dtype, device=features.device)
+        _, rgb_other = self.field.decoder(features, other)
+        return {"view_consistency": w.view_consistency * L.view_consistency_loss(out["sample_rgb"][pick], rgb_other, out["weights"][pick])}
 
     def sampling_losses(self, out: dict, w) -> dict:
         res = {}

@@ -84,3 +84,20 @@ def distortion_loss(s_edges: torch.Tensor, weights: torch.Tensor) -> torch.Tenso
     cross = 2.0 * (weights * (mid * w_before - wm_before)).sum(-1)
     self_term = (weights.square() * width).sum(-1) / 3.0
     return (cross + self_term).mean()
+
+
+def random_directions(count: int, *, generator: torch.Generator | None = None, dtype=torch.float32, device=None) -> torch.Tensor:
+    """Unit vectors [count, 3] uniform on the sphere."""
+    d = torch.randn(count, 3, generator=generator, dtype=dtype, device=device)
+    return d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def view_consistency_loss(rgb: torch.Tensor, rgb_other: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """How much the samples' colour depends on the direction they are seen from.
+
+    rgb, rgb_other [R, S, 3]: the samples' colours at the ray's direction and at another
+    direction; weights [R, S]: their volume-rendering weights (taken as constants, so the
+    loss cannot be lowered by thinning the density). Returns
+    mean over rays of sum_s w_s |rgb_s - rgb_other_s|^2 / 3 (a per-channel MSE of what
+    the pixel would show)."""
+    return (weights.detach() * (rgb - rgb_other).square().mean(-1)).sum(-1).mean()

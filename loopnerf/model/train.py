@@ -128,6 +128,7 @@ class Stage1Trainer:
         mse = (out["rgb"] - batch["rgb"]).square().mean()
         terms = {"mse": mse}
         terms.update(self.model.sampling_losses(out, tc.losses))
+        terms.update(self.model.view_consistency(out, tc.losses, self.generator))
         if not self.fused_regularizers:
             terms.update(self.model.regularizers(tc.losses))
         loss = sum(terms.values())
