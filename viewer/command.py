@@ -6,7 +6,6 @@ Python API: `render_headless(renderer, poses, times) -> frames` and
 
 from __future__ import annotations
 
-import math
 import sys
 import time as _time
 from pathlib import Path
