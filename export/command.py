@@ -33,6 +33,7 @@ def export(
     min_opacity: float = 0.5,
     subdivide: int = 0,
     colors: Literal["splat", "projection"] = "splat",
+    depth: Literal["median", "expected"] = "median",
     planes: int = 32,
     quiet: bool = False,
 ) -> int:
@@ -40,7 +41,7 @@ def export(
 
     glb: `scene.glb`, glTF 2.0 binary: a static mesh and one mesh per loop frame for what
     moves, shown in turn by one animation at the loop's fps (Blender, three.js, any glTF
-    viewer). The surfaces are what the viewer shows: its renders (expected depth and
+    viewer). The surfaces are what the viewer shows: its renders (median depth and
     colour) from the default camera, the still cameras and an orbit around each, fused
     into TSDF volumes; vertex colours are the viewer's colours, drawn unlit.
     web: the glb plus `index.html` (three.js, orbit controls) that plays the loop
@@ -69,6 +70,9 @@ def export(
             that show it where an engine draws the meshes; "projection" = only from the
             views whose expected depth agrees with the vertex's own (see
             `loopnerf.export.tsdf.FusionOptions.colors`).
+        depth: glb / web / ply: the viewer's depth that is fused: "median" (where half of
+            a pixel's light has come; on the surface it shows) or "expected" (the mean
+            distance, pulled towards haze; see `loopnerf.export.tsdf.FusionOptions.depth`).
         planes: layers: number of RGBA planes between the box's near and far depth.
         quiet: no progress bars.
     """
@@ -90,6 +94,8 @@ def export(
         raise LoopNeRFError(f"--subdivide must be 0..3, got {subdivide}")
     if colors not in ("splat", "projection"):
         raise LoopNeRFError(f"--colors must be splat or projection, got {colors!r}")
+    if depth not in ("median", "expected"):
+        raise LoopNeRFError(f"--depth must be median or expected, got {depth!r}")
     if not 0.0 < min_opacity < 1.0:
         raise LoopNeRFError(f"--min-opacity must be in (0, 1), got {min_opacity}")
     if stills is not None and not Path(stills).is_file():
@@ -101,7 +107,7 @@ def export(
         segments = Path(stills) if stills is not None else RunFolder(scene.parent).segments_path
         poses = still_cameras(segments)
         options = FusionOptions(voxel=voxel, height=fuse_height, min_opacity=min_opacity, subdivide=subdivide,
-                                colors=colors)
+                                colors=colors, depth=depth)
         if format == "web":
             from loopnerf.export.web import find_three
 

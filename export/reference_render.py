@@ -269,7 +269,8 @@ def render_rays(
 
     Returns dict with rgb [R, 3] (composited over the header's background), depth
     [R] (expected distance along the ray, background counted at `far`), acc [R]
-    (opacity in [0, 1]).
+    (opacity in [0, 1]), median [R] (`median_distance`: where the transmittance
+    falls to 1/2; `far` where it stays above).
     """
     import torch
 
@@ -278,7 +279,7 @@ def render_rays(
     origins = origins.float()
     dirs = dirs.float()
     bg = torch.tensor(baked.background, dtype=torch.float32, device=origins.device)
-    rgbs, depths, accs = [], [], []
+    rgbs, depths, accs, medians = [], [], [], []
     for i in range(0, origins.shape[0], chunk):
         o, d = origins[i : i + chunk], dirs[i : i + chunk]
         t, deltas, sigma, rgb_s = sample_rays(
@@ -289,7 +290,28 @@ def render_rays(
         rgbs.append(rgb + (1.0 - acc[:, None]) * bg)
         depths.append((w * t).sum(dim=1) + (1.0 - acc) * baked.far)
         accs.append(acc)
-    return {"rgb": torch.cat(rgbs), "depth": torch.cat(depths), "acc": torch.cat(accs)}
+        medians.append(median_distance(t, deltas, sigma, baked.far))
+    return {"rgb": torch.cat(rgbs), "depth": torch.cat(depths), "acc": torch.cat(accs), "median": torch.cat(medians)}
+
+
+def median_distance(t: "torch.Tensor", deltas: "torch.Tensor", sigma: "torch.Tensor", far: float) -> "torch.Tensor":
+    """[R] distance along each ray at which the transmittance falls to 1/2, for samples
+    at bin midpoints t [R, S] of lengths deltas [R, S] and densities sigma [R, S] taken
+    as constant over each bin: in the first bin whose end has T < 1/2, at
+    t - delta / 2 + ln(2 T_in) / sigma (T_in: the transmittance entering it); `far`
+    where no bin takes it under 1/2. (The viewer's `depth="median"`.)"""
+    import torch
+
+    tau = sigma * deltas
+    t_end = torch.exp(-torch.cumsum(tau, dim=1))  # transmittance at each bin's end
+    t_in = torch.cat([torch.ones_like(t_end[:, :1]), t_end[:, :-1]], dim=1)
+    crossed = t_end < 0.5
+    first = torch.argmax(crossed.to(torch.int8), dim=1)
+    any_cross = crossed.any(dim=1)
+    rows = torch.arange(t.shape[0], device=t.device)
+    ti, di, si, Ti = t[rows, first], deltas[rows, first], sigma[rows, first], t_in[rows, first]
+    inside = torch.minimum(torch.log(2.0 * Ti) / si.clamp_min(1e-12), di)
+    return torch.where(any_cross, ti - 0.5 * di + inside, torch.full_like(ti, far))
 
 
 def camera_intrinsics(intrinsics: Any) -> dict[str, float]:
@@ -313,7 +335,7 @@ def render_camera(
 ) -> dict[str, "torch.Tensor"]:
     """Render a pinhole camera at loop phase p. c2w [4, 4] camera-to-world (default:
     the header's camera), intrinsics as in `camera_intrinsics` (default: the header's).
-    Returns rgb [H, W, 3], depth [H, W], acc [H, W] (float32)."""
+    Returns rgb [H, W, 3], depth [H, W], acc [H, W], median [H, W] (float32)."""
     if c2w is None:
         c2w = baked.camera["c2w"]
     if intrinsics is None:
@@ -324,4 +346,4 @@ def render_camera(
 
     o, d = (r.reshape(-1, 3) for r in camera_rays(c2w, k))
     out = render_rays(baked, o, d, phase, n_samples, use_occupancy=use_occupancy, basis_fn=basis_fn)
-    return {"rgb": out["rgb"].reshape(H, W, 3), "depth": out["depth"].reshape(H, W), "acc": out["acc"].reshape(H, W)}
+    return {key: out[key].reshape(H, W, 3) if key == "rgb" else out[key].reshape(H, W) for key in out}

@@ -5,7 +5,7 @@ everywhere, surfaces that are only opaque as a whole), so the glb export does no
 look at the density at all. It renders the loop with the viewer's own renderer
 (`loopnerf.viewer.Renderer`) from a set of cameras -- the default camera and an orbit
 around it, and the capture's still cameras when `segments.json` is known --
-and fuses the expected depth and the colour the viewer shows into truncated signed
+and fuses the depth and the colour the viewer shows into truncated signed
 distance volumes (open3d's TSDF integration, a dense volume over the scene box), whose
 zero level is the mesh:
 
@@ -20,10 +20,11 @@ zero level is the mesh:
   holds only what moves.
 
 Only pixels the viewer covers (opacity >= `min_opacity`) are fused; the depth used is
-the expected depth of the covered part, sum(w_i t_i) / opacity, converted from distance
-along the unit ray to the camera's z-depth that open3d takes. Pixels on a depth edge
-(`depth_edges`: the expected depth there mixes the two sides) are left out; other
-cameras see those surfaces head-on.
+the median depth, where the ray's transmittance falls to 1/2 (`FusionOptions.depth`;
+the expected depth of the covered part, sum(w_i t_i) / opacity, is the other choice),
+converted from distance along the unit ray to the camera's z-depth that open3d takes.
+Pixels on a depth edge (`depth_edges`: the depth there is unreliable, between the two
+sides) are left out; other cameras see those surfaces head-on.
 Colours are the viewer's display (sRGB) colours, so a mesh drawn unlit reproduces what
 the viewer showed from these cameras: each vertex takes the mean of the rendered pixels
 that show it where an engine draws the meshes (`splat_colors`: rays cast against the
@@ -109,7 +110,18 @@ class FusionOptions:
             time) measured +2 dB against the viewer on the room test loop (27.4-29.0 vs
             25.2-26.3 dB) but nothing on the demo loop (20.3 / 20.7 / 16.5 dB vs 20.6 /
             20.7 / 16.4 dB at the default camera / -20 / +20 degrees).
-        min_opacity: pixels the viewer covers at least this much are fused.
+        min_opacity: pixels the viewer covers at least this much are fused (with the
+            median depth, only pixels whose opacity reaches 1/2 have one).
+        depth: which depth of the viewer's renders is fused: "median" (default; where
+            the transmittance falls to 1/2) or "expected" (sum(w_i t_i) / opacity). On
+            a hazy field the expected depth is pulled towards the haze in front of and
+            behind the surface, by different amounts from different views, so the views
+            disagree on where a surface point is and colour it with each other's
+            pixels. Demo loop, glb (a ray-cast twin of the engine) vs viewer at the
+            default camera / yaw -20 / +20 / pitch -20 / +20 degrees, with the older
+            `clear_near` (any frame) and background rule: expected 26.2 / 22.6 / 23.5 /
+            21.5 / 23.2 dB (coverage 96.2 / 95.2 / 96.2 / 93.5 / 96.2 %), median 27.6 /
+            23.9 / 24.5 / 22.9 / 24.7 dB (94.8 / 94.7 / 94.9 / 91.4 / 93.9 %).
         dynamic_color: a pixel is dynamic when some frame's colour differs from the
             pixel's median over the loop by more than this (display units, any channel).
         dynamic_depth_voxels: ... or its depth by more than this many voxels.
@@ -141,8 +153,18 @@ class FusionOptions:
             weighting reaches 22 dB on both sides: the views left and right of the
             default camera disagree (colours fitted to one side's views alone give
             that side 22-27 dB and the other 14-15 dB).
-        clear_voxels: static triangles within this many voxels of a moving mesh are
-            dropped (`clear_near`: no z-fighting where something moves over a surface).
+        clear_voxels: static triangles within this many voxels of a moving mesh in more
+            than `clear_share` of the frames are dropped (`clear_near`: no z-fighting
+            where something moves over a surface).
+        clear_share: see `clear_voxels`. Demo loop, median depth, the older background
+            rule, glb in three.js vs viewer (default camera, yaw -20 / +20, pitch -20 /
+            +20 degrees): clearing where any frame comes near (share 0) left holes on the
+            wall behind the flag's sweep, coverage 94.8 / 94.7 / 94.9 / 91.4 / 93.9 %
+            (ray-cast twin); 0.5: 95.8 / 95.8 / 95.7 / 92.9 / 95.2 % at 27.3 / 23.8 /
+            24.4 / 22.9 / 24.6 dB; no clearing (clear_voxels 0): 97.2 / 97.5 / 96.7 /
+            94.1 / 97.4 % at 27.1 / 24.0 / 24.5 / 22.8 / 24.5 dB. With the background
+            rule of `split_pixels` as it is now, 0.5 gives 97.2 / 97.3 / 97.1 / 94.1 /
+            97.4 % at 27.0 / 24.0 / 24.4 / 22.8 / 24.4 dB.
         color_sigma_degrees: views whose axis is this many degrees from the default
             camera's weigh e^-1/2 as much in a vertex's colour (None: all the same). A
             hazy field does not show one colour per surface point from every side; the
@@ -158,6 +180,7 @@ class FusionOptions:
     trunc_voxels: float = 4.0
     height: int | None = None
     min_opacity: float = 0.5
+    depth: str = "median"
     dynamic_color: float = 0.04
     dynamic_depth_voxels: float = 2.0
     dilate: int = 1
@@ -170,6 +193,7 @@ class FusionOptions:
     subdivide: int = 0
     color_sigma_degrees: float | None = 40.0
     clear_voxels: float = 1.5
+    clear_share: float = 0.5
     colors: str = "splat"
     splat_sigma_degrees: float | None = 25.0
 
@@ -229,6 +253,17 @@ def covered_depth(depth: np.ndarray, opacity: np.ndarray, far: float) -> np.ndar
     return np.where(opacity > 1e-6, d, np.inf).astype(np.float32)
 
 
+def fusion_depth(depth: np.ndarray, opacity: np.ndarray, far: float, kind: str) -> np.ndarray:
+    """Distance along the unit ray of the surface a pixel shows, [H, W] float32, inf
+    where there is none: for the viewer's "median" depth (`Renderer.
+    render_phase_with_opacity(depth="median")`) the median itself where the opacity
+    reached 1/2, for its "expected" depth `covered_depth`."""
+    if kind == "median":
+        ok = (opacity >= 0.5) & (depth < far) & np.isfinite(depth)
+        return np.where(ok, depth, np.inf).astype(np.float32)
+    return covered_depth(depth, opacity, far)
+
+
 def ray_z_factor(intr: "Intrinsics") -> np.ndarray:
     """[H, W] factor taking distance along pixel (u, v)'s unit ray to camera z-depth."""
     u = (np.arange(intr.width) + 0.5 - intr.cx) / intr.fx
@@ -285,10 +320,12 @@ def split_pixels(rgb_f: np.ndarray, z_f: np.ndarray, covered: np.ndarray, voxel:
       (`dynamic_color`, `dynamic_depth_voxels`), grown by `dilate` pixels; other covered
       pixels are static with their median colour and depth;
     - behind what moves, the background: a dynamic pixel whose farthest covered depth
-      is shown (within `dynamic_depth_voxels`, with colours within 2 `dynamic_color`)
-      by at least `background_share` of the frames (and at least 2) is static too, with
-      that depth and the mean colour of those frames;
-    - moving[k]: covered dynamic pixels of frame k that do not show that background.
+      is shown (within `dynamic_depth_voxels`, with colours within 2 `dynamic_color` of
+      those frames' median colour) by at least `background_share` of the frames (and
+      at least 2) is static too, with that depth and the mean colour of those frames;
+    - moving[k]: covered dynamic pixels of frame k that are not at that background's
+      depth (a frame there that the moving part only fringes, its colour a blend, is
+      neither: its depth is the background's, its colour no surface's).
     """
     F = rgb_f.shape[0]
     tol = opt.dynamic_depth_voxels * voxel
@@ -308,12 +345,17 @@ def split_pixels(rgb_f: np.ndarray, z_f: np.ndarray, covered: np.ndarray, voxel:
         dyn = binary_dilation(dyn, iterations=int(opt.dilate))
     with np.errstate(invalid="ignore"):
         at_bg = covered & (np.abs(z_f - z_far[None]) <= tol)  # [F, H, W]
-    n_bg = at_bg.sum(axis=0)
-    w = at_bg[..., None].astype(np.float32)
+    # Of the frames at that depth, those that show the background's own colour: within
+    # 2 dynamic_color of their median (a frame where the moving part only fringes the
+    # pixel has its median depth on the background but a blend of the two colours).
+    with np.errstate(invalid="ignore"), _quiet_nan():
+        bg_ref = np.nanmedian(np.where(at_bg[..., None], rgb_f, np.nan), axis=0)
+    at_bg_colour = at_bg & (np.abs(rgb_f - bg_ref[None]).max(axis=3) <= 2.0 * opt.dynamic_color)
+    n_bg = at_bg_colour.sum(axis=0)
+    w = at_bg_colour[..., None].astype(np.float32)
     bg_rgb = (rgb_f * w).sum(axis=0) / np.maximum(n_bg, 1)[..., None]
-    bg_z = np.where(at_bg, z_f, 0.0).sum(axis=0) / np.maximum(n_bg, 1)
-    spread = np.where(at_bg[..., None], np.abs(rgb_f - bg_rgb[None]), 0.0).max(axis=(0, 3))
-    bg_ok = dyn & (n_bg >= max(2, math.ceil(opt.background_share * F))) & (spread <= 2.0 * opt.dynamic_color)
+    bg_z = np.where(at_bg_colour, z_f, 0.0).sum(axis=0) / np.maximum(n_bg, 1)
+    bg_ok = dyn & (n_bg >= max(2, math.ceil(opt.background_share * F)))
     static = (med_cov & ~dyn) | bg_ok
     static_rgb = np.where(bg_ok[..., None], bg_rgb, med_rgb)
     static_z = np.where(bg_ok, bg_z, np.nan_to_num(med_z, nan=0.0, posinf=0.0))
@@ -507,21 +549,28 @@ def view_weights(cams: Sequence[np.ndarray], reference: np.ndarray, sigma_degree
     return out
 
 
-def clear_near(static: Mesh, moving: Sequence[Mesh], distance: float) -> tuple[Mesh, int]:
+def clear_near(static: Mesh, moving: Sequence[Mesh], distance: float, share: float = 0.0) -> tuple[Mesh, int]:
     """`static` without the triangles that have a vertex within `distance` (world units)
-    of any frame's moving mesh, and the number of vertices removed.
+    of the moving mesh in more than `share` of the frames (`moving`: one mesh per
+    frame; share 0: in any frame), and the number of vertices removed.
 
     Where something moves over a surface lying almost on it (a flag on its wall, a
     stripe whose colour does not change while the cloth moves), both meshes would
     hold nearly coplanar surfaces that z-fight in an engine; the moving meshes alone
-    then show it."""
-    pts = [m.vertices for m in moving if len(m)]
-    if not pts or len(static) == 0:
+    then show it. Where the moving part covers the surface only in some frames (the
+    wall behind a flag's sweep), removing it would leave a hole in the others, so
+    only what is covered in most frames goes."""
+    if not any(len(m) for m in moving) or len(static) == 0:
         return static, 0
     from scipy.spatial import cKDTree
 
-    tree = cKDTree(np.concatenate(pts).astype(np.float64))
-    near = np.isfinite(tree.query(static.vertices.astype(np.float64), k=1, distance_upper_bound=distance)[0])
+    pts = static.vertices.astype(np.float64)
+    count = np.zeros(len(static), np.int64)
+    for m in moving:
+        if len(m):
+            d = cKDTree(m.vertices.astype(np.float64)).query(pts, k=1, distance_upper_bound=distance)[0]
+            count += np.isfinite(d)
+    near = count > share * len(moving) if share > 0 else count > 0
     if not near.any():
         return static, 0
     keep = ~near[static.faces].any(axis=1)
@@ -583,6 +632,8 @@ def fuse_loop(
     voxel = float(opt.voxel) if opt.voxel else focus / float(cam["fy"]) * opt.voxel_scale
     if not voxel > 0:
         raise LoopNeRFError(f"TSDF voxel size must be > 0, got {voxel}")
+    if opt.depth not in ("median", "expected"):
+        raise LoopNeRFError(f"fusion depth: 'median' or 'expected', got {opt.depth!r}")
     if opt.colors not in ("splat", "projection"):
         raise LoopNeRFError(f"vertex colours: 'splat' or 'projection', got {opt.colors!r}")
     cams = fusion_cameras(baked, stills, focus, opt.orbit, orbit_stills=opt.orbit_stills)
@@ -605,9 +656,10 @@ def fuse_loop(
         t0 = time.perf_counter()
         rgbs, zs, ops = [], [], []
         for k in range(F):
-            rgb, depth, opacity = renderer.render_phase_with_opacity(c2w.astype(np.float32), k / F, intrinsics=intr)
+            rgb, depth, opacity = renderer.render_phase_with_opacity(c2w.astype(np.float32), k / F, intrinsics=intr,
+                                                                     depth=opt.depth)
             rgbs.append(rgb)
-            zs.append(covered_depth(depth, opacity, far) * zf)
+            zs.append(fusion_depth(depth, opacity, far, opt.depth) * zf)
             ops.append(opacity)
         render_seconds += time.perf_counter() - t0
         rgb_f = np.stack(rgbs).astype(np.float32) / 255.0  # [F, H, W, 3]
@@ -656,7 +708,7 @@ def fuse_loop(
     static = _subdivided(_extract(static_volume, box, opt.min_component_triangles), opt.subdivide)
     n_cut = 0
     if opt.clear_voxels > 0:
-        static, n_cut = clear_near(static, frames, opt.clear_voxels * voxel)
+        static, n_cut = clear_near(static, frames, opt.clear_voxels * voxel, opt.clear_share)
     if opt.recolor:
         recolor(static, static_views, intr, voxel, reference=cams[0], sigma_degrees=opt.color_sigma_degrees)
     splat: dict[str, Any] = {}

@@ -21,7 +21,7 @@ def as_float64(x):
 
     if isinstance(x, torch.Tensor):
         return x.detach().to(torch.float64)
-    return torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    return torch.as_tensor(np.array(x, dtype=np.float64))  # a copy: the input may be read-only
 
 
 def mask_weights(mask, shape, device):

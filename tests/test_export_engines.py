@@ -303,6 +303,8 @@ def test_bad_options_and_missing_three_are_user_errors(loop_path, tmp_path, monk
         export(loop_path, "glb", tmp_path / "a", min_opacity=1.5, quiet=True)
     with pytest.raises(LoopNeRFError, match="--colors"):
         export(loop_path, "glb", tmp_path / "a", colors="texture", quiet=True)
+    with pytest.raises(LoopNeRFError, match="--depth"):
+        export(loop_path, "glb", tmp_path / "a", depth="mean", quiet=True)
     with pytest.raises(LoopNeRFError, match="no such file"):
         export(loop_path, "glb", tmp_path / "a", stills=tmp_path / "nope.json", quiet=True)
     monkeypatch.setenv("LOOPNERF_THREE", str(tmp_path / "no-three"))

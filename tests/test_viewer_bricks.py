@@ -111,6 +111,17 @@ def test_bricks_match_planes_at_loop_frames(loop, renderers, phase):
     assert np.abs(da[hit] - ref["depth"].numpy()[hit]).max() < 0.05
 
 
+def test_bricks_median_depth_matches_planes(loop, renderers):
+    bricks, planes = renderers
+    c2w = bricks.default_c2w()
+    _, da, oa = bricks.render_phase_with_opacity(c2w, 0.25, depth="median")
+    _, db, ob = planes.render_phase_with_opacity(c2w, 0.25, depth="median")
+    hit = (oa > 0.6) & (ob > 0.6)
+    assert hit.sum() >= 20
+    assert np.abs(da[hit] - db[hit]).max() < 0.03
+    np.testing.assert_allclose(da[oa < 0.5], loop.far)
+
+
 def test_bricks_between_frames_and_on_an_orbit(loop, renderers):
     """Between two frames a moving brick blends their log densities (the planes blend
     the lines): an approximation, still within 35 dB of the exact backend on an orbit."""

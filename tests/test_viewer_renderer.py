@@ -51,6 +51,40 @@ def test_matches_reference_at_default_camera(loop, renderer, phase):
     assert np.abs(depth[hit] - ref["depth"].numpy()[hit]).max() < 0.05
 
 
+@pytest.mark.parametrize("phase", [0.0, 0.45])
+def test_median_depth_matches_reference(loop, renderer, phase):
+    rgb_e, expected, op = renderer.render_phase_with_opacity(renderer.default_c2w(), phase)
+    rgb_m, median, op_m = renderer.render_phase_with_opacity(renderer.default_c2w(), phase, depth="median")
+    # Only the depth output changes.
+    np.testing.assert_array_equal(rgb_e, rgb_m)
+    np.testing.assert_array_equal(op, op_m)
+    ref = render_camera(loop, phase=phase, n_samples=1024)
+    acc = ref["acc"].numpy()
+    hit = acc > 0.6  # clearly past 1/2: the crossing is not at the ray's very end
+    assert hit.sum() >= 20
+    assert np.abs(median[hit] - ref["median"].numpy()[hit]).max() < 0.03
+    # Where the opacity stays under 1/2 there is no median: far.
+    np.testing.assert_allclose(median[op < 0.5], loop.far)
+    # A soft blob: half the light comes from in front of the expected depth's mean.
+    assert not np.allclose(median[hit], expected[hit], atol=1e-3)
+    with pytest.raises(ValueError, match="depth"):
+        renderer.render_phase_with_opacity(renderer.default_c2w(), phase, depth="mean")
+
+
+def test_reference_median_of_a_slab():
+    from loopnerf.export.reference_render import median_distance
+
+    # Density 2 per unit from t = 1 on (bins of 0.1): T(t) = exp(-2 (t - 1)), T = 1/2 at
+    # t = 1 + ln 2 / 2; an empty ray has none (far).
+    edges = torch.arange(0.0, 3.01, 0.1, dtype=torch.float64)
+    t = 0.5 * (edges[1:] + edges[:-1])
+    d = edges[1:] - edges[:-1]
+    sigma = torch.where(t > 1.0, 2.0, 0.0).to(torch.float64)
+    out = median_distance(torch.stack([t, t]), torch.stack([d, d]), torch.stack([sigma, 0 * sigma]), far=9.0)
+    assert abs(float(out[0]) - (1.0 + math.log(2.0) / 2.0)) < 1e-9
+    assert float(out[1]) == 9.0
+
+
 def test_matches_reference_on_orbit_and_other_size(loop, renderer):
     poses = orbit_path(loop.camera["c2w"], loop.box, loop.up, 8, degrees=40.0)
     intr = renderer.intrinsics_for(36, 28)  # another size and aspect: vertical fov kept

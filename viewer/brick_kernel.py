@@ -32,6 +32,7 @@ from loopnerf.viewer.march import (
     camera_ray,
     direction_taps,
     march_setup,
+    median_crossing,
     next_segment,
     resume_level,
     record_visibility,
@@ -104,6 +105,7 @@ def render_bricks_kernel(
         pending = 0.0  # weight of samples that skipped their colour, given the next colour
         last = ti.Vector([0.0, 0.0, 0.0])
         acc_t = 0.0
+        t_med = -1.0  # median distance, once the transmittance crosses 1/2
         n_eval = 0
         if t_lo < t_hi:
             r0, r1, c0, c1, tw = direction_taps(direction, table_h, table_w)
@@ -186,6 +188,7 @@ def render_bricks_kernel(
                         else:
                             pending += weight
                         acc_t += weight * ts
+                        t_med = median_crossing(t_med, transmittance, alpha, sigma, ts, delta)
                         transmittance *= 1.0 - alpha
                         if transmittance < params[P_STOP_T]:
                             break
@@ -193,4 +196,4 @@ def render_bricks_kernel(
                     break
                 t = seg_end
         acc += pending * last
-        write_pixel(params, rgb_out, depth_out, opacity_out, samples_out, row, col, acc, acc_t, transmittance, n_eval)
+        write_pixel(params, rgb_out, depth_out, opacity_out, samples_out, row, col, acc, acc_t, t_med, transmittance, n_eval)

@@ -10,6 +10,8 @@ owned here (P_* indices); both kernels and `renderer.py` read it from this modul
 - `next_segment`: the max-pyramid step (see `renderer.density_pyramid`): at distance t
   the coarsest cell, from the level `resume_level` gives down, that is empty or faint
   enough for one sample, else the finest cell split into samples at max(step, tau / bound).
+- `median_crossing` / `write_pixel`: the depth a pixel reports, expected (sum w_i t_i,
+  misses at far) or median (where the transmittance crosses 1/2).
 - `direction_taps`: the four cells and weights of a bilinear lookup in the lat-long
   direction table.
 """
@@ -29,7 +31,8 @@ P_STOP_T = 30  # transmittance under which a ray stops
 P_TAU = 31  # most optical depth one sample may cover (sigma bound * its length)
 P_SKIP = 32  # a cell whose optical-depth bound along the ray is under this is skipped
 P_RECORD = 33  # > 0: record each sample's weight into the visibility grid (max per cell)
-N_PARAMS = 34
+P_DEPTH_MEDIAN = 34  # > 0: depth_out is the median distance (`median_crossing`), else the expected one
+N_PARAMS = 35
 
 PI = 3.141592653589793
 
@@ -177,13 +180,31 @@ def march_setup(params: ti.template(), dn):
 
 
 @ti.func
+def median_crossing(t_med: ti.f32, transmittance: ti.f32, alpha: ti.f32, sigma: ti.f32, ts: ti.f32, delta: ti.f32) -> ti.f32:
+    """The ray's median distance so far: unchanged once found (>= 0); else, when this
+    sample (centre ts, length delta, density sigma, alpha) takes the transmittance from
+    `transmittance` (>= 1/2) under 1/2, the distance inside it where it crosses 1/2 for a
+    constant density, ts - delta / 2 + ln(2 T) / sigma; else -1 (not yet)."""
+    out = t_med
+    if t_med < 0.0 and transmittance * (1.0 - alpha) < 0.5:
+        out = ts - 0.5 * delta + ti.min(ti.log(2.0 * transmittance) / ti.max(sigma, 1e-12), delta)
+    return out
+
+
+@ti.func
 def write_pixel(params: ti.template(), rgb_out: ti.template(), depth_out: ti.template(), opacity_out: ti.template(),
-                samples_out: ti.template(), row: ti.i32, col: ti.i32, acc, acc_t: ti.f32, transmittance: ti.f32, n_eval: ti.i32):
-    """Composite over the background and write one pixel's outputs (depth: what the
-    rays miss counts at `far`, the reference renderer's convention)."""
+                samples_out: ti.template(), row: ti.i32, col: ti.i32, acc, acc_t: ti.f32, t_med: ti.f32,
+                transmittance: ti.f32, n_eval: ti.i32):
+    """Composite over the background and write one pixel's outputs. Depth: with
+    params[P_DEPTH_MEDIAN] > 0 the median distance `t_med` (`far` where the opacity
+    never reaches 1/2), else the expected distance with what the rays miss counted at
+    `far` (the reference renderer's convention)."""
     for ch in ti.static(range(3)):
         v = acc[ch] + transmittance * params[P_BG + ch]
         rgb_out[row, col, ch] = ti.cast(ti.math.clamp(v * 255.0 + 0.5, 0.0, 255.0), ti.u8)
-    depth_out[row, col] = acc_t + transmittance * params[P_FAR]
+    if params[P_DEPTH_MEDIAN] > 0.0:
+        depth_out[row, col] = ti.select(t_med >= 0.0, t_med, params[P_FAR])
+    else:
+        depth_out[row, col] = acc_t + transmittance * params[P_FAR]
     opacity_out[row, col] = 1.0 - transmittance
     samples_out[row, col] = n_eval

@@ -46,6 +46,7 @@ from loopnerf.viewer.march import (  # noqa: F401  (P_* re-exported for older ca
     camera_ray,
     direction_taps,
     march_setup,
+    median_crossing,
     next_segment,
     resume_level,
     record_visibility,
@@ -157,6 +158,7 @@ def render_loop_kernel(
         acc_g = 0.0
         acc_b = 0.0
         acc_t = 0.0
+        t_med = -1.0  # median distance, once the transmittance crosses 1/2
         n_eval = 0
         if t_lo < t_hi:
             # Colour basis B(d) [3, C*S] for this ray: one bilinear lookup of the table
@@ -226,6 +228,7 @@ def render_loop_kernel(
                         acc_g += weight / (1.0 + ti.exp(-lg))
                         acc_b += weight / (1.0 + ti.exp(-lb))
                     acc_t += weight * ts
+                    t_med = median_crossing(t_med, transmittance, alpha, sigma, ts, delta)
                     transmittance *= 1.0 - alpha
                     if transmittance < params[P_STOP_T]:
                         break
@@ -233,4 +236,4 @@ def render_loop_kernel(
                     break
                 t = seg_end
         write_pixel(params, rgb_out, depth_out, opacity_out, samples_out, row, col,
-                    ti.Vector([acc_r, acc_g, acc_b]), acc_t, transmittance, n_eval)
+                    ti.Vector([acc_r, acc_g, acc_b]), acc_t, t_med, transmittance, n_eval)

@@ -52,6 +52,7 @@ time saved. The planes kernel (exact, for exports) looks up every sample over 1e
 PLANES_MIN_SAMPLE_WEIGHT = 1e-5
 SAMPLE_OPTICAL_DEPTH = 0.25  # most optical depth (density bound x length) one sample may cover
 SKIP_OPTICAL_DEPTH = 1e-4  # a cell whose optical-depth bound along the ray is below this is skipped
+DEPTH_KINDS = ("expected", "median")  # what `render_phase_with_opacity` reports as depth
 EXPORT_BACKEND = "planes"
 """The backend the exporters render with: they draw a few small images (the layers 24 at
 the default camera's size, the glb's fusion 11 cameras x F), where building the brick
@@ -336,12 +337,22 @@ class Renderer:
         rgb, depth, _ = self.render_phase_with_opacity(c2w, phase, intrinsics=intrinsics)
         return rgb, depth
 
-    def render_phase_with_opacity(self, c2w, phase: float, *, intrinsics: Intrinsics | None = None):
-        """`render_phase` plus opacity float32 [H, W] (1 - final transmittance)."""
+    def render_phase_with_opacity(self, c2w, phase: float, *, intrinsics: Intrinsics | None = None,
+                                  depth: str = "expected"):
+        """`render_phase` plus opacity float32 [H, W] (1 - final transmittance).
+
+        depth: "expected" (as `render`) or "median": the distance along the unit ray at
+        which the transmittance falls to 1/2 (where half the light comes from nearer),
+        `far` where the opacity stays under 1/2. On a hazy field the median lies on the
+        surface the pixel shows, where the expected depth is pulled towards the haze in
+        front of and behind it (the glb export fuses it: `loopnerf.export.tsdf`).
+        """
+        if depth not in DEPTH_KINDS:
+            raise ValueError(f"depth: one of {DEPTH_KINDS}, got {depth!r}")
         self._ensure_runtime()
         intr = intrinsics or self.intrinsics_for(self.width, self.height)
         t0 = _time.perf_counter()
-        out = self._render_into(c2w, phase, intr)
+        out = self._render_into(c2w, phase, intr, median_depth=depth == "median")
         self.last_frame_seconds = _time.perf_counter() - t0
         return out
 
@@ -372,7 +383,7 @@ class Renderer:
                 progress(i + 1, len(views))
         return grid.to_numpy().reshape(self._occupancy.shape)
 
-    def _render_into(self, c2w, phase: float, intr: Intrinsics, visibility=None):
+    def _render_into(self, c2w, phase: float, intr: Intrinsics, visibility=None, median_depth: bool = False):
         from loopnerf.viewer import march as m
 
         loop = self.loop
@@ -391,6 +402,7 @@ class Renderer:
         params[m.P_TAU] = SAMPLE_OPTICAL_DEPTH * self.step_scale
         params[m.P_SKIP] = SKIP_OPTICAL_DEPTH
         params[m.P_RECORD] = 1.0 if visibility is not None else 0.0
+        params[m.P_DEPTH_MEDIAN] = 1.0 if median_depth else 0.0
         g = self._gpu
         vis = visibility if visibility is not None else g["no_visibility"]
         rgb, depth, opacity, samples, feat_scratch, basis_scratch = self._target(intr.width, intr.height)
