@@ -86,7 +86,8 @@ def test_glb_in_threejs_matches_the_viewer(web_export):
     # three.js shows frame k when asked for time k / fps (exact key times)
     assert [f["shown"] for f in figures] == [f["frame"] for f in figures]
     assert all(f["viewer_covers"] > 0.5 for f in figures)  # floor, wall, cube, ball
-    # measured: coverage 0.937-0.967, PSNR 25.6-28.0 dB per camera (worst frame 24.2 dB)
+    # measured: coverage 0.981-0.989, PSNR 26.5-29.4 dB per camera (worst frame 24.6 dB);
+    # with the expected depth fused (before): 0.937-0.967, 25.6-28.0 dB (24.2 dB)
     assert min(f["coverage"] for f in figures) >= 0.90
     for d in degrees:
         assert np.mean([f["psnr"] for f in figures if f["degrees"] == d]) >= 22.0
@@ -145,13 +146,12 @@ def demo_figures(tmp_path_factory):
 @pytest.mark.slow
 def test_demo_glb_in_threejs(demo_figures):
     """The demo loop in three.js: >= 90 % of what the viewer covers at the default camera
-    and +-20 degrees, <= 20 MB, frame k at k / fps, a clean validator report, the page
+    and +-20 degrees (yaw and pitch), <= 20 MB, frame k at k / fps, a clean validator report, the page
     plays; layers within 30 s and within 1 dB of the 67 dB they composed back to before."""
     figures, log = demo_figures
     assert figures["glb_mb"] <= 20.0
     for f in figures["views"]:
-        if f["axis"] == "yaw":
-            assert f["coverage"] >= 0.90, f
+        assert f["coverage"] >= 0.90, f  # yaw and pitch alike
         assert f["frame_k_at_k_over_fps"], f
     lines = {line["figure"]: line for line in log}
     assert lines["gltf_validator"]["errors"] == 0
@@ -161,12 +161,12 @@ def test_demo_glb_in_threejs(demo_figures):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 16, not met yet: glb vs viewer 23.5 / 19.4 / 18.8 dB at the default "
-                   "camera / -20 / +20 degrees (bar 22 dB). The demo field's colour depends on the view direction "
-                   "more than the bar allows one colour per surface point: the best single colour for the points "
-                   "all three views agree on scores 26.4 / 22.8 / 21.9 dB (benchmarks/export_glb.py --bound)")
 def test_demo_glb_colours_match_the_viewer(demo_figures):
+    """At the default camera and 20 degrees to either side, about the up axis and about
+    the camera's right axis, the glb in three.js matches the viewer at >= 22 dB where
+    both cover (measured on this session's demo loop: 27.0 / 24.0 / 24.4 dB yaw, 22.8 /
+    24.4 dB at -20 / +20 pitch; fusing the expected depth instead: 21.5 dB at -20 pitch)."""
     figures, _ = demo_figures
+    assert len(figures["views"]) == 5
     for f in figures["views"]:
-        if f["axis"] == "yaw":
-            assert f["psnr"] >= 22.0, f
+        assert f["psnr"] >= 22.0, f
