@@ -94,8 +94,10 @@ def export(
         raise LoopNeRFError(f"--subdivide must be 0..3, got {subdivide}")
     if colors not in ("splat", "projection"):
         raise LoopNeRFError(f"--colors must be splat or projection, got {colors!r}")
-    if depth not in ("median", "expected"):
-        raise LoopNeRFError(f"--depth must be median or expected, got {depth!r}")
+    from loopnerf.viewer.renderer import DEPTH_KINDS
+
+    if depth not in DEPTH_KINDS:
+        raise LoopNeRFError(f"--depth must be one of {', '.join(DEPTH_KINDS)}, got {depth!r}")
     if not 0.0 < min_opacity < 1.0:
         raise LoopNeRFError(f"--min-opacity must be in (0, 1), got {min_opacity}")
     if stills is not None and not Path(stills).is_file():

@@ -259,7 +259,7 @@ def fusion_depth(depth: np.ndarray, opacity: np.ndarray, far: float, kind: str) 
     render_phase_with_opacity(depth="median")`) the median itself where the opacity
     reached 1/2, for its "expected" depth `covered_depth`."""
     if kind == "median":
-        ok = (opacity >= 0.5) & (depth < far) & np.isfinite(depth)
+        ok = (opacity >= 0.5) & (depth < far)  # (NaN and inf compare False)
         return np.where(ok, depth, np.inf).astype(np.float32)
     return covered_depth(depth, opacity, far)
 
@@ -570,7 +570,7 @@ def clear_near(static: Mesh, moving: Sequence[Mesh], distance: float, share: flo
         if len(m):
             d = cKDTree(m.vertices.astype(np.float64)).query(pts, k=1, distance_upper_bound=distance)[0]
             count += np.isfinite(d)
-    near = count > share * len(moving) if share > 0 else count > 0
+    near = count > share * len(moving)
     if not near.any():
         return static, 0
     keep = ~near[static.faces].any(axis=1)
@@ -617,7 +617,7 @@ def fuse_loop(
     Raises LoopNeRFError when no camera covers any pixel (nothing to mesh).
     """
     from loopnerf.viewer import Renderer
-    from loopnerf.viewer.renderer import EXPORT_BACKEND
+    from loopnerf.viewer.renderer import DEPTH_KINDS, EXPORT_BACKEND
 
     opt = options or FusionOptions()
     t_start = time.perf_counter()
@@ -632,8 +632,8 @@ def fuse_loop(
     voxel = float(opt.voxel) if opt.voxel else focus / float(cam["fy"]) * opt.voxel_scale
     if not voxel > 0:
         raise LoopNeRFError(f"TSDF voxel size must be > 0, got {voxel}")
-    if opt.depth not in ("median", "expected"):
-        raise LoopNeRFError(f"fusion depth: 'median' or 'expected', got {opt.depth!r}")
+    if opt.depth not in DEPTH_KINDS:
+        raise LoopNeRFError(f"fusion depth: one of {DEPTH_KINDS}, got {opt.depth!r}")
     if opt.colors not in ("splat", "projection"):
         raise LoopNeRFError(f"vertex colours: 'splat' or 'projection', got {opt.colors!r}")
     cams = fusion_cameras(baked, stills, focus, opt.orbit, orbit_stills=opt.orbit_stills)
