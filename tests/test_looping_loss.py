@@ -170,3 +170,24 @@ def test_crop_schedule_is_coarse_to_fine_and_ends_native():
     cpu = distill_preset("cpu")
     assert [crop_schedule(s, cpu, 96)[0] for s in (0, cpu.halve_every, cpu.steps - 1)] == [64, 32, 32]
     assert crop_schedule(0, cpu, 40) == (32, 0)  # no room to go coarse: native from the start
+
+
+def test_segment_start_is_where_the_window_wraps_best():
+    """init 'segment' starts the loop at the F-frame window whose next frame looks most
+    like its first (the stage-1 motion then nearly closes at the wrap)."""
+    import numpy as np
+
+    from loopnerf.distill.segment_videos import SegmentVideo
+    from loopnerf.distill.train import best_wrap_start, segment_init_times
+
+    rng = np.random.default_rng(0)
+    video = rng.random((40, 4, 5, 3)).astype(np.float32)
+    video[6 + 24] = video[6] + 1e-3  # only the window starting at frame 6 closes
+    assert best_wrap_start(video, 24) == 6
+    periodic_video = np.stack([video[k % 8] for k in range(41)])  # every start closes: the middle one
+    assert best_wrap_start(periodic_video, 24) == 8
+    times = np.linspace(0.2, 0.4, 40)
+    short = SegmentVideo(0, video[:20], np.eye(4), None, times[:20])
+    longest = SegmentVideo(1, video, np.eye(4), None, times)
+    assert np.allclose(segment_init_times([short, longest], 24), times[6:30])
+    assert np.allclose(segment_init_times([short], 24), np.linspace(times[0], times[19], 24))
