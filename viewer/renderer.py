@@ -51,6 +51,15 @@ light. On the demo loop: 50.5 dB against looking up every colour, 6 % of the fra
 time saved. The planes kernel (exact, for exports) looks up every sample over 1e-5."""
 PLANES_MIN_SAMPLE_WEIGHT = 1e-5
 SAMPLE_OPTICAL_DEPTH = 0.25  # most optical depth (density bound x length) one sample may cover
+BRICK_SAMPLE_OPTICAL_DEPTH = 0.4
+BRICK_STOP_TRANSMITTANCE = 1.0 / 255.0
+"""The bricks' own march (the viewer's fast path; the planes keep the finer one above, as
+the exact renderer that exports use): a sample may cover 0.4 of optical depth, and a ray
+stops once under one 8-bit step of light gets through (SNeRG's 1/255). On the demo loop
+(12-view orbit, 320x240): 26.4 -> 21.5 samples a ray; fidelity against the exact
+integral at the still cameras min 37.53 -> 37.25 dB, mean 40.06 -> 39.19 dB (bar 35).
+0.5 takes 19.8 samples a ray at 36.94 dB worst, but an earlier session's loop fell to
+34.9 dB worst there, so 0.4 keeps a margin."""
 SKIP_OPTICAL_DEPTH = 1e-4  # a cell whose optical-depth bound along the ray is below this is skipped
 DEPTH_KINDS = ("expected", "median")  # what `render_phase_with_opacity` reports as depth
 EXPORT_BACKEND = "planes"
@@ -78,7 +87,7 @@ class Renderer:
             on the first render (never at import), with its offline cache on.
         step_scale: scales the marching: the step in dense cells (the .loop's `step`)
             and the optical depth one sample may cover in faint ones
-            (`SAMPLE_OPTICAL_DEPTH`); 1 = as baked, 2 about halves the samples per ray
+            (`SAMPLE_OPTICAL_DEPTH`, bricks `BRICK_SAMPLE_OPTICAL_DEPTH`); 1 = as baked, 2 about halves the samples per ray
             for speed at some loss of accuracy (the window does this while moving).
         backend: "auto" (default: "bricks" when the brick grid fits
             `bricks.MAX_MEGABYTES`, else "planes"), "bricks" (fast; any size) or
@@ -398,8 +407,9 @@ class Renderer:
         params[m.P_BG : m.P_BG + 3] = self.background
         min_weight = MIN_SAMPLE_WEIGHT if self.backend == "bricks" else PLANES_MIN_SAMPLE_WEIGHT
         params[m.P_MIN_ALPHA] = np.inf if visibility is not None else min_weight
-        params[m.P_STOP_T] = STOP_TRANSMITTANCE
-        params[m.P_TAU] = SAMPLE_OPTICAL_DEPTH * self.step_scale
+        bricks = self.backend == "bricks"
+        params[m.P_STOP_T] = BRICK_STOP_TRANSMITTANCE if bricks else STOP_TRANSMITTANCE
+        params[m.P_TAU] = (BRICK_SAMPLE_OPTICAL_DEPTH if bricks else SAMPLE_OPTICAL_DEPTH) * self.step_scale
         params[m.P_SKIP] = SKIP_OPTICAL_DEPTH
         params[m.P_RECORD] = 1.0 if visibility is not None else 0.0
         params[m.P_DEPTH_MEDIAN] = 1.0 if median_depth else 0.0
