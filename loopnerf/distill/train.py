@@ -451,9 +451,10 @@ class DistillCommand:
         method: 'loop' (the report's looping distillation) or 'naive' (baseline: t' = t mod F).
         steps: the number of steps (the preset's by default).
         fps: playback rate of the loop in frames per second (default 24).
-        init: where the loop planes start (default 'ones': the report's start, time planes as
-            ones; 'segment': stage 1's time planes at F consecutive frames of the longest still
-            segment; 'mean': their average over the supervising frames).
+        init: where the loop planes start (the preset's; `cpu`: 'segment', stage 1's time
+            planes at F consecutive frames of the longest still segment, where that window
+            wraps best; 'ones': the report's start, time planes as ones, the `paper` preset's;
+            'mean': their average over the supervising frames).
         segments: which segment videos supervise the loop ('all', default, or 'longest': a
             loop for the default view only, see DistillConfig.segments).
         resume: continue from RUN/<method>/'s checkpoint.
