@@ -218,7 +218,7 @@ def write_compare(path: Path, cap_dir: Path, run: Path, fps: float, cycles: int 
 
     from loopnerf.data.capture import Intrinsics
     from loopnerf.distill.loop_model import render_loop_frames
-    from loopnerf.model.render_image import render_image
+    from loopnerf.model.render_image import render_video
     from loopnerf.run_folder import RunFolder
     from loopnerf.video import write_video
 
@@ -229,7 +229,7 @@ def write_compare(path: Path, cap_dir: Path, run: Path, fps: float, cycles: int 
     c2w = np.asarray(cam["c2w"])
     truth = [iio.imread(cap_dir / "gt" / f)[..., :3] for f in cam["frames"]]
     stage1, _ = folder.load_stage1()
-    s1 = [(render_image(stage1, c2w, intr, float(t))["rgb"] * 255).astype(np.uint8) for t in meta["gt_frame_times"]]
+    s1 = list((render_video(stage1, c2w, intr, meta["gt_frame_times"]) * 255).astype(np.uint8))
     loop, _ = folder.load_loop_model("loop")
     lp = (render_loop_frames(loop, c2w, intr, loop.frames) * 255).astype(np.uint8)
     n = max(len(truth), len(lp)) * cycles

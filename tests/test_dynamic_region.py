@@ -244,3 +244,33 @@ def test_bricks_outside_the_region_are_stored_once(region_loop):
     assert outside.any() and (grid.slot[outside] >= 0).any()
     assert not grid.dynamic[outside].any()
     assert grid.dynamic[~outside].any()  # the blob's bricks inside move
+
+
+def test_render_video_matches_render_image_at_every_time():
+    """`render_video` renders the rays that never sample the dynamic region once: the
+    frames must equal `render_image` at each time, and the moving half must move."""
+    from loopnerf.data.capture import Intrinsics
+    from loopnerf.model.config import preset, resolve_time_resolution
+    from loopnerf.model.kplanes_model import KPlanesModel
+    from loopnerf.model.render_image import render_image, render_video
+
+    full = preset("tiny")
+    cfg = resolve_time_resolution(full, 6).model
+    model = KPlanesModel(cfg, np.array([[-1, -1, -1], [1, 1, 1.0]]), seed=0)
+    g = torch.Generator().manual_seed(3)
+    for p in model.field.grid.space_time_planes():
+        p.data.copy_(torch.rand(p.shape, generator=g) + 0.5)
+    for prop in model.proposals:
+        for p in prop.grid.space_time_planes():
+            p.data.copy_(torch.rand(p.shape, generator=g) + 0.5)
+    model.dynamic_region = _half_region(model.dynamic_region.resolution)
+    c2w = np.eye(4)
+    c2w[2, 3] = 3.0  # looking down -z at the box, the dynamic half (x < 0) on the left
+    intr = Intrinsics(fx=20.0, fy=20.0, cx=12.0, cy=10.0, width=24, height=20)
+    times = [0.1, 0.45, 0.8]
+    video = render_video(model, c2w, intr, times, chunk=100)
+    single = np.stack([render_image(model, c2w, intr, t)["rgb"] for t in times])
+    np.testing.assert_allclose(video, single, atol=1e-6, rtol=0)
+    change = np.abs(single[1:] - single[:1]).max(axis=(0, 3))
+    assert change[:, :8].max() > 1e-3  # the dynamic half moves (untrained planes: faintly)
+    assert change[:, -4:].max() == 0.0  # rays that only cross the static half do not

@@ -32,7 +32,7 @@ def render_segment_videos(run: Path, model=None, *, fps: float = 24.0, quiet: bo
     """Render (or reuse, unless `force`) every segment's video from the stage-1 field."""
     from rich.progress import Progress
 
-    from loopnerf.model.render_image import render_image
+    from loopnerf.model.render_image import render_video
     from loopnerf.video import write_video
 
     folder = RunFolder(run)
@@ -48,11 +48,9 @@ def render_segment_videos(run: Path, model=None, *, fps: float = 24.0, quiet: bo
         for i, seg in enumerate(segs):
             npy = folder.segment_video(i)
             if i in todo:
-                frames = []
-                for t in seg.times:
-                    frames.append(render_image(model, seg.pose, seg.intrinsics, float(t))["rgb"])
-                    bar.advance(task)
-                frames = np.stack(frames).astype(np.float16)
+                # the rays that never meet the dynamic region are rendered once
+                frames = render_video(model, seg.pose, seg.intrinsics, seg.times).astype(np.float16)
+                bar.advance(task, len(seg.times))
                 tmp = npy.with_suffix(".tmp.npy")
                 np.save(tmp, frames)
                 tmp.replace(npy)

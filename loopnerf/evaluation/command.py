@@ -157,7 +157,7 @@ def ground_truth_scores(gt_meta: Path, loops: dict, stage1, stills: bool = True,
     camera (or None)}.
     """
     from loopnerf.evaluation import metrics as M
-    from loopnerf.model.render_image import render_image
+    from loopnerf.model.render_image import render_video
 
     meta = json.loads(gt_meta.read_text())
     root = gt_meta.parent
@@ -181,7 +181,7 @@ def ground_truth_scores(gt_meta: Path, loops: dict, stage1, stills: bool = True,
         row = {"moving_pixels": int(moving.sum())}
         if frame_times is not None:
             # static pixels do not depend on time: any P times score the static region
-            s1 = np.stack([render_image(stage1, c2w, intr, float(t))["rgb"] for t in frame_times])
+            s1 = render_video(stage1, c2w, intr, frame_times)
             row["stage1_static_psnr"] = M.psnr(s1.mean(0), truth.mean(0), mask=static)
             if motion == "periodic":  # gt frame k is then the state of capture frame k
                 row["stage1_psnr"] = M.psnr(s1, truth)
@@ -283,11 +283,11 @@ def camera_file_view(path: Path, stage1):
     intrinsics, and the stage-1 render there at every `time` of the file (the reference)."""
     from loopnerf.data.camera_file import load_cameras
     from loopnerf.distill.segment_videos import SegmentVideo
-    from loopnerf.model.render_image import render_image
+    from loopnerf.model.render_image import render_video
 
     cams = load_cameras(path)
     pose, intr = cams.c2w[0], cams.intrinsics[0]
-    frames = np.stack([render_image(stage1, pose, intr, float(t))["rgb"] for t in cams.times])
+    frames = render_video(stage1, pose, intr, cams.times)
     return SegmentVideo(-1, frames, pose, intr, cams.times)
 
 

@@ -51,3 +51,47 @@ def render_image(model, c2w, intrinsics, time: float, *, chunk: int = 8192, stat
         "depth": torch.cat(depth).view(h, w).numpy(),
         "acc": torch.cat(acc).view(h, w).numpy(),
     }
+
+
+@torch.no_grad()
+def render_video(model, c2w, intrinsics, times, *, chunk: int = 8192) -> np.ndarray:
+    """rgb [T, H, W, 3] float32 in [0, 1]: a stage-1 model (`KPlanesModel`) at one camera
+    and several capture times in [0, 1], exactly as `render_image` at each time.
+
+    Outside its dynamic region the field and the proposal fields do not depend on time,
+    so a ray none of whose samples (of any proposal level or the main field) falls in the
+    region renders the same at every time: with the sampler deterministic at evaluation,
+    its samples are the same too. Those rays are rendered once, and only the others
+    (a still camera's view of the moving part: a quarter of the demo's pixels) at every
+    time."""
+    times = [float(t) for t in times]
+    w, h = int(intrinsics.width), int(intrinsics.height)
+    if not times:
+        return np.zeros((0, h, w, 3), np.float32)
+    origins, dirs = (r.reshape(-1, 3) for r in camera_rays(np.asarray(c2w), intrinsics))
+    region = model.dynamic_region
+    was_training = model.training
+    model.eval()
+    frames = torch.empty(len(times), origins.shape[0], 3)
+    for i in range(0, origins.shape[0], chunk):
+        o, d = origins[i : i + chunk], dirs[i : i + chunk]
+        t0 = torch.full((o.shape[0],), times[0])
+        smp = model.sample_along_rays(o, d, t0)
+        out = model.render_samples(o, d, t0, smp["t_edges"], smp["hit"])
+        frames[:, i : i + o.shape[0]] = out["rgb"]
+        if region.everywhere:
+            moving = torch.ones(o.shape[0], dtype=torch.bool)
+        else:
+            t_near, t_far = model.ray_range(o, d)
+            edges = [smp["t_edges"]] + [model.s_to_t(s, t_near, t_far) for s in smp["prop_edges"]]
+            moving = torch.zeros(o.shape[0], dtype=torch.bool)
+            for e in edges:  # the points each level evaluates (`KPlanesModel._points`)
+                x = model._points(o, d, e)
+                moving |= region.contains(x.reshape(-1, 3)).view(o.shape[0], -1).any(dim=1)
+        idx = torch.nonzero(moving).squeeze(1)
+        if len(idx) == 0:
+            continue
+        for k, t in enumerate(times[1:], start=1):
+            frames[k, i + idx] = model(o[idx], d[idx], torch.full((len(idx),), t))["rgb"]
+    model.train(was_training)
+    return frames.clamp(0, 1).view(len(times), h, w, 3).numpy()
