@@ -293,6 +293,11 @@ def ground_truth_motion_lines(ev: dict) -> list[str]:
                          + " | ".join(_fmt(novel[n]["static_psnr"]) for n in names) + " |")
         lines.append("| seam ratio (at the supervised camera) | - | " + " | ".join(_fmt(cam[n].get("seam_ratio")) for n in names) + " |")
         lines.append("")
+        ref = cam.get("references") or {}
+        if ref:
+            lines += [f"For scale, the same best-phase PSNR of the moving pixels for loops made from the true states: "
+                      f"standing still at their mean {_fmt(ref['standing_still'])} dB; a window of consecutive true states "
+                      f"{_fmt(ref['true_windows_min'])}-{_fmt(ref['true_windows_max'])} dB (mean {_fmt(ref['true_windows_mean'])}).", ""]
     return lines
 
 

@@ -158,3 +158,22 @@ def test_video_patch_errors_are_not_circular():
     assert video_coherence(ref, ref, SMALL_SCALES) == pytest.approx(0.0, abs=1e-7)
     assert video_completeness(ref[2:8], ref, SMALL_SCALES) > 0.05  # ref frames 0-1, 8-9 missing
     assert coherence(ref, ref, SMALL_SCALES) > 0.01  # the wrap 9 -> 0 never occurs in ref
+
+
+def test_cycle_references_of_true_states():
+    """Loops made from the true states: windows of an exactly periodic capture match the
+    cycle at some phase; standing still does not; nothing moving gives no references."""
+    from loopnerf.evaluation.command import cycle_references
+
+    rng = np.random.default_rng(5)
+    cycle = rng.random((6, 4, 4, 3))
+    states = cycle[np.arange(14) % 6] + 0.01  # 14 frames of the cycle, 0.01 off: 40 dB
+    moving = np.zeros((4, 4), bool)
+    moving[1:3] = True
+    ref = cycle_references(states, cycle, moving, 6)
+    assert ref["true_windows_min"] == pytest.approx(40.0) and ref["true_windows_max"] == pytest.approx(40.0)
+    still = np.repeat(states.mean(0, keepdims=True), 6, axis=0)
+    assert ref["standing_still"] == pytest.approx(best_cyclic_phase_psnr(still, cycle, mask=moving))
+    assert ref["standing_still"] < 20.0
+    assert cycle_references(states, cycle, np.zeros((4, 4), bool), 6) == {}
+    assert cycle_references(states[:4], cycle, moving, 6) == {}

@@ -210,7 +210,32 @@ def ground_truth_scores(gt_meta: Path, loops: dict, stage1, stills: bool = True,
         still_rows.append(row)
         if sup_c2w is not None and np.abs(sup_c2w - c2w).max() < 1e-9:
             supervised = i
+            cam = meta["cameras"]["supervised"]
+            out["supervised"]["references"] = cycle_references(
+                truth, _read_frames(root, cam["frames"]), _read_mask(root / cam["mask"]), period)
     return {"period_frames": period, "motion": motion, "cameras": out, "stills": still_rows, "supervised_still": supervised}
+
+
+def cycle_references(states: np.ndarray, cycle: np.ndarray, moving: np.ndarray, frames: int) -> dict:
+    """What the best-phase PSNR of the moving pixels against the true cycle means: the
+    scores of two loops made from the true states a still camera saw (states [T, H, W, 3]),
+    against the true cycle (cycle [P, H, W, 3]) on the moving pixels (moving [H, W]).
+
+    "standing_still": the mean state repeated (a loop with no motion at all);
+    "true_windows_mean" / "_min" / "_max": every window of `frames` consecutive true
+    states as a loop (a loop copied from the capture itself; the drifting tempo keeps
+    it under the cycle's own score). {} when the stretch is too short or nothing moves."""
+    from loopnerf.evaluation import metrics as M
+
+    if not moving.any() or len(states) < frames or frames < 1:
+        return {}
+    still = np.repeat(states.mean(0, keepdims=True), frames, axis=0)
+    windows = [M.best_cyclic_phase_psnr(states[a : a + frames], cycle, mask=moving) for a in range(len(states) - frames + 1)]
+    return {
+        "standing_still": M.best_cyclic_phase_psnr(still, cycle, mask=moving),
+        "true_windows_mean": float(np.mean(windows)), "true_windows_min": float(min(windows)),
+        "true_windows_max": float(max(windows)),
+    }
 
 
 def gt_still_for_segment(gt_meta: Path, start: int, stop: int) -> Optional[np.ndarray]:
