@@ -405,9 +405,9 @@ class Renderer:
         params[m.P_BOX_MAX : m.P_BOX_MAX + 3] = loop.box[1]
         params[m.P_NEAR], params[m.P_FAR], params[m.P_STEP] = loop.near, loop.far, loop.step * self.step_scale
         params[m.P_BG : m.P_BG + 3] = self.background
-        min_weight = MIN_SAMPLE_WEIGHT if self.backend == "bricks" else PLANES_MIN_SAMPLE_WEIGHT
-        params[m.P_MIN_ALPHA] = np.inf if visibility is not None else min_weight
         bricks = self.backend == "bricks"
+        min_weight = MIN_SAMPLE_WEIGHT if bricks else PLANES_MIN_SAMPLE_WEIGHT
+        params[m.P_MIN_ALPHA] = np.inf if visibility is not None else min_weight
         params[m.P_STOP_T] = BRICK_STOP_TRANSMITTANCE if bricks else STOP_TRANSMITTANCE
         params[m.P_TAU] = (BRICK_SAMPLE_OPTICAL_DEPTH if bricks else SAMPLE_OPTICAL_DEPTH) * self.step_scale
         params[m.P_SKIP] = SKIP_OPTICAL_DEPTH

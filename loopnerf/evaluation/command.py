@@ -172,11 +172,13 @@ def ground_truth_scores(gt_meta: Path, loops: dict, stage1, stills: bool = True,
         return loop_renders[key]
 
     out = {}
+    cycles = {}  # camera name -> (true cycle, moving mask)
     for name, cam in meta["cameras"].items():
         intr = Intrinsics.from_dict(cam["intrinsics"])
         c2w = np.asarray(cam["c2w"], dtype=np.float64)
         truth = _read_frames(root, cam["frames"])
         moving = _read_mask(root / cam["mask"])
+        cycles[name] = (truth, moving)
         static = ~moving
         row = {"moving_pixels": int(moving.sum())}
         if frame_times is not None:
@@ -210,9 +212,7 @@ def ground_truth_scores(gt_meta: Path, loops: dict, stage1, stills: bool = True,
         still_rows.append(row)
         if sup_c2w is not None and np.abs(sup_c2w - c2w).max() < 1e-9:
             supervised = i
-            cam = meta["cameras"]["supervised"]
-            out["supervised"]["references"] = cycle_references(
-                truth, _read_frames(root, cam["frames"]), _read_mask(root / cam["mask"]), period)
+            out["supervised"]["references"] = cycle_references(truth, *cycles["supervised"], period)
     return {"period_frames": period, "motion": motion, "cameras": out, "stills": still_rows, "supervised_still": supervised}
 
 

@@ -136,6 +136,21 @@ class KPlanesModel(nn.Module):
         s_edges = sample_pdf(s_edges, prop_weights[-1] ** exponent, cfg.samples, training, generator=generator)
         return {"t_edges": self.s_to_t(s_edges, t_near, t_far), "s_edges": s_edges, "hit": hit, "prop_edges": prop_edges, "prop_weights": prop_weights}
 
+    def rays_meeting_region(self, origins, dirs, samples: dict) -> torch.Tensor:
+        """bool [R]: rays of which some point evaluated by `sample_along_rays` (any proposal
+        level) or by the main field in its bins (`samples`, what it returned) lies in the
+        dynamic region. The others render the same at every time (at evaluation, where the
+        sampler is deterministic): nothing they evaluate depends on time."""
+        if self.dynamic_region.everywhere:
+            return torch.ones(origins.shape[0], dtype=torch.bool, device=origins.device)
+        t_near, t_far = self.ray_range(origins, dirs)
+        edges = [samples["t_edges"]] + [self.s_to_t(s, t_near, t_far) for s in samples["prop_edges"]]
+        meets = torch.zeros(origins.shape[0], dtype=torch.bool, device=origins.device)
+        for e in edges:
+            x = self._points(origins, dirs, e)
+            meets |= self.dynamic_region.contains(x.reshape(-1, 3)).view(origins.shape[0], -1).any(dim=1)
+        return meets
+
     def render_samples(self, origins, dirs, times, t_edges, hit, *, static: bool = False, background=None) -> dict:
         """Evaluate the field in the bins `t_edges` [R, S + 1] and composite: rgb [R, 3],
         depth [R] (world units), acc [R], weights [R, S]."""

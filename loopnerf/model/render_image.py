@@ -63,13 +63,12 @@ def render_video(model, c2w, intrinsics, times, *, chunk: int = 8192) -> np.ndar
     region renders the same at every time: with the sampler deterministic at evaluation,
     its samples are the same too. Those rays are rendered once, and only the others
     (a still camera's view of the moving part: a quarter of the demo's pixels) at every
-    time."""
+    time (`KPlanesModel.rays_meeting_region` tells them apart)."""
     times = [float(t) for t in times]
     w, h = int(intrinsics.width), int(intrinsics.height)
     if not times:
         return np.zeros((0, h, w, 3), np.float32)
     origins, dirs = (r.reshape(-1, 3) for r in camera_rays(np.asarray(c2w), intrinsics))
-    region = model.dynamic_region
     was_training = model.training
     model.eval()
     frames = torch.empty(len(times), origins.shape[0], 3)
@@ -79,16 +78,7 @@ def render_video(model, c2w, intrinsics, times, *, chunk: int = 8192) -> np.ndar
         smp = model.sample_along_rays(o, d, t0)
         out = model.render_samples(o, d, t0, smp["t_edges"], smp["hit"])
         frames[:, i : i + o.shape[0]] = out["rgb"]
-        if region.everywhere:
-            moving = torch.ones(o.shape[0], dtype=torch.bool)
-        else:
-            t_near, t_far = model.ray_range(o, d)
-            edges = [smp["t_edges"]] + [model.s_to_t(s, t_near, t_far) for s in smp["prop_edges"]]
-            moving = torch.zeros(o.shape[0], dtype=torch.bool)
-            for e in edges:  # the points each level evaluates (`KPlanesModel._points`)
-                x = model._points(o, d, e)
-                moving |= region.contains(x.reshape(-1, 3)).view(o.shape[0], -1).any(dim=1)
-        idx = torch.nonzero(moving).squeeze(1)
+        idx = torch.nonzero(model.rays_meeting_region(o, d, smp)).squeeze(1)
         if len(idx) == 0:
             continue
         for k, t in enumerate(times[1:], start=1):
