@@ -191,9 +191,11 @@ def bake_loop(
     step_cells: float = DEFAULT_STEP_CELLS,
     scales: Sequence[int] | None = None,
     dynamic_region: "torch.Tensor | None" = None,
+    contraction: str = "none",
     progress: bool = False,
 ) -> BakedLoop:
-    """Bake a loop model into a `BakedLoop` (format version 1, `linear` decoder).
+    """Bake a loop model into a `BakedLoop` (`linear` decoder; format version 1, or 2
+    for an unbounded scene).
 
     Args:
         static_planes: per scale [xy [Ry_s, Rx_s, C], xz [Rz_s, Rx_s, C], yz [Rz_s, Ry_s, C]],
@@ -211,11 +213,14 @@ def bake_loop(
         direction_table: (Hd, Wd) of the lat-long direction table.
         density_threshold: occupancy cut, density per world unit.
         step: suggested marching step (world units); default `step_cells` finest plane
-            cells along the box's shortest cell size.
+            cells along the box's shortest cell size (the box spans half the planes when
+            contracted, so a cell there is twice as long).
         step_cells: the default step in finest-plane cells (see DEFAULT_STEP_CELLS).
         scales: plane multipliers; default inferred from the plane shapes.
         dynamic_region: [D, D, D] 0/1 where the loop planes act (stage 1's
             `DynamicRegion.grid`); None or all ones = everywhere.
+        contraction: "none" (the planes span the box) or "mipnerf360" (unbounded: they
+            span the contracted cube, the box its middle half; see `loop_format`).
     """
     import torch
 
@@ -245,6 +250,8 @@ def bake_loop(
     if step is None:
         finest = [r * max(scales) for r in base]
         step = float(step_cells) * float(min((box_t[1, i] - box_t[0, i]) / finest[i] for i in range(3)))
+        if contraction == "mipnerf360":
+            step *= 2.0
     half = lambda t: t.detach().float().cpu().half().contiguous()  # noqa: E731
     table = bake_direction_table(direction_basis, direction_table, C * S)
     baked = BakedLoop(
@@ -262,6 +269,7 @@ def bake_loop(
         near=float(near),
         far=float(far),
         step=float(step),
+        contraction=str(contraction),
         static_planes=[[half(p) for p in static_planes[s]] for s in range(S)],
         loop_planes=[[half(p) for p in loop_planes[s]] for s in range(S)],
         sigma_weight=torch.as_tensor(sigma_weight).detach().float().cpu().reshape(-1).contiguous(),
@@ -295,9 +303,7 @@ def bake_loop_model(model, camera: dict, fps: float, *, progress: bool = False, 
     field = model.field
     decoder = field.base.decoder
     if getattr(decoder, "kind", None) != "linear":
-        raise ConfigError("the .loop format version 1 bakes the 'linear' decoder only; train stage 1 with --decoder linear")
-    if model.cfg.contraction != "none":
-        raise ConfigError("the .loop format version 1 bakes bounded scenes only (contraction 'none')")
+        raise ConfigError("the .loop format bakes the 'linear' decoder only; train stage 1 with --decoder linear")
     static = [[p.detach() for p in planes] for planes in field.base.grid.static_planes_by_scale()]
     loops = [[p.detach() for p in planes] for planes in field.loop_planes_by_scale()]
 
@@ -309,9 +315,12 @@ def bake_loop_model(model, camera: dict, fps: float, *, progress: bool = False, 
     cam = np.asarray(camera["c2w"], dtype=np.float64)
     corners = np.array([[box[i][0], box[j][1], box[k][2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
     far = float(np.linalg.norm(corners - cam[:3, 3], axis=1).max()) * 1.5
+    if model.cfg.contraction != "none":
+        far = float(model.cfg.far)  # unbounded: as far as stage 1 looked
     return bake_loop(
         static, loops,
         decoder.sigma.weight.detach().reshape(-1), decoder.sigma.bias.detach().reshape(1),
         basis, box, model.frames, fps, camera, (0.0, 1.0, 0.0), model.cfg.background,
-        float(model.cfg.near), far, dynamic_region=model.dynamic_region.grid, progress=progress, **options,
+        float(model.cfg.near), far, dynamic_region=model.dynamic_region.grid,
+        contraction=model.cfg.contraction, progress=progress, **options,
     )

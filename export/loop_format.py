@@ -1,4 +1,4 @@
-"""The baked `.loop` file, format version 1: write, read and validate.
+"""The baked `.loop` file, format versions 1 and 2: write, read and validate.
 
 A `.loop` file is a safetensors file (never pickle: reading one never runs code).
 Its metadata holds one key, `"loopnerf"`, whose value is a JSON object (the header);
@@ -18,6 +18,12 @@ with `R*_s = resolution * scales[s]`, S = len(scales), F = frames. `load_loop` c
 every header field's type and range, every tensor's presence, dtype, shape (derived
 from the header) and finiteness, and raises `LoopFormatError` naming the file and
 the problem for anything else (truncated file, foreign file, wrong version, ...).
+
+Version 2 is version 1 plus unbounded scenes: header field `contraction` may be
+"mipnerf360", and then every grid and plane lives in contracted coordinates
+(`loopnerf.fields.field.contract` of the normalised point: the box is the middle half
+of the cube [-1, 1]^3, everything beyond it the shell out to its faces). A bounded
+scene is still written as version 1, which earlier readers keep reading.
 
 Only numpy/json/safetensors are needed to read the header; torch is imported when
 tensors are built.
@@ -39,11 +45,24 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 FORMAT_NAME = "loopnerf.loop"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The newest version this LoopNeRF reads and writes (`version_for` picks the lowest
+version that holds a file's contents)."""
+READABLE_VERSIONS = (1, 2)
+CONTRACTIONS = {1: ("none",), 2: ("none", "mipnerf360")}
+"""The scene contractions each format version may hold."""
 METADATA_KEY = "loopnerf"
 STATIC_PAIRS = ("xy", "xz", "yz")
 OPTIONAL_TENSORS = ("density_max", "dynamic_region")  # may be absent from a version-1 file
 LOOP_PAIRS = ("xt", "yt", "zt")
+
+
+def version_for(contraction: str) -> int:
+    """The lowest format version that holds a scene with this contraction."""
+    for version in READABLE_VERSIONS:
+        if contraction in CONTRACTIONS[version]:
+            return version
+    raise LoopFormatError(f"no .loop format version holds contraction {contraction!r}")
 
 
 class LoopFormatError(LoopNeRFError):
@@ -78,7 +97,8 @@ class BakedLoop:
 
     Header fields:
         box: ((xmin, ymin, zmin), (xmax, ymax, zmax)) world units
-        contraction: "none" (the only one in version 1)
+        contraction: "none" (bounded: the planes span the box) or, from version 2,
+            "mipnerf360" (unbounded: the planes span the contracted cube, see above)
         frames: F, loop length in frames; fps: playback rate (frames per second)
         decoder: "linear" (the only one baked by version 1)
         scales: plane resolution multipliers per scale; features: C per plane
@@ -116,7 +136,8 @@ class BakedLoop:
     contraction: str = "none"
     decoder: str = "linear"
     format: str = FORMAT_NAME
-    version: int = FORMAT_VERSION
+    version: int = 1
+    """The version the file was read as; a file is written as `version_for(contraction)`."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ helpers
@@ -145,7 +166,7 @@ class BakedLoop:
         cam = self.camera
         header = {
             "format": self.format,
-            "version": int(self.version),
+            "version": version_for(self.contraction),
             "box": [[float(v) for v in self.box[0]], [float(v) for v in self.box[1]]],
             "contraction": self.contraction,
             "frames": int(self.frames),
@@ -397,9 +418,10 @@ def _validate_header(header: dict[str, Any], name: str) -> dict[str, Any]:
     version = header.get("version")
     if not _is_int(version):
         raise LoopFormatError(f"{name}: header field 'version' must be an integer, got {version!r}")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise LoopFormatError(
-            f"{name}: unsupported .loop format version {version} (this LoopNeRF reads version {FORMAT_VERSION})"
+            f"{name}: unsupported .loop format version {version} (this LoopNeRF reads versions "
+            f"{', '.join(str(v) for v in READABLE_VERSIONS)})"
         )
     box = _field(header, "box", name)
     if not (isinstance(box, list) and len(box) == 2):
@@ -409,8 +431,9 @@ def _validate_header(header: dict[str, Any], name: str) -> dict[str, Any]:
     if not all(h > l for l, h in zip(lo, hi)):
         raise LoopFormatError(f"{name}: header field 'box' must have max > min on every axis, got {box!r}")
     contraction = _field(header, "contraction", name)
-    if contraction != "none":
-        raise LoopFormatError(f"{name}: header field 'contraction' is {contraction!r}; version 1 supports only 'none'")
+    if contraction not in CONTRACTIONS[version]:
+        allowed = " or ".join(repr(c) for c in CONTRACTIONS[version])
+        raise LoopFormatError(f"{name}: header field 'contraction' is {contraction!r}; version {version} supports only {allowed}")
     decoder = _field(header, "decoder", name)
     if decoder != "linear":
         raise LoopFormatError(f"{name}: header field 'decoder' is {decoder!r}; version 1 bakes only 'linear'")
@@ -453,7 +476,7 @@ def _validate_header(header: dict[str, Any], name: str) -> dict[str, Any]:
     extra = {k: v for k, v in header.items() if k not in known}
     if "culling" in extra:
         _validate_culling(extra["culling"], name)
-    return dict(box=(lo, hi), contraction=contraction, decoder=decoder, frames=frames, fps=fps,
+    return dict(version=int(version), box=(lo, hi), contraction=contraction, decoder=decoder, frames=frames, fps=fps,
                 scales=tuple(int(s) for s in scales), features=features, resolution=resolution,
                 occupancy_resolution=occ_res, density_threshold=threshold, camera=camera, up=up,
                 background=background, near=near, far=far, step=step, extra=extra)
@@ -495,7 +518,7 @@ def _validate(header: dict[str, Any], tensors: dict[str, Any], name: str) -> Bak
     expected = probe.expected_shapes((int(table.shape[0]), int(table.shape[1])), region_size)
     for key in tensors:
         if key not in expected:
-            raise LoopFormatError(f"{name}: unexpected tensor '{key}' (not part of format version {FORMAT_VERSION})")
+            raise LoopFormatError(f"{name}: unexpected tensor '{key}' (not part of format version {fields['version']})")
     for key, (shape, dtype) in expected.items():
         t = tensors.get(key)
         if t is None and key in OPTIONAL_TENSORS:

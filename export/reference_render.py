@@ -15,7 +15,11 @@ Everything follows `docs/ARCHITECTURE.md` ("Baked .loop format, version 1"):
   column (atan2(d_z, d_x) + pi) / (2 pi) * Wd, periodic);
 - rays: unit world directions, samples uniform in [max(near, t_enter), min(far, t_exit)]
   of the box, NeRF quadrature (`loopnerf.kernels.reference.volume_render`),
-  composited over the header's background.
+  composited over the header's background;
+- unbounded scenes (`contraction` "mipnerf360", format version 2): the planes and grids
+  live at the field point contract(x) of the normalised point x
+  (`loopnerf.fields.field.contract`); rays span [near, far] and their samples are
+  spaced evenly along the ray's path in contracted space (`contracted_ray_samples`).
 
 All functions take float32 torch tensors (CPU or GPU) and return float32.
 """
@@ -42,6 +46,17 @@ def normalized_to_world(baked: "BakedLoop", x: "torch.Tensor") -> "torch.Tensor"
     """Normalised-cube points [N, 3] -> world points [N, 3]."""
     box = baked.box_tensor().to(x.device)
     return (x + 1.0) * 0.5 * (box[1] - box[0]) + box[0]
+
+
+def world_to_field(baked: "BakedLoop", x_world: "torch.Tensor") -> "torch.Tensor":
+    """World points [N, 3] -> the field coordinates the planes and grids use: the
+    normalised point, contracted when the scene is unbounded."""
+    x = world_to_normalized(baked, x_world)
+    if baked.contraction == "mipnerf360":
+        from loopnerf.fields.field import contract
+
+        x = contract(x)
+    return x
 
 
 # ------------------------------------------------------------------ plane lookups
@@ -82,7 +97,7 @@ def _linear(line: "torch.Tensor", a: "torch.Tensor") -> "torch.Tensor":
 
 
 def query_features(baked: "BakedLoop", x: "torch.Tensor", phase: float) -> "torch.Tensor":
-    """Feature vectors [N, C * S] (float32) at normalised points x [N, 3] and loop phase.
+    """Feature vectors [N, C * S] (float32) at field points x [N, 3] (`world_to_field`) and loop phase.
 
     Evaluated by `loopnerf.kernels.reference.hexplane_features` on the 4D point
     (x, 2 p - 1) with each scale's planes in hex-plane order (xy, xz, xt, yz, yt, zt)
@@ -117,7 +132,7 @@ def density_from_features(baked: "BakedLoop", features: "torch.Tensor") -> "torc
 
 
 def query_density(baked: "BakedLoop", x: "torch.Tensor", phase: float) -> "torch.Tensor":
-    """Density [N] (per world unit) at normalised points x [N, 3] and loop phase p."""
+    """Density [N] (per world unit) at field points x [N, 3] and loop phase p."""
     return density_from_features(baked, query_features(baked, x, phase))
 
 
@@ -158,7 +173,7 @@ def color_from_features(baked: "BakedLoop", features: "torch.Tensor", dirs: "tor
 
 
 def query_color(baked: "BakedLoop", x: "torch.Tensor", dirs: "torch.Tensor", phase: float) -> "torch.Tensor":
-    """RGB [N, 3] at normalised points x [N, 3] seen along unit world dirs [N, 3]."""
+    """RGB [N, 3] at field points x [N, 3] seen along unit world dirs [N, 3]."""
     return color_from_features(baked, query_features(baked, x, phase), dirs)
 
 
@@ -192,11 +207,15 @@ def ray_box_intersection(baked: "BakedLoop", origins: "torch.Tensor", dirs: "tor
 
 
 def ray_samples(baked: "BakedLoop", origins: "torch.Tensor", dirs: "torch.Tensor", n_samples: int):
-    """Uniform samples on each ray's visible part of the box.
+    """Uniform samples on each ray's visible part of the box (unbounded scenes:
+    `contracted_ray_samples`).
 
     Returns (t [R, S] sample distances at bin midpoints, deltas [R, S] bin lengths,
     hit [R] bool). Rays that miss the box get zero-length bins."""
     import torch
+
+    if baked.contraction == "mipnerf360":
+        return contracted_ray_samples(baked, origins, dirs, n_samples)
 
     t_enter, t_exit = ray_box_intersection(baked, origins, dirs)
     t_start = torch.clamp(t_enter, min=baked.near)
@@ -208,6 +227,44 @@ def ray_samples(baked: "BakedLoop", origins: "torch.Tensor", dirs: "torch.Tensor
     t = 0.5 * (bins[:, 1:] + bins[:, :-1])
     deltas = bins[:, 1:] - bins[:, :-1]
     return t, deltas, hit
+
+
+def contracted_ray_samples(baked: "BakedLoop", origins: "torch.Tensor", dirs: "torch.Tensor", n_samples: int,
+                           *, dense: int = 4096):
+    """Samples of an unbounded scene's rays over [near, far], evenly spaced along the
+    ray's path in contracted space (each bin covers the same contracted arc length), so
+    the box gets samples as densely as the shell beyond it and distant space few.
+
+    The arc length is integrated over `dense` distances (log-spaced over [near, far],
+    plus as many evenly spaced over the part inside the box) and inverted linearly.
+    Returns (t [R, S], deltas [R, S], hit [R] all True)."""
+    import torch
+
+    R = origins.shape[0]
+    near, far = float(baked.near), float(baked.far)
+    u = torch.linspace(0.0, 1.0, dense, device=origins.device, dtype=torch.float64)
+    log_t = near * (far / near) ** u
+    t_enter, t_exit = ray_box_intersection(baked, origins, dirs)
+    lo = t_enter.double().clamp(near, far)
+    hi = torch.maximum(t_exit.double().clamp(near, far), lo)
+    box_t = lo[:, None] + (hi - lo)[:, None] * u[None, :]
+    grid = torch.sort(torch.cat([log_t.expand(R, dense), box_t], dim=1), dim=1).values  # [R, 2 * dense]
+    pts = origins.double()[:, None, :] + dirs.double()[:, None, :] * grid[..., None]
+    box = baked.box_tensor().to(origins.device).double()
+    from loopnerf.fields.field import contract
+
+    y = contract(2.0 * (pts - box[0]) / (box[1] - box[0]) - 1.0)
+    arc = torch.cat([torch.zeros(R, 1, dtype=torch.float64, device=origins.device),
+                     torch.cumsum((y[:, 1:] - y[:, :-1]).norm(dim=-1), dim=1)], dim=1)
+    targets = arc[:, -1:] * torch.linspace(0.0, 1.0, n_samples + 1, device=origins.device, dtype=torch.float64)[None, :]
+    idx = torch.searchsorted(arc.contiguous(), targets.contiguous()).clamp(1, arc.shape[1] - 1)
+    a0, a1 = arc.gather(1, idx - 1), arc.gather(1, idx)
+    g0, g1 = grid.gather(1, idx - 1), grid.gather(1, idx)
+    frac = torch.where(a1 > a0, (targets - a0) / (a1 - a0).clamp_min(1e-300), torch.zeros_like(a0))
+    bins = (g0 + frac * (g1 - g0)).float()
+    t = 0.5 * (bins[:, 1:] + bins[:, :-1])
+    deltas = bins[:, 1:] - bins[:, :-1]
+    return t, deltas, torch.ones(R, dtype=torch.bool, device=origins.device)
 
 
 def sample_rays(
@@ -228,7 +285,7 @@ def sample_rays(
     R = origins.shape[0]
     t, deltas, _ = ray_samples(baked, origins, dirs, n_samples)
     pts_world = origins[:, None, :] + dirs[:, None, :] * t[..., None]
-    x = world_to_normalized(baked, pts_world.reshape(-1, 3))
+    x = world_to_field(baked, pts_world.reshape(-1, 3))
     K = baked.feature_dim
     feats = torch.zeros(x.shape[0], K, device=x.device)
     sigma = torch.zeros(x.shape[0], device=x.device)

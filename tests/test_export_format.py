@@ -136,7 +136,7 @@ def test_safetensors_of_something_else(tmp_path):
 
 def test_wrong_format_name_and_version(tmp_path, baked):
     header, tensors = baked.header(), baked.tensors()
-    _expect_error(_write_raw(tmp_path / "v2.loop", {**header, "version": 2}, tensors), "version 2")
+    _expect_error(_write_raw(tmp_path / "v3.loop", {**header, "version": 3}, tensors), "version 3")
     _expect_error(_write_raw(tmp_path / "vs.loop", {**header, "version": "1"}, tensors), "version")
     _expect_error(_write_raw(tmp_path / "name.loop", {**header, "format": "other"}, tensors), "'format'")
 

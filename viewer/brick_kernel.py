@@ -28,12 +28,13 @@ TILE = 8
 from loopnerf.viewer.march import (
     P_MIN_ALPHA,
     P_STOP_T,
-    box_interval,
     camera_ray,
     direction_taps,
     march_setup,
     median_crossing,
-    next_segment,
+    field_point,
+    march_range,
+    march_segment,
     resume_level,
     record_visibility,
     table_lookup,
@@ -99,7 +100,7 @@ def render_bricks_kernel(
         if row >= height or col >= width:
             continue
         origin, direction = camera_ray(params, row, col)
-        on, dn, t_lo, t_hi = box_interval(params, origin, direction)
+        on, dn, t_lo, t_hi, t_in_lo, t_in_hi, contracted = march_range(params, origin, direction)
         transmittance = 1.0
         acc = ti.Vector([0.0, 0.0, 0.0])
         pending = 0.0  # weight of samples that skipped their colour, given the next colour
@@ -117,12 +118,12 @@ def render_bricks_kernel(
             t = t_lo
             level = mip_meta.shape[0] - 1
             while t < t_hi:
-                seg_end, n_pieces, found = next_segment(density_mip, mip_meta, on, dn, inv_dn, t, t_hi, nudge, base_step, tau, skip, level)
+                seg_end, n_pieces, found = march_segment(density_mip, mip_meta, on, dn, inv_dn, t, t_hi, t_in_lo, t_in_hi, contracted, nudge, base_step, tau, skip, level)
                 level = resume_level(mip_meta, found)
                 delta = (seg_end - t) / ti.max(n_pieces, 1)
                 for i in range(n_pieces):
                     ts = t + (i + 0.5) * delta
-                    xn = on + ts * dn
+                    xn = field_point(on + ts * dn, contracted)  # field coordinates
                     u = (xn + 1.0) * 0.5 * cells
                     bx = ti.math.clamp(ti.cast(ti.floor(u[0] / brick), ti.i32), 0, n_bx - 1)
                     by = ti.math.clamp(ti.cast(ti.floor(u[1] / brick), ti.i32), 0, n_by - 1)

@@ -7,6 +7,14 @@ owned here (P_* indices); both kernels and `renderer.py` read it from this modul
   unit direction.
 - `box_interval`: the ray in the normalised cube (box -> [-1, 1]^3) and its [t_lo, t_hi]
   inside the box and [near, far].
+- Unbounded scenes (params[P_CONTRACT] > 0, the `.loop`'s contraction 'mipnerf360'):
+  the planes and grids live in contracted coordinates (`field_point`, the twin of
+  `loopnerf.fields.field.contract`), where the box is the middle half of the cube and
+  everything beyond it lies in the shell out to the cube's faces. `march_range` gives
+  the ray's [near, far] and the part inside the box; `march_segment` marches the box
+  part by the pyramid (`next_segment`, the map is linear there) and the shell part in
+  steps of half a level-0 cell of contracted space (`shell_segment`: world steps grow
+  with distance, as in MERF).
 - `next_segment`: the max-pyramid step (see `renderer.density_pyramid`): at distance t
   the coarsest cell, from the level `resume_level` gives down, that is empty or faint
   enough for one sample, else the finest cell split into samples at max(step, tau / bound).
@@ -32,7 +40,8 @@ P_TAU = 31  # most optical depth one sample may cover (sigma bound * its length)
 P_SKIP = 32  # a cell whose optical-depth bound along the ray is under this is skipped
 P_RECORD = 33  # > 0: record each sample's weight into the visibility grid (max per cell)
 P_DEPTH_MEDIAN = 34  # > 0: depth_out is the median distance (`median_crossing`), else the expected one
-N_PARAMS = 35
+P_CONTRACT = 35  # > 0: the scene is unbounded (contraction 'mipnerf360', see `field_point`)
+N_PARAMS = 36
 
 PI = 3.141592653589793
 
@@ -72,6 +81,97 @@ def box_interval(params: ti.template(), origin, direction):
         elif ti.abs(on[a]) > 1.0:
             t_hi = -1.0  # parallel to this slab and outside it: misses the box
     return on, dn, t_lo, t_hi
+
+
+@ti.func
+def field_point(xn, contracted):
+    """The field coordinates of normalised point xn: xn itself for a bounded scene;
+    for contraction 'mipnerf360' (L-inf norm n = max |xn_a|) 0.5 xn inside the box and
+    0.5 (2 - 1/n) xn / n beyond it (`loopnerf.fields.field.contract`)."""
+    y = xn
+    if contracted:
+        n = ti.max(ti.max(ti.abs(xn[0]), ti.abs(xn[1])), ti.abs(xn[2]))
+        y = 0.5 * xn
+        if n > 1.0:
+            y = 0.5 * (2.0 - 1.0 / n) / n * xn
+    return y
+
+
+@ti.func
+def march_range(params: ti.template(), origin, direction):
+    """(on, dn, t_lo, t_hi, t_in_lo, t_in_hi, contracted): the ray in the normalised
+    cube, the range to march and the part of it inside the box. Bounded scenes march
+    the box only (both ranges the box's, `box_interval`); unbounded ones [near, far]."""
+    on, dn, t_in_lo, t_in_hi = box_interval(params, origin, direction)
+    contracted = params[P_CONTRACT] > 0.0
+    t_lo = t_in_lo
+    t_hi = t_in_hi
+    if contracted:
+        t_lo = params[P_NEAR]
+        t_hi = params[P_FAR]
+    return on, dn, t_lo, t_hi, t_in_lo, t_in_hi, contracted
+
+
+@ti.func
+def shell_segment(density_mip: ti.template(), mip_meta: ti.template(), on, dn, t, t_stop, base_step, tau, skip):
+    """(seg_end, n_pieces) of the march at distance t in the contracted shell (beyond the
+    box): a piece of half a level-0 cell of contracted space, its world length from the
+    contraction's derivative along the ray (so steps grow roughly with distance^2),
+    ended early at t_stop. Its samples: none when the level-0 cells at both ends bound
+    its optical depth under `skip`, else one per `tau` of the larger bound (and no
+    shorter than `base_step`, in field units)."""
+    x = on + t * dn
+    ax = ti.abs(x)
+    k = 0
+    if ax[1] > ax[k]:
+        k = 1
+    if ax[2] > ax[k]:
+        k = 2
+    n = ti.max(ax[k], 1.0)
+    inv = 1.0 / n
+    dn_dt = ti.select(x[k] >= 0.0, dn[k], -dn[k])
+    # d/dt of 0.5 (2 - 1/n) x / n with n = |x_k|: the contraction's Jacobian times dn.
+    jac = 0.5 * (dn_dt * inv * inv * inv * x + (2.0 - inv) * (dn * inv - x * (dn_dt * inv * inv)))
+    speed = ti.max(ti.sqrt(jac.dot(jac)), 1e-12)
+    g0 = ti.Vector([mip_meta[0, 1], mip_meta[0, 2], mip_meta[0, 3]])
+    cell = 2.0 / ti.cast(ti.max(ti.max(g0[0], g0[1]), g0[2]), ti.f32)
+    seg_end = ti.min(t + 0.5 * cell / speed, t_stop)
+    bound = 0.0
+    for end in ti.static(range(2)):
+        y = field_point(on + ti.select(end == 0, t, seg_end) * dn, True)
+        c = ti.Vector([0, 0, 0])
+        for a in ti.static(range(3)):
+            c[a] = ti.math.clamp(ti.cast(ti.floor((y[a] + 1.0) * 0.5 * g0[a]), ti.i32), 0, g0[a] - 1)
+        bound = ti.max(bound, density_mip[mip_meta[0, 0] + (c[0] * g0[1] + c[1]) * g0[2] + c[2]])
+    seg = seg_end - t
+    n_pieces = 0
+    if bound * seg > skip:
+        piece = ti.max(base_step / speed, tau / bound)
+        n_pieces = ti.max(ti.cast(ti.ceil(seg / piece), ti.i32), 1)
+    return seg_end, n_pieces
+
+
+@ti.func
+def march_segment(density_mip: ti.template(), mip_meta: ti.template(), on, dn, inv_dn, t, t_hi, t_in_lo, t_in_hi,
+                  contracted, nudge, base_step, tau, skip, level):
+    """(seg_end, n_pieces, level) of the march at distance t: `next_segment` inside the
+    box (in field coordinates, the box halved when contracted), `shell_segment` beyond it
+    (up to the box's entry when the ray is still outside it)."""
+    seg_end = t_hi
+    n_pieces = 0
+    found = level
+    if t >= t_in_lo and t < t_in_hi:
+        fs = ti.select(contracted, 0.5, 1.0)
+        seg_end, n_pieces, found = next_segment(
+            density_mip, mip_meta, fs * on, fs * dn, inv_dn / fs, t, ti.min(t_hi, t_in_hi), nudge, base_step, tau, skip, level)
+    else:
+        stop = t_hi
+        if t < t_in_lo and t_in_lo < t_in_hi:
+            stop = ti.min(stop, t_in_lo)
+        # base_step is world units inside the box: 0.5 |dn| field units there, along this ray
+        seg_end, n_pieces = shell_segment(density_mip, mip_meta, on, dn, t, stop, base_step * 0.5 * ti.sqrt(dn.dot(dn)), tau, skip)
+        seg_end = ti.max(seg_end, t + nudge)
+    return seg_end, n_pieces, found
 
 
 @ti.func

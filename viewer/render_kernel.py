@@ -42,12 +42,13 @@ from loopnerf.viewer.march import (  # noqa: F401  (P_* re-exported for older ca
     P_STEP,
     P_STOP_T,
     P_TAU,
-    box_interval,
     camera_ray,
     direction_taps,
     march_setup,
     median_crossing,
-    next_segment,
+    field_point,
+    march_range,
+    march_segment,
     resume_level,
     record_visibility,
     table_lookup,
@@ -152,7 +153,7 @@ def render_loop_kernel(
         row = pix // width
         col = pix % width
         origin, direction = camera_ray(params, row, col)
-        on, dn, t_lo, t_hi = box_interval(params, origin, direction)
+        on, dn, t_lo, t_hi, t_in_lo, t_in_hi, contracted = march_range(params, origin, direction)
         transmittance = 1.0
         acc_r = 0.0
         acc_g = 0.0
@@ -171,12 +172,12 @@ def render_loop_kernel(
             t = t_lo
             level = mip_meta.shape[0] - 1
             while t < t_hi:
-                seg_end, n_pieces, found = next_segment(density_mip, mip_meta, on, dn, inv_dn, t, t_hi, nudge, base_step, tau, skip, level)
+                seg_end, n_pieces, found = march_segment(density_mip, mip_meta, on, dn, inv_dn, t, t_hi, t_in_lo, t_in_hi, contracted, nudge, base_step, tau, skip, level)
                 level = resume_level(mip_meta, found)
                 delta = (seg_end - t) / ti.max(n_pieces, 1)
                 for i in range(n_pieces):
                     ts = t + (i + 0.5) * delta
-                    xn = on + ts * dn
+                    xn = field_point(on + ts * dn, contracted)  # field coordinates
                     n_eval += 1
                     sigma_acc = 0.0
                     rd = region.shape[0]

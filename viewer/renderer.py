@@ -413,6 +413,7 @@ class Renderer:
         params[m.P_SKIP] = SKIP_OPTICAL_DEPTH
         params[m.P_RECORD] = 1.0 if visibility is not None else 0.0
         params[m.P_DEPTH_MEDIAN] = 1.0 if median_depth else 0.0
+        params[m.P_CONTRACT] = 1.0 if loop.contraction == "mipnerf360" else 0.0
         g = self._gpu
         vis = visibility if visibility is not None else g["no_visibility"]
         rgb, depth, opacity, samples, feat_scratch, basis_scratch = self._target(intr.width, intr.height)
