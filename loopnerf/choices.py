@@ -19,8 +19,9 @@ Preset = Literal["tiny", "cpu", "paper"]
 PRESETS: tuple[str, ...] = typing.get_args(Preset)
 Decoder = Literal["linear", "mlp"]
 """'linear' (explicit colour basis, fast, bakeable) or 'mlp' (hybrid)."""
-Contraction = Literal["none", "mipnerf360"]
-"""'none' (bounded scene: rays sampled inside the box) or 'mipnerf360' (unbounded)."""
+Contraction = Literal["auto", "none", "mipnerf360"]
+"""'none' (bounded scene: rays sampled inside the box), 'mipnerf360' (unbounded), or
+'auto' (stage 1 picks one of them from the capture: `loopnerf.model.contraction_choice`)."""
 DynamicRegionMode = Literal["auto", "everywhere"]
 """'auto' (time planes act only where the capture's still views see motion) or 'everywhere'."""
 KernelBackend = Literal["taichi", "torch"]

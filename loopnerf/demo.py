@@ -74,6 +74,7 @@ def demo(
     fresh: bool = False,
     quiet: bool = False,
     motion: Literal["natural", "periodic"] = "natural",
+    backdrop: Literal["near", "far"] = "near",
 ) -> int:
     """Run the whole method on the built-in synthetic capture and write videos and a report.
 
@@ -87,6 +88,9 @@ def demo(
         motion: the synthetic capture's motion: 'natural' (default; drifting tempo and gusts,
             never repeating exactly, like real footage) or 'periodic' (repeats exactly every
             period, so t mod F is the true phase).
+        backdrop: what is behind the scene: 'near' (default; a painted wall in the box, a
+            flat sky) or 'far' (hills and clouds at infinity: stage 1 then fits an
+            unbounded field, and the bake and the viewer draw it contracted).
     """
     from loopnerf.run import Run
     from loopnerf.synth.command import SynthConfig, make_synthetic_capture, write_synthetic_capture
@@ -105,10 +109,10 @@ def demo(
     t_start = time.perf_counter()
 
     def do_synth():
-        cfg = SynthConfig(frames=dp.synth_frames, size=dp.synth_size, supersample=dp.supersample, motion=motion)
+        cfg = SynthConfig(frames=dp.synth_frames, size=dp.synth_size, supersample=dp.supersample, motion=motion, backdrop=backdrop)
         cap, gt = make_synthetic_capture(cfg, progress=not quiet)
         write_synthetic_capture(cap_dir, cap, gt)
-        return f"{len(cap)} frames of {cfg.size}x{cfg.size}, {cfg.motion} motion, period {cfg.period} frames"
+        return f"{len(cap)} frames of {cfg.size}x{cfg.size}, {cfg.motion} motion, period {cfg.period} frames, {cfg.backdrop} backdrop"
 
     st.run("synth", (cap_dir / "transforms.json").is_file(), do_synth)
     meta = json.loads((cap_dir / "gt" / "meta.json").read_text())
@@ -311,6 +315,12 @@ def write_report(out: Path, run: Path, report: dict) -> None:
     lines += ["![scanlines](scanlines.png)", "", "## Stage 1", "", f"- held-out PSNR {ev1['psnr']:.2f} dB, SSIM {ev1['ssim']:.3f} ({len(ev1['frames'])} frames)"]
     if "dynamic_fraction" in ev1:
         lines.append(f"- dynamic region (where the time planes act, estimated from the still stretches): {100 * ev1['dynamic_fraction']:.1f} % of the box")
+    meta_path = out / "capture" / "gt" / "meta.json"
+    if meta_path.exists():
+        synth_cfg = json.loads(meta_path.read_text()).get("config", {})
+        lines.append(f"- capture: {synth_cfg.get('motion', 'periodic')} motion, {synth_cfg.get('backdrop', 'near')} backdrop")
+    contraction = folder.read_stage1_config()["config"]["model"]["contraction"]
+    lines.append(f"- field: {'unbounded (contraction mipnerf360)' if contraction == 'mipnerf360' else 'bounded (contraction none)'}")
     lines.append("")
     lines += ["## Loop vs naive baseline (at the longest still segment)", "", "| metric | " + " | ".join(ev["loops"]) + " |", "|---|" + "---|" * len(ev["loops"])]
     keys = ["time_parameters", "static_psnr", "stderr", "completeness", "coherence", "loopq", "seam_ratio", "motion_ratio"]

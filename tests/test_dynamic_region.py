@@ -4,6 +4,8 @@ model (static part outside, gradients only where it acts), and carried through t
 from __future__ import annotations
 
 import numpy as np
+
+from fixtures.bounded import bounded
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -128,7 +130,7 @@ def test_loop_model_outside_the_region_is_stage1_static_and_phases_agree():
     full = preset("tiny")
     full.model.field = FieldConfig(resolution=(8, 8, 8, 0), multiscale=(1, 2), features=4)
     cfg = resolve_time_resolution(full, 6).model
-    stage1 = KPlanesModel(cfg, np.array([[-1, -1, -1], [1, 1, 1.0]]), seed=0)
+    stage1 = KPlanesModel(bounded(cfg), np.array([[-1, -1, -1], [1, 1, 1.0]]), seed=0)
     for p in stage1.field.grid.space_time_planes():
         p.data.uniform_(0.5, 1.5)
     stage1.dynamic_region = _half_region(stage1.dynamic_region.resolution)
@@ -158,10 +160,10 @@ def test_old_checkpoint_without_region_loads_as_everywhere(tmp_path):
     from loopnerf.model.config import preset, resolve_time_resolution
     from loopnerf.model.kplanes_model import KPlanesModel
 
-    model = KPlanesModel(resolve_time_resolution(preset("tiny"), 5).model, np.array([[-1, -1, -1], [1, 1, 1.0]]))
+    model = KPlanesModel(bounded(resolve_time_resolution(preset("tiny"), 5).model), np.array([[-1, -1, -1], [1, 1, 1.0]]))
     state = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items() if not k.endswith("dynamic_region.grid")}
     save_file(state, str(tmp_path / "old.safetensors"))
-    fresh = KPlanesModel(resolve_time_resolution(preset("tiny"), 5).model, np.array([[-1, -1, -1], [1, 1, 1.0]]))
+    fresh = KPlanesModel(bounded(resolve_time_resolution(preset("tiny"), 5).model), np.array([[-1, -1, -1], [1, 1, 1.0]]))
     fresh.dynamic_region.set(torch.zeros_like(fresh.dynamic_region.grid))
     load_checkpoint(tmp_path / "old.safetensors", fresh)
     assert fresh.dynamic_region.everywhere
@@ -256,7 +258,7 @@ def test_render_video_matches_render_image_at_every_time():
 
     full = preset("tiny")
     cfg = resolve_time_resolution(full, 6).model
-    model = KPlanesModel(cfg, np.array([[-1, -1, -1], [1, 1, 1.0]]), seed=0)
+    model = KPlanesModel(bounded(cfg), np.array([[-1, -1, -1], [1, 1, 1.0]]), seed=0)
     g = torch.Generator().manual_seed(3)
     for p in model.field.grid.space_time_planes():
         p.data.copy_(torch.rand(p.shape, generator=g) + 0.5)

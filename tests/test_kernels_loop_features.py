@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fixtures.bounded import bounded
+
 from loopnerf.kernels import reference
 from loopnerf.kernels.loop_features import loop_features, loop_features_decoded
 
@@ -77,7 +79,7 @@ def test_render_phases_matches_render_samples_on_repeated_rays():
     from loopnerf.model.kplanes_model import KPlanesModel
 
     cfg = resolve_time_resolution(preset("tiny"), 6)
-    stage1 = KPlanesModel(cfg.model, [[-1, -1, -1], [1, 1, 1]], seed=0)
+    stage1 = KPlanesModel(bounded(cfg.model), [[-1, -1, -1], [1, 1, 1]], seed=0)
     gen = torch.Generator().manual_seed(4)
     with torch.no_grad():
         for q in stage1.parameters():

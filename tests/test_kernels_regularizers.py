@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fixtures.bounded import bounded
+
 from loopnerf.kernels.plane_regularizers import plane_regularizer_grads
 from loopnerf.model import losses as L
 
@@ -66,7 +68,7 @@ def test_stage1_model_fused_regularizers_match_autograd():
     from loopnerf.model.config import resolve_time_resolution
 
     cfg = resolve_time_resolution(preset("tiny"), 6)
-    model = KPlanesModel(cfg.model, [[-1, -1, -1], [1, 1, 1]], seed=0)
+    model = KPlanesModel(bounded(cfg.model), [[-1, -1, -1], [1, 1, 1]], seed=0)
     _perturb(model, 1)
     w = LossWeights(plane_tv=0.3, plane_tv_proposal=0.2, l1_time=0.05, l1_time_proposal=0.04, time_smoothness=0.5, time_smoothness_proposal=0.1)
     ref_terms = model.regularizers(w)
@@ -89,7 +91,7 @@ def test_loop_model_fused_regularizers_match_autograd():
     from loopnerf.model.kplanes_model import KPlanesModel
 
     cfg = resolve_time_resolution(preset("tiny"), 6)
-    stage1 = KPlanesModel(cfg.model, [[-1, -1, -1], [1, 1, 1]], seed=0)
+    stage1 = KPlanesModel(bounded(cfg.model), [[-1, -1, -1], [1, 1, 1]], seed=0)
     _perturb(stage1, 2)
     loop = LoopModel(stage1, 5, base="mean")
     _perturb(loop.field.loop_planes, 3)

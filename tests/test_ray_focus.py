@@ -4,6 +4,8 @@ the pixels whose ray crosses the region, and the batcher draws the configured sh
 from __future__ import annotations
 
 import numpy as np
+
+from fixtures.bounded import bounded
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -19,7 +21,7 @@ BOX = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 
 def _model_with_cube_region() -> KPlanesModel:
     """A model whose dynamic region is the cube [-0.25, 0.25]^3 around the box centre."""
-    model = KPlanesModel(resolve_time_resolution(preset("tiny"), 4).model, BOX)
+    model = KPlanesModel(bounded(resolve_time_resolution(preset("tiny"), 4).model), BOX)
     g = model.dynamic_region.resolution
     grid = torch.zeros(g, g, g, dtype=torch.uint8)
     grid[3 * g // 8 : 5 * g // 8, 3 * g // 8 : 5 * g // 8, 3 * g // 8 : 5 * g // 8] = 1

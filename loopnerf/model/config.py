@@ -51,8 +51,11 @@ class ModelConfig:
     17 % faster (103 vs 110 ms, 193 vs 233 ms at 96 px, measured side by side)."""
     samples: int = 24
     """Samples per ray of the main field."""
-    contraction: Contraction = "none"
-    """'none' (bounded scene: rays sampled inside the box) or 'mipnerf360' (unbounded)."""
+    contraction: Contraction = "auto"
+    """'none' (bounded scene: rays sampled inside the box), 'mipnerf360' (unbounded: the
+    planes span the contracted space, the box their middle half), or 'auto' (the
+    trainer picks one from the capture and logs why: unbounded when the training rays
+    that miss the box see more than a flat background, `model.contraction_choice`)."""
     near: float = 0.05
     """Nearest sample distance from the camera, world units."""
     far: float = 100.0

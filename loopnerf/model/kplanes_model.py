@@ -60,6 +60,11 @@ class KPlanesModel(nn.Module):
         self.dynamic_region = DynamicRegion(cfg.dynamic_region_resolution)
         """Where the time planes act (all ones = everywhere; the trainer estimates it, see
         `ModelConfig.dynamic_region`); saved with the weights."""
+        if cfg.contraction == "auto":
+            from loopnerf.errors import ConfigError
+
+            raise ConfigError("model.contraction 'auto' is decided from a capture by the trainer "
+                              "(loopnerf.model.contraction_choice); a model needs 'none' or 'mipnerf360'")
         if len(cfg.proposals) != len(cfg.proposal_samples):
             raise ValueError("one proposal sample count per proposal field")
 
@@ -88,12 +93,35 @@ class KPlanesModel(nn.Module):
         n = torch.full_like(origins[:, 0], self.cfg.near)
         return n, torch.full_like(n, self.cfg.far)
 
-    def s_to_t(self, s: torch.Tensor, t_near: torch.Tensor, t_far: torch.Tensor) -> torch.Tensor:
-        """Normalised ray coordinate s in [0, 1] -> distance t (linear, or in disparity when unbounded)."""
+    def ray_split(self, origins: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor | None:
+        """Unbounded scenes: per ray [R] the distance where `s_to_t` turns from linear to
+        disparity spacing, where the ray leaves the box (rays that miss it: where they pass
+        closest to its centre), at least 2 near and at most far / 2. None when bounded."""
+        if self.cfg.contraction == "none":
+            return None
+        half = (self.box_max - self.box_min) * 0.5
+        o = self.to_normalised(origins)
+        d = dirs / half
+        t_in, t_out = intersect_box(o, d, self.cfg.near, 1e10)
+        closest = (-(o * d).sum(-1) / (d * d).sum(-1).clamp_min(1e-12))
+        split = torch.where(t_out > t_in, t_out, closest)
+        return split.clamp(2.0 * self.cfg.near, 0.5 * self.cfg.far)
+
+    def s_to_t(self, s: torch.Tensor, t_near: torch.Tensor, t_far: torch.Tensor, t_split: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised ray coordinate s in [0, 1] -> distance t. Bounded: linear over
+        [t_near, t_far]. Unbounded (`t_split` from `ray_split`): linear from t_near to
+        t_split over s in [0, 1/2], linear in disparity from t_split to t_far over
+        [1/2, 1] (nerfstudio's piecewise sampler; disparity from near alone puts 95 % of
+        the initial samples within a box's width of the camera)."""
         if self.cfg.contraction == "none":
             return t_near[:, None] + s * (t_far - t_near)[:, None]
-        inv_n, inv_f = 1.0 / t_near[:, None], 1.0 / t_far[:, None]
-        return 1.0 / (inv_n + s * (inv_f - inv_n))
+        if t_split is None:
+            raise ValueError("an unbounded model's s_to_t needs t_split (KPlanesModel.ray_split)")
+        n, m, f = t_near[:, None], t_split[:, None], t_far[:, None]
+        lin = n + (2.0 * s) * (m - n)
+        u = (2.0 * s - 1.0).clamp(0.0, 1.0)
+        disp = 1.0 / (1.0 / m + u * (1.0 / f - 1.0 / m))
+        return torch.where(s <= 0.5, lin, disp)
 
     # -------------------------------------------------------------- render
     def forward(
@@ -122,6 +150,7 @@ class KPlanesModel(nn.Module):
         and `s_edges` (normalised), the proposal histograms, and `hit` [R] (ray meets the box)."""
         cfg = self.cfg
         t_near, t_far = self.ray_range(origins, dirs)
+        t_split = self.ray_split(origins, dirs)
         hit = t_far > t_near
         s_edges = uniform_edges(torch.zeros_like(t_near), torch.ones_like(t_near), cfg.proposal_samples[0], training, generator)
         prop_edges, prop_weights = [], []
@@ -129,12 +158,12 @@ class KPlanesModel(nn.Module):
         for level, prop in enumerate(self.proposals):
             if level > 0:
                 s_edges = sample_pdf(s_edges, prop_weights[-1] ** exponent, cfg.proposal_samples[level], training, generator=generator)
-            t_edges = self.s_to_t(s_edges, t_near, t_far)
+            t_edges = self.s_to_t(s_edges, t_near, t_far, t_split)
             density = prop(self._points(origins, dirs, t_edges), times, static=static or self.proposals_static, region=self.dynamic_region)
             prop_edges.append(s_edges)
             prop_weights.append(weights_from_density(density, t_edges))
         s_edges = sample_pdf(s_edges, prop_weights[-1] ** exponent, cfg.samples, training, generator=generator)
-        return {"t_edges": self.s_to_t(s_edges, t_near, t_far), "s_edges": s_edges, "hit": hit, "prop_edges": prop_edges, "prop_weights": prop_weights}
+        return {"t_edges": self.s_to_t(s_edges, t_near, t_far, t_split), "s_edges": s_edges, "hit": hit, "prop_edges": prop_edges, "prop_weights": prop_weights}
 
     def rays_meeting_region(self, origins, dirs, samples: dict) -> torch.Tensor:
         """bool [R]: rays of which some point evaluated by `sample_along_rays` (any proposal
@@ -144,7 +173,8 @@ class KPlanesModel(nn.Module):
         if self.dynamic_region.everywhere:
             return torch.ones(origins.shape[0], dtype=torch.bool, device=origins.device)
         t_near, t_far = self.ray_range(origins, dirs)
-        edges = [samples["t_edges"]] + [self.s_to_t(s, t_near, t_far) for s in samples["prop_edges"]]
+        t_split = self.ray_split(origins, dirs)
+        edges = [samples["t_edges"]] + [self.s_to_t(s, t_near, t_far, t_split) for s in samples["prop_edges"]]
         meets = torch.zeros(origins.shape[0], dtype=torch.bool, device=origins.device)
         for e in edges:
             x = self._points(origins, dirs, e)

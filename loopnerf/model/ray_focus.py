@@ -43,7 +43,7 @@ def frame_dynamic_pixels(model, c2w: np.ndarray, intrinsics: np.ndarray, height:
                                uu.reshape(-1).float(), vv.reshape(-1).float())
         t_near, t_far = model.ray_range(o, d)
         hit = t_far > t_near
-        t = model.s_to_t(s.expand(len(o), -1), t_near, torch.where(hit, t_far, t_near + 1.0))
+        t = model.s_to_t(s.expand(len(o), -1), t_near, torch.where(hit, t_far, t_near + 1.0), model.ray_split(o, d))
         x = model.field_coords(o[:, None, :] + d[:, None, :] * t[..., None])
         inside = model.dynamic_region.contains(x.reshape(-1, 3)).view(len(o), -1).any(dim=1) & hit
     coarse = inside.view(len(vs), len(us)).numpy()

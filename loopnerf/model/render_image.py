@@ -40,7 +40,7 @@ def render_image(model, c2w, intrinsics, time: float, *, chunk: int = 8192, stat
             t_near, t_far = model.ray_range(o, d)
             hit = t_far > t_near
             s = torch.linspace(0.0, 1.0, int(uniform_samples) + 1).expand(o.shape[0], -1)
-            t_edges = model.s_to_t(s, t_near, torch.maximum(t_far, t_near))
+            t_edges = model.s_to_t(s, t_near, torch.maximum(t_far, t_near), model.ray_split(o, d))
             out = model.render_samples(o, d, t, t_edges, hit, static=static)
         rgb.append(out["rgb"])
         depth.append(out["depth"])

@@ -70,6 +70,12 @@ class Stage1Trainer:
         resolve_time_resolution(cfg, n_time)
         torch.manual_seed(cfg.train.seed)
         box = capture.scene_box()
+        if cfg.model.contraction == "auto":
+            from loopnerf.model.contraction_choice import choose_contraction
+
+            cfg.model.contraction, self.contraction_note = choose_contraction(capture, box, cfg.model.near, cfg.train.seed)
+        else:
+            self.contraction_note = f"contraction: {cfg.model.contraction} (set by the config)"
         self.model = KPlanesModel(cfg.model, box, seed=cfg.train.seed)
         self.region_note = "dynamic region: everywhere (model.dynamic_region = 'everywhere')"
         if cfg.model.dynamic_region == "auto":
@@ -213,10 +219,12 @@ class Stage1Trainer:
         log = open(self.folder.stage1_log, "a", buffering=1)
         log.write(json.dumps({"step": self.step, "dynamic_region": self.region_note, "dynamic_fraction": self.model.dynamic_region.fraction(),
                               "time_samples": self.cfg.model.field.resolution[3], "time_note": self.time_note,
+                              "contraction": self.cfg.model.contraction, "contraction_note": self.contraction_note,
                               "focus_note": self.focus_note}) + "\n")
         if not self.quiet:
             print(self.region_note, flush=True)
             print(self.time_note, flush=True)
+            print(self.contraction_note, flush=True)
             if self.focus_note:
                 print(self.focus_note, flush=True)
         from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

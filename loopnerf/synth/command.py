@@ -73,6 +73,8 @@ class SynthConfig:
         fps: nominal frame rate (frames per second) stored with the capture.
         supersample: s; s x s rays per pixel, averaged (anti-aliasing).
         eval_every: every `eval_every`-th frame, from frame eval_every // 2, is held out.
+        backdrop: "near" (a painted wall inside the box, a flat sky: bounded) or "far"
+            (no wall; hills and clouds at infinity: an unbounded scene, `parts.BACKDROPS`).
     """
 
     scene: Literal["flag", "windmill", "water", "all"] = "flag"
@@ -87,6 +89,7 @@ class SynthConfig:
     motion: Literal["natural", "periodic"] = "natural"
     tempo_drift: float = 0.15
     gust: float = 0.3
+    backdrop: Literal["near", "far"] = "near"
 
     def check(self) -> None:
         """Raise `ConfigError` naming the option if a setting cannot work."""
@@ -118,12 +121,16 @@ class SynthConfig:
             raise ConfigError(f"synth: option 'tempo_drift' must be in [0, 0.5), got {self.tempo_drift}")
         if not 0.0 <= self.gust < 0.8:
             raise ConfigError(f"synth: option 'gust' must be in [0, 0.8), got {self.gust}")
+        from loopnerf.synth.parts import BACKDROPS
+
+        if self.backdrop not in BACKDROPS:
+            raise ConfigError(f"synth: option 'backdrop' must be one of {list(BACKDROPS)}, got '{self.backdrop}'")
 
     def make_scene(self):
         """The `SyntheticScene` these settings describe (scene kind, period, seed, motion)."""
         from loopnerf.synth.scene import SyntheticScene
 
-        return SyntheticScene(self.scene, self.period, self.seed, self.motion, self.frames, self.tempo_drift, self.gust)
+        return SyntheticScene(self.scene, self.period, self.seed, self.motion, self.frames, self.tempo_drift, self.gust, self.backdrop)
 
     def intrinsics(self) -> Intrinsics:
         """Pinhole intrinsics of the square images (principal point at the centre)."""
@@ -185,12 +192,12 @@ def make_synthetic_capture(config: SynthConfig | None = None, *, progress: bool 
     with _progress(progress) as bar:
         task = bar.add_task("capture", total=n)
         for i in range(n):
-            images[i] = to_uint8(render_view(scene.parts(i), path.c2w[i], k, supersample=cfg.supersample))
+            images[i] = to_uint8(render_view(scene.parts(i), path.c2w[i], k, supersample=cfg.supersample, background=scene.background))
             bar.advance(task)
         for name, (c2w, _) in cams.items():
             task = bar.add_task(f"ground truth '{name}'", total=p)
             for j in range(p):
-                gt_frames[name][j] = to_uint8(render_view(scene.parts_at(j / p, 1.0), c2w, k, supersample=cfg.supersample))
+                gt_frames[name][j] = to_uint8(render_view(scene.parts_at(j / p, 1.0), c2w, k, supersample=cfg.supersample, background=scene.background))
                 bar.advance(task)
         stills = []
         for a, b in path.stills:
@@ -198,7 +205,7 @@ def make_synthetic_capture(config: SynthConfig | None = None, *, progress: bool 
             task = bar.add_task(f"true states, still frames {a}-{b - 1}", total=b - a)
             frames = np.empty((b - a, cfg.size, cfg.size, 3), np.uint8)
             for j, f in enumerate(range(a, b)):
-                frames[j] = to_uint8(render_view(scene.parts(f), pose, k, supersample=cfg.supersample))
+                frames[j] = to_uint8(render_view(scene.parts(f), pose, k, supersample=cfg.supersample, background=scene.background))
                 bar.advance(task)
             change = np.abs(frames.astype(np.int16) - frames[:1].astype(np.int16)).max(axis=(0, 3))
             stills.append({
@@ -278,7 +285,7 @@ def render_true_frames(
     config.check()
     scene = config.make_scene()
     k = intrinsics or config.intrinsics()
-    out = [to_uint8(render_view(scene.parts(int(f)), np.asarray(c2w, float), k, supersample=config.supersample)) for f in frames]
+    out = [to_uint8(render_view(scene.parts(int(f)), np.asarray(c2w, float), k, supersample=config.supersample, background=scene.background)) for f in frames]
     return np.stack(out) if out else np.zeros((0, k.height, k.width, 3), np.uint8)
 
 
@@ -393,6 +400,7 @@ def synth(
     motion: Literal["natural", "periodic"] = "natural",
     tempo_drift: float = 0.15,
     gust: float = 0.3,
+    backdrop: Literal["near", "far"] = "near",
     overwrite: bool = False,
 ) -> int:
     """Render the built-in synthetic capture: a small textured scene with natural motion
@@ -420,11 +428,14 @@ def synth(
             'periodic' (repeats exactly every `period` frames).
         tempo_drift: natural motion's peak relative tempo deviation (0.15 = +-15 %).
         gust: natural motion's peak relative amplitude deviation (0.3 = +-30 %).
+        backdrop: 'near' (default: a painted wall just inside the scene box and a flat sky)
+            or 'far' (no wall: hills and clouds at infinity, a capture that needs an
+            unbounded field; `loopnerf train` then picks contraction by itself).
         overwrite: replace an existing non-empty OUT folder.
     """
     cfg = SynthConfig(
         scene=scene, frames=frames, size=size, period=period, seed=seed, fov=fov, fps=fps, supersample=supersample,
-        motion=motion, tempo_drift=tempo_drift, gust=gust,
+        motion=motion, tempo_drift=tempo_drift, gust=gust, backdrop=backdrop,
     )
     cfg.check()
     out = Path(out)

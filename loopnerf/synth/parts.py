@@ -19,6 +19,28 @@ GROUND_Y = -0.6
 SCENE_BOX = np.array([[-1.0, -0.65, -1.0], [1.0, 1.0, 1.0]])
 LOOK_AT = np.array([0.0, -0.1, -0.05])
 BACKGROUND = (0.62, 0.74, 0.88)  # sky colour of rays that hit nothing (RGB in [0, 1])
+BACKDROPS = ("near", "far")
+"""What lies behind the scene: 'near', a painted wall just inside the box and a flat sky
+(a bounded scene); 'far', no wall but a panorama at infinity (`far_panorama`: hills
+and clouds), which a bounded box can only paint as haze (an unbounded scene)."""
+
+
+def far_panorama(dirs: np.ndarray) -> np.ndarray:
+    """RGB [M, 3] in [0, 1] seen along unit directions dirs [M, 3] at infinity: textured
+    hills under a horizon that rises and falls with the azimuth, a sky with soft clouds
+    above (smooth at a few degrees, so a small capture can resolve it)."""
+    d = np.asarray(dirs, np.float64)
+    el = np.arcsin(np.clip(d[:, 1], -1.0, 1.0))
+    az = np.arctan2(d[:, 2], d[:, 0])
+    horizon = 0.12 + 0.07 * np.sin(3 * az + 0.4) + 0.04 * np.sin(7 * az + 1.3)
+    sky = np.asarray(BACKGROUND)[None, :] * (1.0 - 0.35 * np.clip(el, 0, None)[:, None])
+    cloud = np.clip(np.sin(6 * az + 2 * el) * np.sin(9 * el + 1.0) * 1.6 - 0.5, 0.0, 1.0)
+    sky = sky * (1 - 0.6 * cloud[:, None]) + 0.6 * cloud[:, None]
+    stripes = 0.5 + 0.5 * np.sin(23 * az) * np.sin(17 * el + 2 * az)
+    hills = np.array([0.30, 0.42, 0.27])[None, :] * (0.75 + 0.5 * stripes[:, None])
+    hills[:, 0] += 0.15 * (0.5 + 0.5 * np.sin(5 * az))  # warmer patches along the ridge
+    out = np.where((el < horizon)[:, None], hills, sky)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
 LIGHT_DIR = np.array([-0.45, 0.8, 0.4]) / np.linalg.norm([-0.45, 0.8, 0.4])  # towards the sun
 AMBIENT = 0.35  # share of the light that reaches shadowed / back-facing surfaces
 

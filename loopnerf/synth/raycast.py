@@ -18,7 +18,7 @@ Camera conventions are the project's: camera-to-world, OpenGL axes, the ray of p
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -54,10 +54,13 @@ def render_view(
     k: Intrinsics,
     *,
     supersample: int = 2,
-    background: Sequence[float] = BACKGROUND,
+    background: Sequence[float] | Callable[[np.ndarray], np.ndarray] = BACKGROUND,
     shadows: bool = True,
 ) -> np.ndarray:
-    """Ray-cast one image of `parts` seen from `c2w` -> [H, W, 3] float32 in [0, 1]."""
+    """Ray-cast one image of `parts` seen from `c2w` -> [H, W, 3] float32 in [0, 1].
+
+    `background`: the colour of rays that hit nothing, RGB, or a function of their unit
+    directions [M, 3] -> RGB [M, 3] (a panorama at infinity, `parts.far_panorama`)."""
     import open3d as o3d
     import open3d.core as o3c
 
@@ -76,8 +79,13 @@ def render_view(
     face_n = hit["primitive_normals"].numpy()
 
     color = np.empty((len(o), 3), np.float32)
-    color[:] = np.asarray(background, np.float32)
     valid = np.isfinite(t)
+    if callable(background):
+        color[:] = 0.0
+        miss = ~valid
+        color[miss] = background(d[miss])
+    else:
+        color[:] = np.asarray(background, np.float32)
     albedo = np.zeros((len(o), 3), np.float32)
     normal = face_n.copy()
     for g, part in enumerate(parts):

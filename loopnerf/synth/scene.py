@@ -20,7 +20,7 @@ import numpy as np
 from loopnerf.synth import textures as tx
 from loopnerf.synth import motion as movers
 from loopnerf.synth.parts import (  # noqa: F401  (re-exported: the scene's public names)
-    AMBIENT, BACKGROUND, FLAG_ROOT, GROUND_Y, LIGHT_DIR, LOOK_AT, POOL_CENTER, POOL_SIZE, SCENE_BOX, WINDMILL_HUB, Palette, Part, grid_faces, grid_normals, make_part,
+    AMBIENT, BACKDROPS, BACKGROUND, FLAG_ROOT, GROUND_Y, LIGHT_DIR, LOOK_AT, POOL_CENTER, POOL_SIZE, SCENE_BOX, WINDMILL_HUB, Palette, Part, far_panorama, grid_faces, grid_normals, make_part,
 )
 
 SCENE_KINDS = {
@@ -52,7 +52,7 @@ def ground(pal: Palette) -> Part:
     return make_part("ground", v, f, albedo)
 
 
-def backdrop(pal: Palette) -> Part:
+def backdrop_wall(pal: Palette) -> Part:
     """A half-cylinder wall (radius 0.97, behind the scene) painted in coloured panels."""
     radius, n_theta = 0.97, 64
     theta = np.linspace(np.pi / 2, 3 * np.pi / 2, n_theta)  # azimuth, 0 = +Z; pi = behind
@@ -218,14 +218,20 @@ class SyntheticScene:
         frames: int = 240,
         tempo_drift: float = 0.15,
         gust: float = 0.3,
+        backdrop: str = "near",
     ) -> None:
         self.scene = scene
+        self.backdrop = backdrop
+        self.background = BACKGROUND if backdrop == "near" else far_panorama
+        """What `raycast.render_view` shows where a ray hits nothing (see `BACKDROPS`)."""
         self.kinds = SCENE_KINDS[scene]
         self.period = int(period)
         self.schedule = movers.MotionSchedule(motion, self.period, int(frames), int(seed), float(tempo_drift), float(gust))
         self.palette = Palette(seed)
         pal = self.palette
-        self.static_parts: list[Part] = [ground(pal), backdrop(pal), crate(pal), drum(pal), ball(pal)]
+        self.static_parts: list[Part] = [ground(pal), crate(pal), drum(pal), ball(pal)]
+        if self.backdrop == "near":
+            self.static_parts.insert(1, backdrop_wall(pal))
         if "flag" in self.kinds:
             self.static_parts.append(flag_pole(pal))
         if "windmill" in self.kinds:
