@@ -84,6 +84,13 @@ def export(
     if scene.is_dir():
         scene = RunFolder(scene).baked_path
     baked = load_loop(scene)
+    if baked.contraction != "none" and format in ("glb", "web", "ply"):
+        import sys
+
+        # Not yet measured on an unbounded loop: the fusion volume is the scene box, so
+        # what lies beyond it (the contracted shell: sky, far background) is left out.
+        print(f"warning: {scene} is unbounded (contraction {baked.contraction}); the {format} export holds what "
+              "lies inside the scene box only", file=sys.stderr)
     if planes < 2:
         raise LoopNeRFError(f"need --planes >= 2, got {planes}")
     if voxel is not None and not voxel > 0:
