@@ -14,6 +14,12 @@ file's planes at every sample) with the marching the viewer uses, then
 `occupancy &= dilate(visibility > min_weight)`. The dilation by `dilate` cells keeps
 a margin around what was seen, so a nearby novel view does not lose the edges of a
 surface.
+
+An unbounded loop (contraction 'mipnerf360') is culled inside its box only: the
+contracted shell around the box is the far background itself, and where no camera saw
+it a culled cell shows the flat background colour instead of the field's guess. On the
+far-backdrop demo capture, culling the shell too took the novel orbit's static PSNR to
+14.56 dB mean, 9.56 dB worst frame; the box alone: see README "Unbounded capture".
 """
 
 from __future__ import annotations
@@ -57,6 +63,15 @@ def visibility_grid(baked: "BakedLoop", views: Iterable[tuple[Any, float, "Intri
     return renderer.record_visibility(views, progress=progress)
 
 
+def box_cells(shape: Sequence[int]) -> "torch.Tensor":
+    """bool [Gx, Gy, Gz]: the occupancy cells of an unbounded loop that lie inside its box
+    (field coordinates [-1/2, 1/2]^3; a cell counts when its centre does)."""
+    import torch
+
+    inside = [((torch.arange(g, dtype=torch.float64) + 0.5) * 2.0 / g - 1.0).abs() <= 0.5 for g in shape]
+    return inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
+
+
 def cull_invisible(baked: "BakedLoop", views: Sequence[tuple[Any, float, "Intrinsics"]], *,
                    min_weight: float = MIN_WEIGHT, dilate: int = DILATE_CELLS,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -76,6 +91,8 @@ def cull_invisible(baked: "BakedLoop", views: Sequence[tuple[Any, float, "Intrin
     if dilate > 0:
         k = 2 * int(dilate) + 1
         seen = torch.nn.functional.max_pool3d(seen[None, None], kernel_size=k, stride=1, padding=int(dilate))[0, 0]
+    if baked.contraction != "none":
+        seen = torch.maximum(seen, 1.0 - box_cells(seen.shape).float())
     before = float(baked.occupancy.float().mean())
     baked.occupancy = (baked.occupancy.bool() & (seen > 0)).to(torch.uint8).contiguous()
     record = {

@@ -97,3 +97,23 @@ def test_unbounded_loop_is_format_version_2(tmp_path, loop):
     save_file(tensors, str(tmp_path / "v1.loop"), metadata={"loopnerf": json.dumps(header)})
     with pytest.raises(LoopFormatError, match="contraction.*version 1"):
         load_loop(tmp_path / "v1.loop")
+
+
+def test_culling_keeps_the_contracted_shell():
+    """Visibility culling of an unbounded loop clears unseen cells inside the box only:
+    the shell is the far background, and a culled shell cell would show the flat
+    background colour instead of it."""
+    import dataclasses
+
+    from loopnerf.export.visibility import box_cells, cull_invisible, culling_views
+
+    loop = make_test_loop(contraction="mipnerf360", occupancy_resolution=32)
+    culled = dataclasses.replace(loop, occupancy=loop.occupancy.clone(), extra=dict(loop.extra))
+    c2w = np.asarray(loop.camera["c2w"], dtype=np.float32)[None]
+    k = Renderer.intrinsics_of(loop, loop.camera["width"], loop.camera["height"])
+    cull_invisible(culled, culling_views(c2w, [k], loop.frames))
+    inside = box_cells(loop.occupancy.shape)
+    before, after = loop.occupancy.bool(), culled.occupancy.bool()
+    assert torch.equal(after[~inside], before[~inside])  # the shell is kept as it was
+    assert after[inside].sum() < before[inside].sum()  # one view does not see all of the box
+    assert int(inside.sum()) == 16 ** 3  # the box is the middle half of a 32^3 grid

@@ -166,6 +166,11 @@ class Renderer:
             bounds_t0 = _time.perf_counter()
             occ = self._occupancy > 0
             bounds = self.bricks.frame_density_bounds(self._occupancy.shape)
+            if loop.contraction != "none":
+                # The shell is marched in pieces whose ends are tested, not cell by cell: a
+                # piece may cut the corner of a cell neither end is in, so each cell's bound
+                # covers its neighbours there (as the file's own bound does).
+                bounds = _dilate_max(bounds)
             self._frame_mips = [density_pyramid(occ, np.where(occ, b, 0.0))[0] for b in bounds]
             self._mip_frames = None
             self.build_seconds += _time.perf_counter() - bounds_t0
@@ -446,6 +451,14 @@ class Renderer:
         if visibility is not None:
             return None
         return rgb.to_numpy(), depth.to_numpy(), opacity.to_numpy()
+
+
+def _dilate_max(bounds: np.ndarray) -> np.ndarray:
+    """[F, Gx, Gy, Gz] -> the max over each cell's 3x3x3 neighbourhood, per frame."""
+    import torch
+
+    t = torch.as_tensor(bounds)[:, None]
+    return torch.nn.functional.max_pool3d(t, kernel_size=3, stride=1, padding=1)[:, 0].numpy()
 
 
 def density_pyramid(occupancy: np.ndarray, density_max=None, *, coarsest: int = 4) -> tuple[np.ndarray, np.ndarray]:

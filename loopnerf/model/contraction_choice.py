@@ -68,3 +68,4 @@ def choose_contraction(capture, box: np.ndarray, near: float, seed: int = 0) -> 
     return "mipnerf360", (f"contraction: mipnerf360 ({share:.1%} of the training rays miss the scene box and see a "
                           f"varied scene beyond it: {varied:.1%} of them differ from their median colour by over "
                           f"{FLAT_TOLERANCE}; the field is unbounded)")
+
