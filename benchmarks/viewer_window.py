@@ -5,7 +5,8 @@ Opens `loopnerf view`'s window (`ViewerApp`) on a baked loop and runs its main l
 timing every iteration:
 
 1. `dragging`: a scripted left-button drag orbits the camera every frame, so the
-   window renders at its moving quality (MOVING_FACTOR of the size, MOVING_STEP_SCALE
+   window renders at its moving quality (a size from MOVING_FACTORS that fits the
+   frame budget, adapted every moving frame; MOVING_STEP_SCALE
    times the step) and nothing can be cached;
 2. `refine`: the drag stops; the window keeps running on the wall clock until it shows
    a full-resolution frame: the seconds from the last drag event to that frame;

@@ -120,12 +120,37 @@ def _framebuffer(pyglet, width, height) -> np.ndarray:
 
 
 @pytest.mark.viewer
+def test_moving_size_adapts_to_the_render_time(xvfb_display):
+    """While the camera moves, a render four times over budget halves the size (cost ~
+    pixels); a fast one grows it by one rung only; the size never leaves the ladder."""
+    from fixtures.demo_loop import make_test_loop
+    from loopnerf.viewer.app import MOVING_FACTOR, MOVING_FACTORS, MOVING_RENDER_BUDGET, ViewerApp
+    from loopnerf.viewer.renderer import Renderer
+
+    app = ViewerApp(Renderer(make_test_loop(), 80, 60), 80, 60, visible=False)
+    try:
+        assert MOVING_FACTORS[app.moving_level] == pytest.approx(MOVING_FACTOR)
+        app._adapt_moving_size(4.0 * MOVING_RENDER_BUDGET)
+        assert MOVING_FACTORS[app.moving_level] == pytest.approx(MOVING_FACTOR / 2)
+        app._adapt_moving_size(1e-6)
+        assert MOVING_FACTORS[app.moving_level] == pytest.approx(MOVING_FACTOR / 2 * 2 ** 0.25)
+        for _ in range(40):
+            app._adapt_moving_size(10.0)
+        assert app.moving_level == len(MOVING_FACTORS) - 1  # 1/8, the smallest rung
+        for _ in range(40):
+            app._adapt_moving_size(1e-6)
+        assert app.moving_level == 0 and app.render_size(moving=True) == app.render_size()
+    finally:
+        app.close()
+
+
+@pytest.mark.viewer
 def test_window_scripted_events_and_screenshot(tmp_path, xvfb_display):
     import imageio.v2 as imageio
     import pyglet
 
     from fixtures.demo_loop import make_test_loop
-    from loopnerf.viewer.app import MOVING_FACTOR, ViewerApp, depth_to_rgb
+    from loopnerf.viewer.app import ViewerApp, depth_to_rgb
     from loopnerf.viewer.renderer import Renderer
 
     loop = make_test_loop()
@@ -139,9 +164,10 @@ def test_window_scripted_events_and_screenshot(tmp_path, xvfb_display):
         home = app.camera.c2w()
         # Orbit with the left button: the camera turns and the image is rendered small.
         app.window.dispatch_event("on_mouse_drag", 40, 30, 12, -5, mouse.LEFT, 0)
+        small = app.render_size(moving=True)  # the rung the moving frame renders at
         app.step(0.01)
         assert not np.allclose(app.camera.c2w(), home)
-        assert app.last_rgb.shape[:2] == (round(60 * MOVING_FACTOR), round(80 * MOVING_FACTOR))
+        assert app.last_rgb.shape[:2] == (small[1], small[0]) and small[0] < 80 and small[1] < 60
         # Pan (right button) and zoom (wheel) move the camera too.
         before = app.camera.c2w()
         app.window.dispatch_event("on_mouse_drag", 40, 30, 5, 5, mouse.RIGHT, 0)

@@ -8,10 +8,14 @@ Controls: left drag orbit, right / middle drag pan, wheel zoom; space play/pause
 +/- speed, ,/. one loop frame back/forward (pauses), d RGB/depth, s screenshot PNG,
 r reset camera, h help overlay, q / Esc quit.
 
-Speed: while the camera moves (an input event in the last MOVING_SECONDS) the image is
-rendered at MOVING_FACTOR of the render size with MOVING_STEP_SCALE times the
-marching step, and refined when it stops; a still camera
-playing at speed 1 replays the F cached loop frames (`FrameCache`) instead of rendering.
+Speed: while the camera moves (an input event in the last MOVING_SECONDS, or in the
+last two frames when a frame takes longer) the image is rendered with MOVING_STEP_SCALE
+times the marching step at a reduced size that adapts to the machine: from
+MOVING_FACTOR, each moving frame moves down (or one step up) the ladder MOVING_FACTORS
+so that its render fits MOVING_RENDER_BUDGET (a 30 fps frame, less the window's own
+work), and the image is refined at full size as soon as the camera stops; a still
+camera playing at speed 1 replays the F cached loop frames (`FrameCache`) instead of
+rendering.
 """
 
 from __future__ import annotations
@@ -22,8 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-MOVING_SECONDS = 0.25  # an input event younger than this means "the camera moves"
-MOVING_FACTOR = 0.5  # render size factor while the camera moves
+MOVING_SECONDS = 0.12  # an input event younger than this means "the camera moves"
+MOVING_FACTOR = 0.5  # render size factor of the first moving frame
+MOVING_FACTORS = tuple(2.0 ** (-k / 4) for k in range(13))
+"""The sizes a moving camera renders at (factors of the render size): 1 down to 1/8 in
+quarter octaves, so the size changes in a few steps and the renderer keeps few buffers."""
+MOVING_RENDER_BUDGET = 0.8 / 30.0
+"""Seconds a moving frame's render may take: 30 fps, less ~7 ms of upload and drawing."""
 MOVING_STEP_SCALE = 2.0  # and marching-step factor (half the samples per ray)
 SPEEDS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -84,6 +93,8 @@ class ViewerApp:
         self.last_depth: np.ndarray | None = None
         self.last_render_key = None
         self.last_input = -1e9
+        self.moving_level = MOVING_FACTORS.index(min(MOVING_FACTORS, key=lambda f: abs(f - MOVING_FACTOR)))
+        self._last_step_seconds = 0.0
         self._fps = 0.0
         self._last_flip = None
         self._texture = None
@@ -120,13 +131,24 @@ class ViewerApp:
 
     # ------------------------------------------------------------------ sizes
     def render_size(self, moving: bool = False) -> tuple[int, int]:
-        """(width, height) of the rendered image for the current window size."""
+        """(width, height) of the rendered image for the current window size (while the
+        camera moves: at the current rung of MOVING_FACTORS)."""
         w, h = self.window.get_framebuffer_size()
-        k = self.scale * (MOVING_FACTOR if moving else 1.0)
+        k = self.scale * (MOVING_FACTORS[self.moving_level] if moving else 1.0)
         return max(1, int(round(w * k))), max(1, int(round(h * k)))
 
     def moving(self) -> bool:
-        return _time.perf_counter() - self.last_input < MOVING_SECONDS
+        # A slow frame must not read as a stop between two drag events.
+        window = max(MOVING_SECONDS, 2.0 * self._last_step_seconds)
+        return _time.perf_counter() - self.last_input < window
+
+    def _adapt_moving_size(self, seconds: float) -> None:
+        """After a moving frame whose render took `seconds`: the largest rung whose render
+        is expected to fit MOVING_RENDER_BUDGET (cost ~ pixels), at most one rung up."""
+        f = MOVING_FACTORS[self.moving_level]
+        want = f * math.sqrt(MOVING_RENDER_BUDGET / max(seconds, 1e-6))
+        level = next((i for i, g in enumerate(MOVING_FACTORS) if g <= want), len(MOVING_FACTORS) - 1)
+        self.moving_level = max(level, self.moving_level - 1)
 
     # ------------------------------------------------------------------ input
     def _touch(self) -> None:
@@ -209,6 +231,8 @@ class ViewerApp:
             rgb, depth = self.cache.get(c2w, frame, intr)
         else:
             rgb, depth = self.renderer.render(c2w, self.time, intrinsics=intr)
+            if moving:
+                self._adapt_moving_size(self.renderer.last_frame_seconds or 0.0)
         self.last_rgb, self.last_depth, self.last_render_key = rgb, depth, key
         self._texture = None
         return True
@@ -266,6 +290,8 @@ class ViewerApp:
         now = _time.perf_counter()
         if dt is None:
             dt = 0.0 if self._last_flip is None else now - self._last_flip
+        if self._last_flip is not None:
+            self._last_step_seconds = now - self._last_flip
         if self._last_flip is not None and dt > 0:
             self._fps = 0.9 * self._fps + 0.1 / max(now - self._last_flip, 1e-6) if self._fps else 1.0 / max(now - self._last_flip, 1e-6)
         self._last_flip = now

@@ -252,7 +252,7 @@ class Renderer:
         if key not in self._targets:
             import taichi as ti
 
-            if len(self._targets) > 4:  # sizes change while a window is resized: keep few
+            if len(self._targets) > 8:  # sizes change while a window is resized or moves: keep few
                 self._targets.clear()
             scratch = (height * width) if self.backend == "planes" else 1  # the planes kernel's per-pixel rows
             self._targets[key] = (
