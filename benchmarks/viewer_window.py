@@ -8,8 +8,10 @@ timing every iteration:
    window renders at its moving quality (a size from MOVING_FACTORS that fits the
    frame budget, adapted every moving frame; MOVING_STEP_SCALE
    times the step) and nothing can be cached;
-2. `refine`: the drag stops; the window keeps running on the wall clock until it shows
-   a full-resolution frame: the seconds from the last drag event to that frame;
+2. `refine`: the drag stops (the button is released); the window keeps running on the
+   wall clock until it shows a full-resolution frame: the seconds from the release to
+   that frame; `refine, no release`: the same after a drag event with no release (a
+   wheel zoom ends that way), where the window waits MOVING_SECONDS first;
 3. `still, first loop`: the camera rests and the loop plays one frame per iteration
    through its F frames, each rendered at full quality (and cached);
 4. `still, cached`: the next loop replays the cached frames (upload + draw only).
@@ -104,22 +106,31 @@ def main() -> None:
 
         times, size = timed(args.drag_frames, lambda: app.on_mouse_drag(w // 2, h // 2, 3, 0, left, 0), 0.0)
         report("dragging", times, size)
-        # The drag stops: run the window on the wall clock until a full-size frame shows.
-        app.on_mouse_drag(w // 2, h // 2, 3, 0, left, 0)
-        stopped = time.perf_counter()
         full = app.render_size(moving=False)
-        refine_frames = 0
-        while True:
-            app.step()
-            refine_frames += 1
-            if (app.last_rgb.shape[1], app.last_rgb.shape[0]) == full or time.perf_counter() - stopped > 30:
-                break
-        to_full = time.perf_counter() - stopped
-        print(json.dumps({
-            "benchmark": "viewer_window", "phase": "refine", "loop": str(path), "window": f"{w}x{h}",
-            "render_size": f"{full[0]}x{full[1]}", "frames": refine_frames, "seconds_to_full_resolution": round(to_full, 3),
-            "target_s": 0.5, "arch": renderer.arch, "xvfb": xvfb is not None, "cpu_count": os.cpu_count(),
-        }), flush=True)
+
+        def refine(phase: str, stop) -> None:
+            """Drag a few frames, stop with `stop()`, run on the wall clock to a full-size frame."""
+            for _ in range(4):
+                app.on_mouse_drag(w // 2, h // 2, 3, 0, left, 0)
+                app.step()
+            app.on_mouse_drag(w // 2, h // 2, 3, 0, left, 0)
+            stop()
+            stopped = time.perf_counter()
+            frames = 0
+            while True:
+                app.step()
+                frames += 1
+                if (app.last_rgb.shape[1], app.last_rgb.shape[0]) == full or time.perf_counter() - stopped > 30:
+                    break
+            print(json.dumps({
+                "benchmark": "viewer_window", "phase": phase, "loop": str(path), "window": f"{w}x{h}",
+                "render_size": f"{full[0]}x{full[1]}", "frames": frames,
+                "seconds_to_full_resolution": round(time.perf_counter() - stopped, 3),
+                "target_s": 0.5, "arch": renderer.arch, "xvfb": xvfb is not None, "cpu_count": os.cpu_count(),
+            }), flush=True)
+
+        refine("refine", lambda: app.on_mouse_release(w // 2, h // 2, left, 0))
+        refine("refine, no release", lambda: None)
         app.last_input = -1e9  # the camera rests from here on
         frame_dt = 1.0 / renderer.fps
         app.time = 0.0

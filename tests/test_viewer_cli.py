@@ -168,6 +168,10 @@ def test_window_scripted_events_and_screenshot(tmp_path, xvfb_display):
         app.step(0.01)
         assert not np.allclose(app.camera.c2w(), home)
         assert app.last_rgb.shape[:2] == (small[1], small[0]) and small[0] < 80 and small[1] < 60
+        # Releasing the button ends the move at once: the next frame is full size.
+        app.window.dispatch_event("on_mouse_release", 40, 30, mouse.LEFT, 0)
+        app.step(0.01)
+        assert not app.moving() and app.last_rgb.shape[:2] == (60, 80)
         # Pan (right button) and zoom (wheel) move the camera too.
         before = app.camera.c2w()
         app.window.dispatch_event("on_mouse_drag", 40, 30, 5, 5, mouse.RIGHT, 0)

@@ -9,7 +9,7 @@ Controls: left drag orbit, right / middle drag pan, wheel zoom; space play/pause
 r reset camera, h help overlay, q / Esc quit.
 
 Speed: while the camera moves (an input event in the last MOVING_SECONDS, or in the
-last two frames when a frame takes longer) the image is rendered with MOVING_STEP_SCALE
+last two frames when a frame takes longer; a released mouse button ends it at once) the image is rendered with MOVING_STEP_SCALE
 times the marching step at a reduced size that adapts to the machine: from
 MOVING_FACTOR, each moving frame moves down (or one step up) the ladder MOVING_FACTORS
 so that its render fits MOVING_RENDER_BUDGET (a 30 fps frame, less the window's own
@@ -118,6 +118,7 @@ class ViewerApp:
             on_resize=self.on_resize,
             on_key_press=self.on_key_press,
             on_mouse_drag=self.on_mouse_drag,
+            on_mouse_release=self.on_mouse_release,
             on_mouse_scroll=self.on_mouse_scroll,
         )
         self.closed = False
@@ -153,6 +154,10 @@ class ViewerApp:
     # ------------------------------------------------------------------ input
     def _touch(self) -> None:
         self.last_input = _time.perf_counter()
+
+    def on_mouse_release(self, x, y, button, modifiers):
+        # The drag is over: refine now rather than MOVING_SECONDS after its last event.
+        self.last_input = -1e9
 
     def on_mouse_drag(self, x, y, dx, dy, buttons, modifiers):
         mouse = self.pyglet.window.mouse
