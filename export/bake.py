@@ -192,6 +192,7 @@ def bake_loop(
     scales: Sequence[int] | None = None,
     dynamic_region: "torch.Tensor | None" = None,
     contraction: str = "none",
+    sky: "torch.Tensor | None" = None,
     progress: bool = False,
 ) -> BakedLoop:
     """Bake a loop model into a `BakedLoop` (`linear` decoder; format version 1, or 2
@@ -221,6 +222,8 @@ def bake_loop(
             `DynamicRegion.grid`); None or all ones = everywhere.
         contraction: "none" (the planes span the box) or "mipnerf360" (unbounded: they
             span the contracted cube, the box its middle half; see `loop_format`).
+        sky: unbounded scenes: RGB [Hs, Ws, 3] in [0, 1] at infinity per direction (the
+            lat-long map of the direction table), shown behind the field; None: `background`.
     """
     import torch
 
@@ -270,6 +273,7 @@ def bake_loop(
         far=float(far),
         step=float(step),
         contraction=str(contraction),
+        sky=None if sky is None else torch.as_tensor(sky).detach().float().cpu().clamp(0, 1).half().contiguous(),
         static_planes=[[half(p) for p in static_planes[s]] for s in range(S)],
         loop_planes=[[half(p) for p in loop_planes[s]] for s in range(S)],
         sigma_weight=torch.as_tensor(sigma_weight).detach().float().cpu().reshape(-1).contiguous(),
@@ -322,5 +326,6 @@ def bake_loop_model(model, camera: dict, fps: float, *, progress: bool = False, 
         decoder.sigma.weight.detach().reshape(-1), decoder.sigma.bias.detach().reshape(1),
         basis, box, model.frames, fps, camera, (0.0, 1.0, 0.0), model.cfg.background,
         float(model.cfg.near), far, dynamic_region=model.dynamic_region.grid,
-        contraction=model.cfg.contraction, progress=progress, **options,
+        contraction=model.cfg.contraction, progress=progress,
+        sky=None if getattr(model, "sky", None) is None else torch.sigmoid(model.sky.detach()), **options,
     )

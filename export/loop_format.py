@@ -13,6 +13,7 @@ the tensors are the planes, decoder weights and occupancy grid. The contract is
     occupancy                   uint8   [Gx, Gy, Gz]          (1 = the cell may hold density)
     density_max                 float16 [Gx, Gy, Gz]          (optional: density bound per cell)
     dynamic_region              uint8   [D, D, D]             (optional: 1 = the loop planes act)
+    sky                         float16 [Hs, Ws, 3]           (version 2, optional: RGB at infinity)
 
 with `R*_s = resolution * scales[s]`, S = len(scales), F = frames. `load_loop` checks
 every header field's type and range, every tensor's presence, dtype, shape (derived
@@ -53,7 +54,7 @@ CONTRACTIONS = {1: ("none",), 2: ("none", "mipnerf360")}
 """The scene contractions each format version may hold."""
 METADATA_KEY = "loopnerf"
 STATIC_PAIRS = ("xy", "xz", "yz")
-OPTIONAL_TENSORS = ("density_max", "dynamic_region")  # may be absent from a version-1 file
+OPTIONAL_TENSORS = ("density_max", "dynamic_region", "sky")  # may be absent from a file
 LOOP_PAIRS = ("xt", "yt", "zt")
 
 
@@ -94,6 +95,9 @@ class BakedLoop:
             over the normalised cube, voxel i spanning [-1 + 2i/D, -1 + 2(i+1)/D)): 1 where
             the loop planes act; at a point in a 0 voxel every loop plane reads as ones
             (the static scene, the same in every frame). None = everywhere (1).
+        sky [Hs, Ws, 3] float16 or None (version 2, unbounded scenes; optional): RGB in
+            [0, 1] at infinity per ray direction, the lat-long map of `dir_table`; what a
+            ray shows behind the field instead of `background`.
 
     Header fields:
         box: ((xmin, ymin, zmin), (xmax, ymax, zmax)) world units
@@ -133,6 +137,7 @@ class BakedLoop:
     occupancy: "torch.Tensor"
     density_max: "torch.Tensor | None" = None
     dynamic_region: "torch.Tensor | None" = None
+    sky: "torch.Tensor | None" = None
     contraction: str = "none"
     decoder: str = "linear"
     format: str = FORMAT_NAME
@@ -212,6 +217,8 @@ class BakedLoop:
             out["density_max"] = self.density_max
         if self.dynamic_region is not None:
             out["dynamic_region"] = self.dynamic_region
+        if self.sky is not None:
+            out["sky"] = self.sky
         return {k: v.detach().cpu().contiguous() for k, v in out.items()}
 
     def in_dynamic_region(self, x: "torch.Tensor") -> "torch.Tensor":
@@ -225,7 +232,8 @@ class BakedLoop:
             return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         return voxels_contain(self.dynamic_region, x)
 
-    def expected_shapes(self, dir_table_size: tuple[int, int] | None = None, region_size: int | None = None) -> dict[str, tuple[tuple[int, ...], str]]:
+    def expected_shapes(self, dir_table_size: tuple[int, int] | None = None, region_size: int | None = None,
+                        sky_size: tuple[int, int] | None = None) -> dict[str, tuple[tuple[int, ...], str]]:
         """Name -> (shape, dtype name) of every tensor, derived from the header (those in
         `OPTIONAL_TENSORS` may be absent).
 
@@ -251,6 +259,10 @@ class BakedLoop:
         out["density_max"] = (tuple(int(g) for g in self.occupancy_resolution), "float16")
         d = region_size if region_size is not None else (int(self.dynamic_region.shape[0]) if self.dynamic_region is not None else 1)
         out["dynamic_region"] = ((d, d, d), "uint8")
+        if self.contraction != "none":  # version 2: an unbounded scene may carry its sky
+            if sky_size is None:
+                sky_size = (int(self.sky.shape[0]), int(self.sky.shape[1])) if self.sky is not None else (2, 1)
+            out["sky"] = ((int(sky_size[0]), int(sky_size[1]), 3), "float16")
         return out
 
     def summary(self) -> str:
@@ -276,7 +288,8 @@ class BakedLoop:
             ),
             f"camera        {cam['width']}x{cam['height']} px, fx {cam['fx']:.1f}, "
             f"position {[round(float(r[3]), 3) for r in cam['c2w'][:3]]}",
-            f"up            {list(self.up)}; background {list(self.background)}",
+            f"up            {list(self.up)}; background {list(self.background)}"
+            + ("" if self.sky is None else f"; sky at infinity {list(self.sky.shape[:2])} lat-long map"),
             f"near / far    {self.near:g} / {self.far:g}; step {self.step:g}",
         ]
         return "\n".join(lines)
@@ -515,7 +528,11 @@ def _validate(header: dict[str, Any], tensors: dict[str, Any], name: str) -> Bak
                       dir_table=table, occupancy=None, **fields)  # type: ignore[arg-type]
     region = tensors.get("dynamic_region")
     region_size = int(region.shape[0]) if region is not None and region.dim() == 3 and region.shape[0] >= 1 else 1
-    expected = probe.expected_shapes((int(table.shape[0]), int(table.shape[1])), region_size)
+    sky = tensors.get("sky")
+    sky_size = (int(sky.shape[0]), int(sky.shape[1])) if sky is not None and sky.dim() == 3 else None
+    if sky_size is not None and (sky_size[0] < 2 or sky_size[1] < 1):
+        raise LoopFormatError(f"{name}: tensor 'sky' must be [Hs >= 2, Ws >= 1, 3], got shape {list(sky.shape)}")
+    expected = probe.expected_shapes((int(table.shape[0]), int(table.shape[1])), region_size, sky_size)
     for key in tensors:
         if key not in expected:
             raise LoopFormatError(f"{name}: unexpected tensor '{key}' (not part of format version {fields['version']})")
@@ -553,6 +570,9 @@ def _validate(header: dict[str, Any], tensors: dict[str, Any], name: str) -> Bak
     probe.occupancy = occ
     if region is not None and bool((region > 1).any()):
         raise LoopFormatError(f"{name}: tensor 'dynamic_region' must hold only 0 and 1")
+    if sky is not None and bool(((sky < 0) | (sky > 1)).any()):
+        raise LoopFormatError(f"{name}: tensor 'sky' must hold RGB values in [0, 1]")
     probe.density_max = bound
     probe.dynamic_region = region
+    probe.sky = sky
     return probe

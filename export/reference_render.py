@@ -35,6 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from loopnerf.export.loop_format import BakedLoop
 
 
+from loopnerf.fields.lat_long import lookup_direction_table  # noqa: E402,F401  (the lat-long convention's owner)
+
+
 # ------------------------------------------------------------------ coordinates
 def world_to_normalized(baked: "BakedLoop", x_world: "torch.Tensor") -> "torch.Tensor":
     """World points [N, 3] -> normalised-cube points [N, 3] (box -> [-1, 1]^3)."""
@@ -140,28 +143,6 @@ def direction_basis(baked: "BakedLoop", dirs: "torch.Tensor") -> "torch.Tensor":
     """Colour basis [N, 3, C * S] for unit world directions dirs [N, 3], looked up
     bilinearly in the baked lat-long direction table."""
     return lookup_direction_table(baked.dir_table.to(dirs.device).float(), dirs)
-
-
-def lookup_direction_table(table: "torch.Tensor", dirs: "torch.Tensor") -> "torch.Tensor":
-    """Bilinear lookup of a lat-long table [Hd, Wd, 3, K] at unit dirs [N, 3] -> [N, 3, K]."""
-    import torch
-
-    Hd, Wd = table.shape[0], table.shape[1]
-    d = dirs.float()
-    d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    theta = torch.acos(d[:, 1].clamp(-1.0, 1.0))
-    row = (theta / math.pi * (Hd - 1)).clamp(0, Hd - 1)
-    r0 = torch.floor(row).long().clamp(max=Hd - 2)
-    wr = (row - r0.to(row.dtype))[:, None, None]
-    col = (torch.atan2(d[:, 2], d[:, 0]) + math.pi) / (2 * math.pi) * Wd
-    c0f = torch.floor(col)
-    wc = (col - c0f)[:, None, None]
-    c0 = c0f.long() % Wd
-    c1 = (c0 + 1) % Wd
-    r1 = r0 + 1
-    top = table[r0, c0] * (1 - wc) + table[r0, c1] * wc
-    bottom = table[r1, c0] * (1 - wc) + table[r1, c1] * wc
-    return top * (1 - wr) + bottom * wr
 
 
 def color_from_features(baked: "BakedLoop", features: "torch.Tensor", dirs: "torch.Tensor") -> "torch.Tensor":
@@ -324,7 +305,8 @@ def render_rays(
         basis_fn: optional exact direction basis (unit dirs [R, 3] -> [R, 3, C * S])
             used instead of the baked table (to measure what baking costs).
 
-    Returns dict with rgb [R, 3] (composited over the header's background), depth
+    Returns dict with rgb [R, 3] (composited over the header's background, or the
+    file's `sky` along each ray's direction when it has one), depth
     [R] (expected distance along the ray, background counted at `far`), acc [R]
     (opacity in [0, 1]), median [R] (`median_distance`: where the transmittance
     falls to 1/2; `far` where it stays above).
@@ -344,7 +326,8 @@ def render_rays(
         )
         rgb, w = volume_render(sigma, rgb_s, deltas)
         acc = w.sum(dim=1)
-        rgbs.append(rgb + (1.0 - acc[:, None]) * bg)
+        behind = bg if baked.sky is None else lookup_direction_table(baked.sky.to(d.device).float()[..., None], d)[..., 0]
+        rgbs.append(rgb + (1.0 - acc[:, None]) * behind)
         depths.append((w * t).sum(dim=1) + (1.0 - acc) * baked.far)
         accs.append(acc)
         medians.append(median_distance(t, deltas, sigma, baked.far))

@@ -58,6 +58,29 @@ def test_unbounded_spacing_is_linear_to_the_box_exit_then_disparity():
         model.s_to_t(s, t_near, t_far)
 
 
+def test_an_unbounded_model_learns_its_sky():
+    """An unbounded model composites a learnt colour per direction behind the field (it
+    starts at the background colour); the colour loss reaches it, a bounded model has none."""
+    from loopnerf.model.config import preset
+    from loopnerf.model.kplanes_model import KPlanesModel
+    from loopnerf.model.config import resolve_time_resolution
+
+    cfg = resolve_time_resolution(preset("tiny"), 4).model
+    cfg.contraction = "mipnerf360"
+    model = KPlanesModel(cfg, np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    assert model.sky is not None and model.sky.shape == (*cfg.sky_resolution, 3)
+    g = torch.Generator().manual_seed(0)
+    o = torch.tensor([[0.0, 0.0, 3.0]]).expand(64, 3).contiguous()
+    d = torch.nn.functional.normalize(torch.randn(64, 3, generator=g), dim=-1)
+    bg = torch.tensor(cfg.background)
+    assert torch.allclose(model.sky_colour(d), bg.expand(64, 3), atol=2e-3)
+    out = model(o, d, torch.zeros(64))
+    (out["rgb"] - torch.tensor([0.0, 1.0, 0.0])).square().mean().backward()
+    assert model.sky.grad is not None and float(model.sky.grad.abs().sum()) > 0
+    cfg.contraction = "none"
+    assert KPlanesModel(cfg, np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])).sky is None
+
+
 def test_auto_contraction_needs_a_capture():
     from loopnerf.errors import ConfigError
     from loopnerf.model.config import preset
@@ -88,6 +111,7 @@ def test_far_demo_is_unbounded_end_to_end(far_demo):
     assert first["contraction"] == "mipnerf360" and "unbounded" in first["contraction_note"]
     baked = load_loop(run / "scene.loop")
     assert baked.contraction == "mipnerf360" and baked.version == 2 and baked.far >= 50.0
+    assert baked.sky is not None and float(baked.sky.float().std()) > 0.0  # the learnt sky was baked
     for backend in ("planes", "bricks"):
         r = Renderer(baked, 32, 32, backend=backend)
         rgb, _ = r.render_phase(r.default_c2w(), 0.25)

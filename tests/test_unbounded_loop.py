@@ -28,9 +28,9 @@ def renderers(loop):
 
 @pytest.mark.parametrize("phase", [0.1, 0.6])
 def test_both_backends_match_the_reference(loop, renderers, phase):
-    """The blob (in the box and the shell) and the backdrop 5-10 world units behind the
-    box, drawn by the planes and the brick kernels, against the reference's 1024
-    samples evenly spaced in contracted space."""
+    """The blob (in the box and the shell), the backdrop 5-10 world units behind the
+    box and the sky behind it, drawn by the planes and the brick kernels, against the
+    reference's 1024 samples evenly spaced in contracted space."""
     ref = render_camera(loop, phase=phase, n_samples=1024)
     planes, bricks = renderers
     a, _, op_a = planes.render_phase_with_opacity(planes.default_c2w(), phase)
@@ -88,6 +88,7 @@ def test_unbounded_loop_is_format_version_2(tmp_path, loop):
     save_loop(path, loop)
     back = load_loop(path)
     assert back.contraction == "mipnerf360" and back.version == 2 and back.far == loop.far
+    assert torch.equal(back.sky, loop.sky)
     from safetensors.torch import load_file, save_file
 
     tensors = load_file(str(path))
@@ -117,3 +118,35 @@ def test_culling_keeps_the_contracted_shell():
     assert torch.equal(after[~inside], before[~inside])  # the shell is kept as it was
     assert after[inside].sum() < before[inside].sum()  # one view does not see all of the box
     assert int(inside.sum()) == 16 ** 3  # the box is the middle half of a 32^3 grid
+
+
+def test_the_sky_shows_where_the_field_lets_light_through(loop, renderers):
+    """Behind the field each kernel composites the file's sky along the ray, as the
+    reference does: a loop without it differs exactly there, by the residual light."""
+    import dataclasses
+
+    no_sky = dataclasses.replace(loop, sky=None)
+    planes, _ = renderers
+    a, _, op = planes.render_phase_with_opacity(planes.default_c2w(), 0.2)
+    b, _ = Renderer(no_sky, 40, 30, backend="planes").render_phase(planes.default_c2w(), 0.2)
+    ref = render_camera(no_sky, phase=0.2, n_samples=1024)["rgb"].numpy().reshape(b.shape)
+    assert psnr(b / 255.0, ref) >= 42.0  # the header's colour behind it, as before
+    diff = np.abs(a.astype(float) - b.astype(float)).mean(-1)
+    assert diff[op < 0.5].mean() > 10.0 and diff[op > 0.95].mean() < diff[op < 0.5].mean() / 4
+
+
+def test_a_bad_sky_is_rejected(tmp_path, loop):
+    import json
+
+    from safetensors.torch import save_file
+
+    tensors = dict(loop.tensors())
+    tensors["sky"] = torch.full_like(tensors["sky"], 1.5)
+    save_file(tensors, str(tmp_path / "s.loop"), metadata={"loopnerf": json.dumps(loop.header())})
+    with pytest.raises(LoopFormatError, match="sky"):
+        load_loop(tmp_path / "s.loop")
+    bounded = make_test_loop()
+    tensors = dict(bounded.tensors(), sky=loop.tensors()["sky"])
+    save_file(tensors, str(tmp_path / "b.loop"), metadata={"loopnerf": json.dumps(bounded.header())})
+    with pytest.raises(LoopFormatError, match="unexpected tensor 'sky'"):
+        load_loop(tmp_path / "b.loop")

@@ -38,6 +38,7 @@ from loopnerf.viewer.march import (
     resume_level,
     record_visibility,
     table_lookup,
+    ray_background,
     write_pixel,
 )
 
@@ -57,6 +58,7 @@ def render_bricks_kernel(
     opacity_out: ti.types.ndarray(dtype=ti.f32, ndim=2),
     samples_out: ti.types.ndarray(dtype=ti.i32, ndim=2),
     visibility: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    sky: ti.types.ndarray(dtype=ti.f32, ndim=3),
     frame0: ti.i32,
     frame1: ti.i32,
     blend: ti.f32,
@@ -197,4 +199,5 @@ def render_bricks_kernel(
                     break
                 t = seg_end
         acc += pending * last
-        write_pixel(params, rgb_out, depth_out, opacity_out, samples_out, row, col, acc, acc_t, t_med, transmittance, n_eval)
+        write_pixel(params, rgb_out, depth_out, opacity_out, samples_out, row, col, acc, acc_t, t_med, transmittance, n_eval,
+                    ray_background(params, sky, direction))

@@ -292,15 +292,28 @@ def median_crossing(t_med: ti.f32, transmittance: ti.f32, alpha: ti.f32, sigma: 
 
 
 @ti.func
+def ray_background(params: ti.template(), sky: ti.template(), direction):
+    """RGB [3] behind the field along unit `direction`: the file's sky [Hs, Ws, 3]
+    (bilinear in its lat-long map, `direction_taps`) when it has one (Hs >= 2), else the
+    header's background colour (params[P_BG..])."""
+    bg = ti.Vector([params[P_BG], params[P_BG + 1], params[P_BG + 2]])
+    if sky.shape[0] >= 2:
+        r0, r1, c0, c1, tw = direction_taps(direction, sky.shape[0], sky.shape[1])
+        for ch in ti.static(range(3)):
+            bg[ch] = tw[0] * sky[r0, c0, ch] + tw[1] * sky[r0, c1, ch] + tw[2] * sky[r1, c0, ch] + tw[3] * sky[r1, c1, ch]
+    return bg
+
+
+@ti.func
 def write_pixel(params: ti.template(), rgb_out: ti.template(), depth_out: ti.template(), opacity_out: ti.template(),
                 samples_out: ti.template(), row: ti.i32, col: ti.i32, acc, acc_t: ti.f32, t_med: ti.f32,
-                transmittance: ti.f32, n_eval: ti.i32):
-    """Composite over the background and write one pixel's outputs. Depth: with
-    params[P_DEPTH_MEDIAN] > 0 the median distance `t_med` (`far` where the opacity
-    never reaches 1/2), else the expected distance with what the rays miss counted at
-    `far` (the reference renderer's convention)."""
+                transmittance: ti.f32, n_eval: ti.i32, bg):
+    """Composite over the background `bg` (`ray_background`) and write one pixel's
+    outputs. Depth: with params[P_DEPTH_MEDIAN] > 0 the median distance `t_med` (`far`
+    where the opacity never reaches 1/2), else the expected distance with what the rays
+    miss counted at `far` (the reference renderer's convention)."""
     for ch in ti.static(range(3)):
-        v = acc[ch] + transmittance * params[P_BG + ch]
+        v = acc[ch] + transmittance * bg[ch]
         rgb_out[row, col, ch] = ti.cast(ti.math.clamp(v * 255.0 + 0.5, 0.0, 255.0), ti.u8)
     if params[P_DEPTH_MEDIAN] > 0.0:
         depth_out[row, col] = ti.select(t_med >= 0.0, t_med, params[P_FAR])

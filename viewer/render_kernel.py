@@ -52,6 +52,7 @@ from loopnerf.viewer.march import (  # noqa: F401  (P_* re-exported for older ca
     resume_level,
     record_visibility,
     table_lookup,
+    ray_background,
     write_pixel,
 )
 
@@ -118,6 +119,7 @@ def render_loop_kernel(
     feature_scratch: ti.types.ndarray(dtype=ti.f32, ndim=2),
     basis_scratch: ti.types.ndarray(dtype=ti.f32, ndim=3),
     visibility: ti.types.ndarray(dtype=ti.f32, ndim=1),
+    sky: ti.types.ndarray(dtype=ti.f32, ndim=3),
     region: ti.types.ndarray(dtype=ti.u8, ndim=3),
     n_channels: ti.i32,
     n_scales: ti.i32,
@@ -237,4 +239,5 @@ def render_loop_kernel(
                     break
                 t = seg_end
         write_pixel(params, rgb_out, depth_out, opacity_out, samples_out, row, col,
-                    ti.Vector([acc_r, acc_g, acc_b]), acc_t, t_med, transmittance, n_eval)
+                    ti.Vector([acc_r, acc_g, acc_b]), acc_t, t_med, transmittance, n_eval,
+                    ray_background(params, sky, direction))

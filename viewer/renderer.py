@@ -224,6 +224,9 @@ class Renderer:
             "mip_meta": upload(self._mip_meta, ti.i32),
             "params": ti.ndarray(ti.f32, shape=(N_PARAMS,)),
             "no_visibility": ti.ndarray(ti.f32, shape=(1,)),
+            # [1, 1, 3] (unused) stands for "no sky": the kernels then composite the header's background
+            "sky": upload(np.ascontiguousarray(_to_numpy(self.loop.sky, np.float32)) if self.loop.sky is not None
+                          else np.zeros((1, 1, 3), np.float32), ti.f32),
         }
         if self.backend == "bricks":
             b = self.bricks
@@ -434,7 +437,7 @@ class Renderer:
                 self._mip_frames = (f0, f1)
             brick_kernel.render_bricks_kernel(
                 g["slot"], g["dynamic"], g["log_density"], g["colour"], g["colour_table"], g["density_mip"],
-                g["mip_meta"], g["params"], rgb, depth, opacity, samples, vis, f0, f1, blend,
+                g["mip_meta"], g["params"], rgb, depth, opacity, samples, vis, g["sky"], f0, f1, blend,
                 b.cells[0], b.cells[1], b.cells[2], b.brick, b.rank, brick_kernel.TILE,
             )
         else:
@@ -444,7 +447,7 @@ class Renderer:
             _kernel().render_loop_kernel(
                 g["static_planes"], g["static_meta"], g["lines"], g["line_meta"], g["sigma_weight"],
                 g["dir_table"], g["density_mip"], g["mip_meta"], g["params"], rgb, depth, opacity, samples,
-                feat_scratch, basis_scratch, vis, g["region"],
+                feat_scratch, basis_scratch, vis, g["sky"], g["region"],
                 self.n_channels, self.n_scales,
             )
         self._last_samples = samples

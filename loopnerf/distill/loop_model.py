@@ -236,6 +236,9 @@ class LoopModel(KPlanesModel):
                 p.requires_grad_(False)
             self.proposals_static = True
         self.frames = int(frames)
+        self.sky = None
+        if getattr(stage1, "sky", None) is not None:  # frozen, like the static planes
+            self.sky = nn.Parameter(stage1.sky.detach().clone(), requires_grad=False)
 
     def render_phases(self, origins, dirs, t_edges, hit, phases, *, background=None) -> dict:
         """Render R rays in the bins `t_edges` [R, S + 1] at every loop phase of `phases` [F]:
@@ -281,7 +284,7 @@ class LoopModel(KPlanesModel):
         else:
             feats = self.field.features_at_phases(x, phases, region)
             density, rgb = decoder(feats.reshape(f_ * r, *feats.shape[2:]), dirs.repeat(f_, 1))
-        out = self.composite(density.reshape(f_ * r, -1), rgb.reshape(f_ * r, -1, 3), t_edges.repeat(f_, 1), hit.repeat(f_), background)
+        out = self.composite(density.reshape(f_ * r, -1), rgb.reshape(f_ * r, -1, 3), t_edges.repeat(f_, 1), hit.repeat(f_), background, dirs.repeat(f_, 1))
         return {k: v.view(f_, r, *v.shape[1:]) for k, v in out.items()}
 
     def loop_parameters(self) -> list[nn.Parameter]:

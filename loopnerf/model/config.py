@@ -60,6 +60,11 @@ class ModelConfig:
     """Nearest sample distance from the camera, world units."""
     far: float = 100.0
     """Farthest sample distance (used with contraction), world units."""
+    sky_resolution: tuple[int, int] = (32, 64)
+    """Unbounded fields: (rows, columns) of the background at infinity, a learnt colour per
+    ray direction (lat-long, as the baked direction table) composited behind the field
+    instead of `background`, so far content (sky, hills) need not be painted as density
+    near the cameras. (0, 0): the constant `background` colour."""
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Colour behind the scene (RGB in [0, 1])."""
     kernel_backend: KernelBackend = "taichi"

@@ -67,6 +67,13 @@ class KPlanesModel(nn.Module):
                               "(loopnerf.model.contraction_choice); a model needs 'none' or 'mipnerf360'")
         if len(cfg.proposals) != len(cfg.proposal_samples):
             raise ValueError("one proposal sample count per proposal field")
+        self.sky = None
+        """Unbounded fields: logits [Hs, Ws, 3] of the background at infinity (see
+        `ModelConfig.sky_resolution`), starting at the constant background; else None."""
+        hs, ws = (int(v) for v in cfg.sky_resolution)
+        if cfg.contraction == "mipnerf360" and hs >= 2 and ws >= 1:
+            bg = torch.tensor(cfg.background, dtype=torch.float32).clamp(1e-3, 1 - 1e-3)
+            self.sky = nn.Parameter(torch.logit(bg).expand(hs, ws, 3).clone())
 
     # ------------------------------------------------------------- geometry
     @property
@@ -187,14 +194,22 @@ class KPlanesModel(nn.Module):
         x = self._points(origins, dirs, t_edges)
         features = self.field.features(x, times, static=static, region=self.dynamic_region)
         density, rgb = self.field.decoder(features, dirs)
-        out = self.composite(density, rgb, t_edges, hit, background)
+        out = self.composite(density, rgb, t_edges, hit, background, dirs)
         if features.requires_grad:  # training: what `view_consistency` needs
             out.update(features=features, sample_rgb=rgb)
         return out
 
-    def composite(self, density, rgb, t_edges, hit, background=None) -> dict:
+    def sky_colour(self, dirs: torch.Tensor) -> torch.Tensor:
+        """RGB [R, 3] of the background at infinity along unit dirs [R, 3] (bilinear in the
+        lat-long map, `loopnerf.fields.lat_long`)."""
+        from loopnerf.fields.lat_long import lookup_direction_table
+
+        return torch.sigmoid(lookup_direction_table(self.sky[..., None], dirs)[..., 0])
+
+    def composite(self, density, rgb, t_edges, hit, background=None, dirs=None) -> dict:
         """Volume-render densities [R, S] and colours [R, S, 3] in the bins `t_edges`
-        [R, S + 1] over the background: rgb [R, 3], depth [R], acc [R], weights [R, S]."""
+        [R, S + 1] over the background (given, else the sky along `dirs` [R, 3] when the
+        model has one, else the config's colour): rgb [R, 3], depth [R], acc [R], weights [R, S]."""
         cfg = self.cfg
         deltas = (t_edges[:, 1:] - t_edges[:, :-1]).contiguous()
         density = density * hit[:, None].to(density.dtype)
@@ -202,6 +217,8 @@ class KPlanesModel(nn.Module):
         acc = weights.sum(-1)
         mid = 0.5 * (t_edges[:, 1:] + t_edges[:, :-1])
         depth = (weights * mid).sum(-1) / acc.clamp_min(1e-6)
+        if background is None and self.sky is not None and dirs is not None:
+            background = self.sky_colour(dirs).to(color.dtype)
         if background is None:
             background = torch.tensor(cfg.background, dtype=color.dtype, device=color.device)
         color = color + (1.0 - acc[:, None]) * background
