@@ -84,7 +84,7 @@ def export(
     if scene.is_dir():
         scene = RunFolder(scene).baked_path
     baked = load_loop(scene)
-    if baked.contraction != "none" and format in ("glb", "web", "ply"):
+    if baked.unbounded and format in ("glb", "web", "ply"):
         import sys
 
         # Not yet measured on an unbounded loop: the fusion volume is the scene box, so

@@ -3,7 +3,7 @@
 A `.loop` file is a safetensors file (never pickle: reading one never runs code).
 Its metadata holds one key, `"loopnerf"`, whose value is a JSON object (the header);
 the tensors are the planes, decoder weights and occupancy grid. The contract is
-`docs/ARCHITECTURE.md`, section "Baked .loop format, version 1":
+`docs/ARCHITECTURE.md`, section "Baked .loop format, versions 1 and 2":
 
     static.{s}.xy / .xz / .yz   float16 [Ry_s, Rx_s, C] / [Rz_s, Rx_s, C] / [Rz_s, Ry_s, C]
     loop.{s}.xt / .yt / .zt     float16 [F, Rx_s, C] / [F, Ry_s, C] / [F, Rz_s, C]
@@ -104,7 +104,7 @@ class BakedLoop:
         contraction: "none" (bounded: the planes span the box) or, from version 2,
             "mipnerf360" (unbounded: the planes span the contracted cube, see above)
         frames: F, loop length in frames; fps: playback rate (frames per second)
-        decoder: "linear" (the only one baked by version 1)
+        decoder: "linear" (the only one either version bakes)
         scales: plane resolution multipliers per scale; features: C per plane
         resolution: (Rx, Ry, Rz) at multiplier 1
         occupancy_resolution: (Gx, Gy, Gz); density_threshold: occupancy cut (1/world unit)
@@ -146,6 +146,12 @@ class BakedLoop:
     extra: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def unbounded(self) -> bool:
+        """Whether the planes and grids live in contracted coordinates (version 2's
+        contraction 'mipnerf360') rather than over the box."""
+        return self.contraction != "none"
+
     @property
     def num_scales(self) -> int:
         return len(self.scales)
@@ -259,7 +265,7 @@ class BakedLoop:
         out["density_max"] = (tuple(int(g) for g in self.occupancy_resolution), "float16")
         d = region_size if region_size is not None else (int(self.dynamic_region.shape[0]) if self.dynamic_region is not None else 1)
         out["dynamic_region"] = ((d, d, d), "uint8")
-        if self.contraction != "none":  # version 2: an unbounded scene may carry its sky
+        if self.unbounded:  # version 2: an unbounded scene may carry its sky
             if sky_size is None:
                 sky_size = (int(self.sky.shape[0]), int(self.sky.shape[1])) if self.sky is not None else (2, 1)
             out["sky"] = ((int(sky_size[0]), int(sky_size[1]), 3), "float16")
@@ -449,7 +455,7 @@ def _validate_header(header: dict[str, Any], name: str) -> dict[str, Any]:
         raise LoopFormatError(f"{name}: header field 'contraction' is {contraction!r}; version {version} supports only {allowed}")
     decoder = _field(header, "decoder", name)
     if decoder != "linear":
-        raise LoopFormatError(f"{name}: header field 'decoder' is {decoder!r}; version 1 bakes only 'linear'")
+        raise LoopFormatError(f"{name}: header field 'decoder' is {decoder!r}; the format bakes only 'linear'")
     frames = _pos_int(header, "frames", name)
     fps = _num(header, "fps", name, positive=True)
     scales = _field(header, "scales", name)

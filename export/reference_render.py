@@ -1,6 +1,6 @@
 """Plain-PyTorch renderer of a baked loop: the twin the Taichi viewer is tested against.
 
-Everything follows `docs/ARCHITECTURE.md` ("Baked .loop format, version 1"):
+Everything follows `docs/ARCHITECTURE.md` ("Baked .loop format, versions 1 and 2"):
 
 - world point X maps to the normalised cube by the scene box, per axis:
   x = 2 (X - box_min) / (box_max - box_min) - 1;
@@ -29,13 +29,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
+from loopnerf.fields.lat_long import lookup_direction_table  # noqa: F401  (re-exported: the convention's owner)
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from loopnerf.export.loop_format import BakedLoop
-
-
-from loopnerf.fields.lat_long import lookup_direction_table  # noqa: E402,F401  (the lat-long convention's owner)
 
 
 # ------------------------------------------------------------------ coordinates
@@ -55,7 +54,7 @@ def world_to_field(baked: "BakedLoop", x_world: "torch.Tensor") -> "torch.Tensor
     """World points [N, 3] -> the field coordinates the planes and grids use: the
     normalised point, contracted when the scene is unbounded."""
     x = world_to_normalized(baked, x_world)
-    if baked.contraction == "mipnerf360":
+    if baked.unbounded:
         from loopnerf.fields.field import contract
 
         x = contract(x)
@@ -195,7 +194,7 @@ def ray_samples(baked: "BakedLoop", origins: "torch.Tensor", dirs: "torch.Tensor
     hit [R] bool). Rays that miss the box get zero-length bins."""
     import torch
 
-    if baked.contraction == "mipnerf360":
+    if baked.unbounded:
         return contracted_ray_samples(baked, origins, dirs, n_samples)
 
     t_enter, t_exit = ray_box_intersection(baked, origins, dirs)
@@ -231,10 +230,7 @@ def contracted_ray_samples(baked: "BakedLoop", origins: "torch.Tensor", dirs: "t
     box_t = lo[:, None] + (hi - lo)[:, None] * u[None, :]
     grid = torch.sort(torch.cat([log_t.expand(R, dense), box_t], dim=1), dim=1).values  # [R, 2 * dense]
     pts = origins.double()[:, None, :] + dirs.double()[:, None, :] * grid[..., None]
-    box = baked.box_tensor().to(origins.device).double()
-    from loopnerf.fields.field import contract
-
-    y = contract(2.0 * (pts - box[0]) / (box[1] - box[0]) - 1.0)
+    y = world_to_field(baked, pts.reshape(-1, 3)).reshape(pts.shape)
     arc = torch.cat([torch.zeros(R, 1, dtype=torch.float64, device=origins.device),
                      torch.cumsum((y[:, 1:] - y[:, :-1]).norm(dim=-1), dim=1)], dim=1)
     targets = arc[:, -1:] * torch.linspace(0.0, 1.0, n_samples + 1, device=origins.device, dtype=torch.float64)[None, :]

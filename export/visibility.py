@@ -91,7 +91,7 @@ def cull_invisible(baked: "BakedLoop", views: Sequence[tuple[Any, float, "Intrin
     if dilate > 0:
         k = 2 * int(dilate) + 1
         seen = torch.nn.functional.max_pool3d(seen[None, None], kernel_size=k, stride=1, padding=int(dilate))[0, 0]
-    if baked.contraction != "none":
+    if baked.unbounded:
         seen = torch.maximum(seen, 1.0 - box_cells(seen.shape).float())
     before = float(baked.occupancy.float().mean())
     baked.occupancy = (baked.occupancy.bool() & (seen > 0)).to(torch.uint8).contiguous()

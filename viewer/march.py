@@ -133,16 +133,12 @@ def shell_segment(density_mip: ti.template(), mip_meta: ti.template(), on, dn, t
     # d/dt of 0.5 (2 - 1/n) x / n with n = |x_k|: the contraction's Jacobian times dn.
     jac = 0.5 * (dn_dt * inv * inv * inv * x + (2.0 - inv) * (dn * inv - x * (dn_dt * inv * inv)))
     speed = ti.max(ti.sqrt(jac.dot(jac)), 1e-12)
-    g0 = ti.Vector([mip_meta[0, 1], mip_meta[0, 2], mip_meta[0, 3]])
-    cell = 2.0 / ti.cast(ti.max(ti.max(g0[0], g0[1]), g0[2]), ti.f32)
+    cell = 2.0 / ti.cast(ti.max(ti.max(mip_meta[0, 1], mip_meta[0, 2]), mip_meta[0, 3]), ti.f32)
     seg_end = ti.min(t + 0.5 * cell / speed, t_stop)
     bound = 0.0
     for end in ti.static(range(2)):
         y = field_point(on + ti.select(end == 0, t, seg_end) * dn, True)
-        c = ti.Vector([0, 0, 0])
-        for a in ti.static(range(3)):
-            c[a] = ti.math.clamp(ti.cast(ti.floor((y[a] + 1.0) * 0.5 * g0[a]), ti.i32), 0, g0[a] - 1)
-        bound = ti.max(bound, density_mip[mip_meta[0, 0] + (c[0] * g0[1] + c[1]) * g0[2] + c[2]])
+        bound = ti.max(bound, density_mip[mip_meta[0, 0] + level0_cell(mip_meta, y)])
     seg = seg_end - t
     n_pieces = 0
     if bound * seg > skip:
@@ -230,15 +226,22 @@ def resume_level(mip_meta: ti.template(), level):
 
 
 @ti.func
-def record_visibility(visibility: ti.template(), mip_meta: ti.template(), xn, weight: ti.f32):
-    """Max `weight` into the level-0 pyramid cell holding normalised point xn."""
+def level0_cell(mip_meta: ti.template(), y):
+    """Flat index, within pyramid level 0 (the occupancy grid), of the cell holding field
+    point y [3] in [-1, 1]^3 (clamped to the grid)."""
     gx = mip_meta[0, 1]
     gy = mip_meta[0, 2]
     gz = mip_meta[0, 3]
-    ix = ti.math.clamp(ti.cast(ti.floor((xn[0] + 1.0) * 0.5 * gx), ti.i32), 0, gx - 1)
-    iy = ti.math.clamp(ti.cast(ti.floor((xn[1] + 1.0) * 0.5 * gy), ti.i32), 0, gy - 1)
-    iz = ti.math.clamp(ti.cast(ti.floor((xn[2] + 1.0) * 0.5 * gz), ti.i32), 0, gz - 1)
-    ti.atomic_max(visibility[(ix * gy + iy) * gz + iz], weight)
+    ix = ti.math.clamp(ti.cast(ti.floor((y[0] + 1.0) * 0.5 * gx), ti.i32), 0, gx - 1)
+    iy = ti.math.clamp(ti.cast(ti.floor((y[1] + 1.0) * 0.5 * gy), ti.i32), 0, gy - 1)
+    iz = ti.math.clamp(ti.cast(ti.floor((y[2] + 1.0) * 0.5 * gz), ti.i32), 0, gz - 1)
+    return (ix * gy + iy) * gz + iz
+
+
+@ti.func
+def record_visibility(visibility: ti.template(), mip_meta: ti.template(), xn, weight: ti.f32):
+    """Max `weight` into the level-0 pyramid cell holding field point xn."""
+    ti.atomic_max(visibility[level0_cell(mip_meta, xn)], weight)
 
 
 @ti.func

@@ -166,7 +166,7 @@ class Renderer:
             bounds_t0 = _time.perf_counter()
             occ = self._occupancy > 0
             bounds = self.bricks.frame_density_bounds(self._occupancy.shape)
-            if loop.contraction != "none":
+            if loop.unbounded:
                 # The shell is marched in pieces whose ends are tested, not cell by cell: a
                 # piece may cut the corner of a cell neither end is in, so each cell's bound
                 # covers its neighbours there (as the file's own bound does).
@@ -225,7 +225,7 @@ class Renderer:
             "params": ti.ndarray(ti.f32, shape=(N_PARAMS,)),
             "no_visibility": ti.ndarray(ti.f32, shape=(1,)),
             # [1, 1, 3] (unused) stands for "no sky": the kernels then composite the header's background
-            "sky": upload(np.ascontiguousarray(_to_numpy(self.loop.sky, np.float32)) if self.loop.sky is not None
+            "sky": upload(_to_numpy(self.loop.sky, np.float32) if self.loop.sky is not None
                           else np.zeros((1, 1, 3), np.float32), ti.f32),
         }
         if self.backend == "bricks":
@@ -421,7 +421,7 @@ class Renderer:
         params[m.P_SKIP] = SKIP_OPTICAL_DEPTH
         params[m.P_RECORD] = 1.0 if visibility is not None else 0.0
         params[m.P_DEPTH_MEDIAN] = 1.0 if median_depth else 0.0
-        params[m.P_CONTRACT] = 1.0 if loop.contraction == "mipnerf360" else 0.0
+        params[m.P_CONTRACT] = 1.0 if loop.unbounded else 0.0
         g = self._gpu
         vis = visibility if visibility is not None else g["no_visibility"]
         rgb, depth, opacity, samples, feat_scratch, basis_scratch = self._target(intr.width, intr.height)
