@@ -66,7 +66,7 @@ def bake_run(
         from loopnerf.export.visibility import cull_invisible, culling_views
 
         capture = folder.load_capture()
-        views = culling_views(capture.c2w, capture.intrinsics, baked.frames)
+        views = culling_views(capture.c2w, capture.intrinsics, baked.frames, box=baked.box, cells=baked.occupancy_resolution)
         if progress is not None:
             culling = cull_invisible(baked, views, min_weight=cull_min_weight, dilate=cull_dilate, progress=progress)
         else:

@@ -38,19 +38,54 @@ DILATE_CELLS = 1
 MAX_VIEW_PIXELS = 128 * 128  # the visibility pass renders views at most this size
 
 
+SAME_VIEW_CELLS = 0.25
+"""Two frames with the same loop phase and intrinsics count as one culling view when no
+point of the box moves by more than this many occupancy cells between their poses (a
+still stretch's hand-held shake: 1e-3 units on the demo capture, a fifteenth of a cell)."""
+
+
 def culling_views(c2w: np.ndarray, intrinsics: Sequence["Intrinsics"], frames: int,
-                  max_pixels: int = MAX_VIEW_PIXELS) -> list[tuple[np.ndarray, float, "Intrinsics"]]:
+                  max_pixels: int = MAX_VIEW_PIXELS, *, box=None, cells=None,
+                  same_view_cells: float = SAME_VIEW_CELLS) -> list[tuple[np.ndarray, float, "Intrinsics"]]:
     """(c2w, loop phase, intrinsics) per capture frame for `visibility_grid`.
 
     c2w [N, 4, 4] camera-to-world (OpenGL axes), one `Intrinsics` per frame. Frame i is
     seen at loop phase (i mod F) / F (the loop's phases are spread over the capture),
     its intrinsics scaled down to at most `max_pixels` pixels (the culling is per cell of
-    the occupancy grid, far coarser than a pixel)."""
+    the occupancy grid, far coarser than a pixel).
+
+    With `box` ((min, max) corners, world units) and `cells` (the occupancy grid's
+    resolution), a frame is left out when an earlier kept one has its phase and
+    intrinsics and a pose that moves no point of the box by more than `same_view_cells`
+    cells (`pose_shift`): a still camera seen again at a phase it already showed adds
+    nothing the one-cell dilation of the culling does not cover."""
     views = []
+    tol = None
+    if box is not None and cells is not None:
+        lo, hi = (np.asarray(c, dtype=np.float64) for c in box)
+        tol = float(same_view_cells) * float(np.min((hi - lo) / np.asarray(cells, dtype=np.float64)))
+        centre, radius = 0.5 * (lo + hi), 0.5 * float(np.linalg.norm(hi - lo))
+    kept: dict = {}  # (phase index, intrinsics) -> kept poses
     for i, (pose, k) in enumerate(zip(np.asarray(c2w), intrinsics)):
+        pose = np.asarray(pose, dtype=np.float32)
+        if tol is not None:
+            key = (i % frames, k)
+            if any(pose_shift(pose, q, centre, radius) <= tol for q in kept.get(key, ())):
+                continue
+            kept.setdefault(key, []).append(pose)
         factor = min(1.0, float(np.sqrt(max_pixels / float(k.width * k.height))))
-        views.append((np.asarray(pose, dtype=np.float32), (i % frames) / frames, k.scaled(factor) if factor < 1.0 else k))
+        views.append((pose, (i % frames) / frames, k.scaled(factor) if factor < 1.0 else k))
     return views
+
+
+def pose_shift(a: np.ndarray, b: np.ndarray, centre: np.ndarray, radius: float) -> float:
+    """Upper bound (world units) on how far a point within `radius` of `centre` moves in
+    camera coordinates between camera-to-world poses a and b [4, 4]: |dt| + |dR|_2 (|c - centre| + radius)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    d_rot = float(np.linalg.norm(a[:3, :3] - b[:3, :3], 2))
+    d_t = float(np.linalg.norm(a[:3, 3] - b[:3, 3]))
+    return d_t + d_rot * (float(np.linalg.norm(a[:3, 3] - centre)) + radius)
 
 
 def visibility_grid(baked: "BakedLoop", views: Iterable[tuple[Any, float, "Intrinsics"]], *,

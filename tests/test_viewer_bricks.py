@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 torch = pytest.importorskip("torch")
 
@@ -196,6 +197,46 @@ def test_visibility_culling_keeps_what_was_seen(loop):
         a, _ = before.render_phase(c2w, views[i][1])
         b, _ = after.render_phase(c2w, views[i][1])
         assert psnr(a, b) >= 40.0
+
+
+def test_culling_views_drop_a_still_camera_seen_again_at_a_known_phase(loop):
+    """A still stretch (the same pose up to hand-held shake) seen twice at each phase
+    gives one culling view per phase; a camera that moved, or a new phase, stays; the
+    dropped frames' visibility is what the kept ones record (within the dilation)."""
+    from loopnerf.export.visibility import pose_shift
+
+    home = np.asarray(loop.camera["c2w"], dtype=np.float64)
+    k = Intrinsics(**{key: loop.camera[key] for key in ("fx", "fy", "cx", "cy", "width", "height")})
+    rng = np.random.default_rng(0)
+    f = loop.frames
+    cell = float(np.min((np.asarray(loop.box[1]) - np.asarray(loop.box[0])) / np.asarray(loop.occupancy_resolution)))
+    shaken = []
+    for _ in range(2 * f):  # two cycles of phases, shake well under a cell
+        q = home.copy()
+        q[:3, 3] += rng.normal(scale=1e-3 * cell, size=3)
+        shaken.append(q)
+    moved = orbit_path(home, loop.box, loop.up, 2, degrees=20.0)[1]
+    poses = np.stack(shaken + [moved])
+    every = culling_views(poses, [k] * len(poses), f)
+    assert len(every) == 2 * f + 1  # without a box: every frame
+    kept = culling_views(poses, [k] * len(poses), f, box=loop.box, cells=loop.occupancy_resolution)
+    assert len(kept) == f + 1
+    assert sorted(v[1] for v in kept[:f]) == [i / f for i in range(f)]
+    assert np.allclose(kept[-1][0], moved)
+    # the bound holds: no point of the box moves further in camera coordinates
+    lo, hi = (np.asarray(c, dtype=np.float64) for c in loop.box)
+    centre, radius = 0.5 * (lo + hi), 0.5 * float(np.linalg.norm(hi - lo))
+    pts = rng.uniform(lo, hi, size=(200, 3))
+    for a, b in ((shaken[0], moved), (shaken[0], shaken[1])):
+        cam = lambda pose: (pts - pose[:3, 3]) @ pose[:3, :3]  # noqa: E731  world -> camera
+        assert np.linalg.norm(cam(a) - cam(b), axis=1).max() <= pose_shift(a, b, centre, radius) + 1e-12
+    assert pose_shift(shaken[0], moved, centre, radius) > cell
+    vis_all = Renderer(loop, 2, 2, backend="planes").record_visibility(every)
+    vis_kept = Renderer(loop, 2, 2, backend="planes").record_visibility(kept)
+    seen_all, seen_kept = torch.as_tensor(vis_all > 0.005), torch.as_tensor(vis_kept > 0.005)
+    assert seen_all.any()
+    near_kept = torch.nn.functional.max_pool3d(seen_kept.float()[None, None], 3, stride=1, padding=1)[0, 0] > 0
+    assert not (seen_all & ~near_kept).any()  # what culling keeps (dilated by a cell) is unchanged
 
 
 def test_visibility_grid_is_zero_where_no_ray_goes(loop):
