@@ -9,7 +9,10 @@ three builds, measured interleaved in one process so a busy machine slows all al
 * `fused`: today's default: Taichi hexplane and volume-rendering kernels, the plane
   regularizers as one fused Taichi pass into the planes' `.grad`, torch's fused Adam;
 * `before`: the step as it was before this work: Taichi kernels with the hexplane
-  backward on per-thread private buffers, regularizers under autograd, the for-loop Adam;
+  backward on per-thread private buffers, the points inside and outside the dynamic
+  region in two launches (`field.ONE_LAUNCH` off), regularizers under autograd, the for-loop Adam;
+* `two_launches`: `fused` with the dynamic region's inside and outside evaluated in
+  two kernel launches (`field.ONE_LAUNCH` off), to time that change alone;
 * `twins`: the same step built from the plain-PyTorch twins (kernel backend `torch`,
   regularizers under autograd, the for-loop Adam).
 
@@ -90,23 +93,25 @@ def _parts(tr) -> dict:
 
 
 def bench_stage1(cap, preset: str, steps: int) -> None:
-    builds = ["fused", "before", "twins"]
+    builds = ["fused", "two_launches", "before", "twins"]
     trainers = {b: _stage1_trainer(cap, preset, b) for b in builds}
     for tr in trainers.values():  # warm-up: compile kernels, touch Adam state
         for _ in range(2):
             tr.train_step()
     times = {b: [] for b in builds}
     parts = {b: [] for b in builds}
+    from loopnerf.fields import field
     from loopnerf.kernels import hexplane
 
     for _ in range(steps):
         for b, tr in trainers.items():
-            hexplane.PLANE_TASK_BACKWARD = b == "fused"
+            hexplane.PLANE_TASK_BACKWARD = b in ("fused", "two_launches")
+            field.ONE_LAUNCH = b == "fused"
             t0 = time.perf_counter()
             tr.train_step()
             times[b].append(time.perf_counter() - t0)
             parts[b].append(_parts(tr))
-    hexplane.PLANE_TASK_BACKWARD = True
+    hexplane.PLANE_TASK_BACKWARD = field.ONE_LAUNCH = True
     rays = trainers["fused"].cfg.train.rays
     med = {b: statistics.median(v) for b, v in times.items()}
     for b in builds:
@@ -114,7 +119,8 @@ def bench_stage1(cap, preset: str, steps: int) -> None:
         print(json.dumps({"benchmark": "stage1_step", "preset": preset, "build": b, "ms_per_step": round(1e3 * med[b], 1),
                           "rays_per_s": round(rays / med[b]), **split, "threads": torch.get_num_threads()}), flush=True)
     print(json.dumps({"benchmark": "stage1_step_ratio", "preset": preset, "fused_vs_before": round(med["before"] / med["fused"], 2),
-                      "fused_vs_twins": round(med["twins"] / med["fused"], 2)}), flush=True)
+                      "fused_vs_twins": round(med["twins"] / med["fused"], 2),
+                      "fused_vs_two_launches": round(med["two_launches"] / med["fused"], 2)}), flush=True)
 
 
 def _render_repeated(self, o, d, smp, frames: int) -> torch.Tensor:

@@ -66,7 +66,9 @@ def _build_kernels(real_name: str, dims: int, wrap_time: bool, channels: int):
     pairs = plane_pairs(dims)
     n_planes = len(pairs)
     vec = ti.types.vector(channels, real)
+    is_time = [j == 3 for (_, j) in pairs]  # the space-time planes (time is the last coordinate)
     points_t = ti.types.ndarray(dtype=real, ndim=2)
+    mask_t = ti.types.ndarray(dtype=ti.u8, ndim=1)  # per point: 1 = static part (space-time planes as ones)
     plane_t = ti.types.ndarray(dtype=vec, ndim=2)  # [H, W] cells of C channels
     rows_t = ti.types.ndarray(dtype=vec, ndim=2)  # features / their gradient [N, S] of C
     buffer_t = ti.types.ndarray(dtype=vec, ndim=3)  # gradient buffers [chunks, H, W] of C
@@ -111,18 +113,47 @@ def _build_kernels(real_name: str, dims: int, wrap_time: bool, channels: int):
         hi = a10 + cu[2] * (a11 - a10)
         return lo + cv[2] * (hi - lo), (a01 - a00) + cv[2] * ((a11 - a10) - (a01 - a00)), hi - lo
 
+    @ti.func
+    def still_at(still: ti.template(), masked, n):
+        """1 when point n takes the static part (its space-time planes read as ones)."""
+        r = 0
+        if masked != 0:
+            r = ti.cast(still[n], ti.i32)
+        return r
+
+    @ti.func
+    def plane_sample(planes: ti.template(), k: ti.template(), cells: ti.template(), is_still):
+        """Plane k's bilinear sample at a point; ones for a space-time plane of a static point."""
+        v = ti.Vector.one(real, channels)
+        if ti.static(is_time[k]):
+            if is_still == 0:
+                v = bilerp(planes[k], cells[pairs[k][0]], cells[pairs[k][1]])[0]
+        else:
+            v = bilerp(planes[k], cells[pairs[k][0]], cells[pairs[k][1]])[0]
+        return v
+
+    @ti.func
+    def as_read(sample, k: ti.template(), is_still):
+        """Plane k's sample as a point reads it: ones for a space-time plane of a static point."""
+        v = sample
+        if ti.static(is_time[k]):
+            if is_still != 0:
+                v = ti.Vector.one(real, channels)
+        return v
+
     @ti.kernel
     def forward(
         points: points_t, p0: plane_t, p1: plane_t, p2: plane_t, p3: plane_t, p4: plane_t, p5: plane_t,
-        out: rows_t, scale: ti.i32, rx: ti.i32, ry: ti.i32, rz: ti.i32, rt: ti.i32,
+        out: rows_t, scale: ti.i32, rx: ti.i32, ry: ti.i32, rz: ti.i32, rt: ti.i32, still: mask_t, masked: ti.i32,
     ):
         planes = ti.static((p0, p1, p2, p3, p4, p5))
         for n in range(points.shape[0]):
             res = ti.Vector([rx, ry, rz, rt])
             cells = [locate(points[n, a], res[a], ti.static(wrap_time and a == 3)) for a in ti.static(range(dims))]
-            value = bilerp(planes[0], cells[pairs[0][0]], cells[pairs[0][1]])[0]
+            is_still = still_at(still, masked, n)
+            value = plane_sample(planes, 0, cells, is_still)
             for k in ti.static(range(1, n_planes)):
-                value *= bilerp(planes[k], cells[pairs[k][0]], cells[pairs[k][1]])[0]
+                value *= plane_sample(planes, k, cells, is_still)
             out[n, scale] = value
 
     samples_t = ti.types.ndarray(dtype=vec, ndim=2)  # [N, P] bilinear samples of one scale
@@ -131,16 +162,22 @@ def _build_kernels(real_name: str, dims: int, wrap_time: bool, channels: int):
     def forward_saving(
         points: points_t, p0: plane_t, p1: plane_t, p2: plane_t, p3: plane_t, p4: plane_t, p5: plane_t,
         out: rows_t, samples: samples_t, scale: ti.i32, rx: ti.i32, ry: ti.i32, rz: ti.i32, rt: ti.i32,
+        still: mask_t, masked: ti.i32,
     ):
         """`forward`, also keeping every plane's sample [N, P] for `backward_by_plane`."""
         planes = ti.static((p0, p1, p2, p3, p4, p5))
         for n in range(points.shape[0]):
             res = ti.Vector([rx, ry, rz, rt])
             cells = [locate(points[n, a], res[a], ti.static(wrap_time and a == 3)) for a in ti.static(range(dims))]
+            is_still = still_at(still, masked, n)
             value = ti.Vector.one(real, channels)
             for k in ti.static(range(n_planes)):
-                sample = bilerp(planes[k], cells[pairs[k][0]], cells[pairs[k][1]])[0]
-                samples[n, k] = sample
+                sample = plane_sample(planes, k, cells, is_still)
+                if ti.static(is_time[k]):  # a static point's ones are never read back
+                    if is_still == 0:
+                        samples[n, k] = sample
+                else:
+                    samples[n, k] = sample
                 value *= sample
             out[n, scale] = value
 
@@ -148,6 +185,7 @@ def _build_kernels(real_name: str, dims: int, wrap_time: bool, channels: int):
     def backward_by_plane(
         points: points_t, samples: samples_t, grad_out: rows_t, scale: ti.i32, rx: ti.i32, ry: ti.i32, rz: ti.i32, rt: ti.i32,
         g0: plane_t, g1: plane_t, g2: plane_t, g3: plane_t, g4: plane_t, g5: plane_t, wanted: ti.i32,
+        still: mask_t, masked: ti.i32,
     ):
         """Plane gradients of one scale, one task per plane (CPU): task k walks every point
         and alone writes plane k's gradient, so there are no private buffers to zero and
@@ -161,17 +199,28 @@ def _build_kernels(real_name: str, dims: int, wrap_time: bool, channels: int):
                     i, j = ti.static(pairs[k])
                     gp = ti.static(grads[k])
                     for n in range(n_points):  # serial inside the task
-                        res = ti.Vector([rx, ry, rz, rt])
-                        u0, u1, wu, _du = locate(points[n, i], res[i], ti.static(wrap_time and i == 3))
-                        v0, v1, wv, _dv = locate(points[n, j], res[j], ti.static(wrap_time and j == 3))
-                        others = grad_out[n, scale]
-                        for m in ti.static(range(n_planes)):
-                            if ti.static(m != k):
-                                others = others * samples[n, m]
-                        gp[v0, u0] = gp[v0, u0] + ((1.0 - wu) * (1.0 - wv)) * others
-                        gp[v0, u1] = gp[v0, u1] + (wu * (1.0 - wv)) * others
-                        gp[v1, u0] = gp[v1, u0] + ((1.0 - wu) * wv) * others
-                        gp[v1, u1] = gp[v1, u1] + (wu * wv) * others
+                        skip = 0
+                        if ti.static(is_time[k]):  # a static point reads this plane as ones
+                            skip = still_at(still, masked, n)
+                        if skip == 0:
+                            res = ti.Vector([rx, ry, rz, rt])
+                            u0, u1, wu, _du = locate(points[n, i], res[i], ti.static(wrap_time and i == 3))
+                            v0, v1, wv, _dv = locate(points[n, j], res[j], ti.static(wrap_time and j == 3))
+                            others = grad_out[n, scale]
+                            is_still = 0
+                            if ti.static(not is_time[k]):
+                                is_still = still_at(still, masked, n)
+                            for m in ti.static(range(n_planes)):
+                                if ti.static(m != k):
+                                    if ti.static(is_time[m]):  # ones for a static point (not stored)
+                                        if is_still == 0:
+                                            others = others * samples[n, m]
+                                    else:
+                                        others = others * samples[n, m]
+                            gp[v0, u0] = gp[v0, u0] + ((1.0 - wu) * (1.0 - wv)) * others
+                            gp[v0, u1] = gp[v0, u1] + (wu * (1.0 - wv)) * others
+                            gp[v1, u0] = gp[v1, u0] + ((1.0 - wu) * wv) * others
+                            gp[v1, u1] = gp[v1, u1] + (wu * wv) * others
 
     def make_backward(private: bool, need_points: bool):
         @ti.kernel
@@ -179,7 +228,7 @@ def _build_kernels(real_name: str, dims: int, wrap_time: bool, channels: int):
             points: points_t, p0: plane_t, p1: plane_t, p2: plane_t, p3: plane_t, p4: plane_t, p5: plane_t,
             grad_out: rows_t, scale: ti.i32, rx: ti.i32, ry: ti.i32, rz: ti.i32, rt: ti.i32,
             g0: buffer_t, g1: buffer_t, g2: buffer_t, g3: buffer_t, g4: buffer_t, g5: buffer_t,
-            grad_points: points_t, n_chunks: ti.i32, chunk_size: ti.i32,
+            grad_points: points_t, n_chunks: ti.i32, chunk_size: ti.i32, still: mask_t, masked: ti.i32,
         ):
             planes = ti.static((p0, p1, p2, p3, p4, p5))
             grads = ti.static((g0, g1, g2, g3, g4, g5))
@@ -201,9 +250,11 @@ def _build_kernels(real_name: str, dims: int, wrap_time: bool, channels: int):
                     cells = [
                         locate(points[n, a], res[a], ti.static(wrap_time and a == 3)) for a in ti.static(range(dims))
                     ]
+                    is_still = still_at(still, masked, n)
                     samples = [
                         bilerp(planes[k], cells[pairs[k][0]], cells[pairs[k][1]]) for k in ti.static(range(n_planes))
                     ]
+                    vals = [as_read(samples[k][0], k, is_still) for k in ti.static(range(n_planes))]
                     g = grad_out[n, scale]
                     dx = ti.Vector([0.0] * dims, dt=real)
                     for k in ti.static(range(n_planes)):
@@ -213,7 +264,10 @@ def _build_kernels(real_name: str, dims: int, wrap_time: bool, channels: int):
                         others = g
                         for m in ti.static(range(n_planes)):
                             if ti.static(m != k):
-                                others = others * samples[m][0]
+                                others = others * vals[m]
+                        if ti.static(is_time[k]):  # a static point: no gradient reaches this plane
+                            if is_still != 0:
+                                others = ti.Vector.zero(real, channels)
                         gp = ti.static(grads[k])
                         if ti.static(private):
                             gp[buf, v0, u0] = gp[buf, v0, u0] + ((1.0 - wu) * (1.0 - wv)) * others
@@ -252,16 +306,21 @@ def _kernels(dtype: torch.dtype, dims: int, wrap_time: bool, channels: int):
     return _KERNELS[key]
 
 
+PLANES_AT = 4
+"""Index of the first plane among `_HexplaneFunction`'s inputs (points, wrap_time, n_scales, static, planes...)."""
+
+
 def _padded(scale_planes: list[torch.Tensor]) -> list[torch.Tensor]:
     """Six plane arguments: D = 3 passes its 3 planes plus unused placeholders."""
     return list(scale_planes) + [scale_planes[0]] * (6 - len(scale_planes))
 
 
 class _HexplaneFunction(torch.autograd.Function):
-    """Autograd bridge. Inputs: points, then every plane (channel-last, contiguous), flat."""
+    """Autograd bridge. Inputs: points, wrap_time, n_scales, the static mask (uint8 [N] or
+    None), then every plane (channel-last, contiguous), flat."""
 
     @staticmethod
-    def forward(ctx, points, wrap_time, n_scales, *planes_flat):
+    def forward(ctx, points, wrap_time, n_scales, static, *planes_flat):
         # Detached views go to Taichi: its launcher sets `.grad = zeros` on any tensor
         # that requires grad (an allocation per call, and the root of taichi#8101).
         points = points.detach()
@@ -271,6 +330,8 @@ class _HexplaneFunction(torch.autograd.Function):
         channels = planes_flat[0].shape[2]
         ctx.wrap_time = wrap_time
         ctx.n_scales = n_scales
+        ctx.masked = static is not None
+        ctx.static = static if static is not None else torch.zeros(1, dtype=torch.uint8, device=points.device)
         if points.shape[0] == 0:
             ctx.save_for_backward(points, *planes_flat)
             ctx.by_plane = False
@@ -282,7 +343,7 @@ class _HexplaneFunction(torch.autograd.Function):
         kept_bytes = points.shape[0] * len(planes_flat) * channels * points.element_size()
         ctx.by_plane = (
             PLANE_TASK_BACKWARD and not runtime.is_cuda() and not ctx.needs_input_grad[0]
-            and any(ctx.needs_input_grad[3:]) and kept_bytes <= PLANE_TASK_MAX_BYTES
+            and any(ctx.needs_input_grad[PLANES_AT:]) and kept_bytes <= PLANE_TASK_MAX_BYTES
         )
         # [N, S, C] written scale by scale; viewed as [N, S * C] (concatenation over scales)
         out = torch.empty(points.shape[0], n_scales, channels, dtype=points.dtype, device=points.device)
@@ -291,9 +352,9 @@ class _HexplaneFunction(torch.autograd.Function):
             scale = list(planes_flat[s * per_scale:(s + 1) * per_scale])
             if ctx.by_plane:
                 samples.append(torch.empty(points.shape[0], per_scale, channels, dtype=points.dtype, device=points.device))
-                kern["forward_saving"](points, *_padded(scale), out, samples[-1], s, *_axis_resolutions(dims, scale))
+                kern["forward_saving"](points, *_padded(scale), out, samples[-1], s, *_axis_resolutions(dims, scale), ctx.static, int(ctx.masked))
             else:
-                kern["forward"](points, *_padded(scale), out, s, *_axis_resolutions(dims, scale))
+                kern["forward"](points, *_padded(scale), out, s, *_axis_resolutions(dims, scale), ctx.static, int(ctx.masked))
         ctx.save_for_backward(points, *planes_flat, *samples)
         return out.view(points.shape[0], n_scales * channels)
 
@@ -308,13 +369,13 @@ class _HexplaneFunction(torch.autograd.Function):
         dims = points.shape[1]
         channels = planes_flat[0].shape[2]
         need_points = ctx.needs_input_grad[0]
-        need_planes = any(ctx.needs_input_grad[3:])
+        need_planes = any(ctx.needs_input_grad[PLANES_AT:])
         if not (need_points or need_planes):
-            return (None,) * (3 + len(planes_flat))
+            return (None,) * (PLANES_AT + len(planes_flat))
         if points.shape[0] == 0:
             return (
-                torch.zeros_like(points) if need_points else None, None, None,
-                *(torch.zeros_like(p) if need else None for p, need in zip(planes_flat, ctx.needs_input_grad[3:])),
+                torch.zeros_like(points) if need_points else None, None, None, None,
+                *(torch.zeros_like(p) if need else None for p, need in zip(planes_flat, ctx.needs_input_grad[PLANES_AT:])),
             )
         runtime.ensure_taichi(points.device)
         kern = _kernels(points.dtype, dims, ctx.wrap_time, channels)
@@ -323,14 +384,15 @@ class _HexplaneFunction(torch.autograd.Function):
             plane_grads = []
             for s in range(n_scales):
                 scale = planes_flat[s * per_scale:(s + 1) * per_scale]
-                needs = ctx.needs_input_grad[3 + s * per_scale : 3 + (s + 1) * per_scale]
+                needs = ctx.needs_input_grad[PLANES_AT + s * per_scale : PLANES_AT + (s + 1) * per_scale]
                 grads = [torch.zeros_like(p) if need else p for p, need in zip(scale, needs)]  # (a plane that needs none is never written)
                 wanted = sum(1 << k for k, need in enumerate(needs) if need)
                 with runtime.fixed_cpu_block_dim():  # one task per plane, so planes run in parallel
-                    kern["backward_by_plane"](points, samples[s], grad_out, s, *_axis_resolutions(dims, scale), *_padded(grads), wanted)
+                    kern["backward_by_plane"](points, samples[s], grad_out, s, *_axis_resolutions(dims, scale), *_padded(grads), wanted,
+                                              ctx.static, int(ctx.masked))
                 plane_grads.extend(grads)
-            plane_grads = [g if need else None for g, need in zip(plane_grads, ctx.needs_input_grad[3:])]
-            return (None, None, None, *plane_grads)
+            plane_grads = [g if need else None for g, need in zip(plane_grads, ctx.needs_input_grad[PLANES_AT:])]
+            return (None, None, None, None, *plane_grads)
         private = not runtime.is_cuda()
         n_points = points.shape[0]
         n_chunks = max(1, min(runtime.cpu_threads(), n_points)) if private else n_points
@@ -346,7 +408,7 @@ class _HexplaneFunction(torch.autograd.Function):
             ]
             args = (
                 points, *_padded(scale), grad_out, s, *_axis_resolutions(dims, scale),
-                *_padded(buffers), grad_points, n_chunks, -(-n_points // n_chunks),
+                *_padded(buffers), grad_points, n_chunks, -(-n_points // n_chunks), ctx.static, int(ctx.masked),
             )
             if private:
                 with runtime.fixed_cpu_block_dim():  # one task per chunk, so chunks run in parallel
@@ -354,8 +416,8 @@ class _HexplaneFunction(torch.autograd.Function):
             else:
                 backward(*args)
             plane_grads.extend(b.sum(dim=0) if n_buffers > 1 else b[0] for b in buffers)
-        plane_grads = [g if need else None for g, need in zip(plane_grads, ctx.needs_input_grad[3:])]
-        return (grad_points if need_points else None, None, None, *plane_grads)
+        plane_grads = [g if need else None for g, need in zip(plane_grads, ctx.needs_input_grad[PLANES_AT:])]
+        return (grad_points if need_points else None, None, None, None, *plane_grads)
 
 
 def _validate(points: torch.Tensor, planes, wrap_time: bool, channels_last: bool):
@@ -394,20 +456,28 @@ def _check_resolutions(dims: int, scale: list[torch.Tensor], s: int):
                 )
 
 
-def hexplane_features(points: torch.Tensor, planes, *, wrap_time: bool = False, channels_last: bool = False):
+def hexplane_features(points: torch.Tensor, planes, *, wrap_time: bool = False, channels_last: bool = False, static=None):
     """Multiscale hex-/tri-plane features (Taichi), [N, D] points -> [N, C * S].
 
     points: [N, D], D = 3 or 4 (time last), float32 or float64, coordinates in [-1, 1].
     planes: list over scales of lists of planes in combinations(range(D), 2) order;
         [C, H, W] each, or [H, W, C] with channels_last=True (no copy: the fast path).
     wrap_time: the time axis is periodic (t in [-1, 1) covers the F samples as a circle).
+    static: None, or bool [N] (4D points): those points read every space-time plane as
+        ones, i.e. get the field's static part, in the same launch as the others (no
+        gather, no second call; their time coordinate gets no gradient).
     Differentiable w.r.t. points and planes. Same results as `reference.hexplane_features`.
     """
+    from .reference import _check_static
+
     dims = _validate(points, planes, wrap_time, channels_last)
+    static = _check_static(static, points)
+    if static is not None:
+        static = static.to(torch.uint8).contiguous()
     flat = []
     for s, scale in enumerate(planes):
         scale_cl = [p if channels_last else p.permute(1, 2, 0) for p in scale]
         scale_cl = [p.contiguous() for p in scale_cl]
         _check_resolutions(dims, scale_cl, s)
         flat.extend(scale_cl)
-    return _HexplaneFunction.apply(points.contiguous(), bool(wrap_time), len(planes), *flat)
+    return _HexplaneFunction.apply(points.contiguous(), bool(wrap_time), len(planes), static, *flat)

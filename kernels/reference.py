@@ -48,6 +48,19 @@ def _check(points: torch.Tensor, planes, wrap_time: bool) -> int:
     return dims
 
 
+def _check_static(static, points: torch.Tensor):
+    """The `static` mask of `hexplane_features`: None, or bool [N] on the points' device (4D points)."""
+    if static is None:
+        return None
+    if points.shape[1] != 4:
+        raise ValueError("static needs 4D points (the mask switches the space-time planes off)")
+    if static.dtype != torch.bool or static.shape != (points.shape[0],):
+        raise ValueError(f"static must be bool [{points.shape[0]}], got {static.dtype} {tuple(static.shape)}")
+    if static.device != points.device:
+        raise ValueError(f"static is on {static.device}; points are on {points.device}")
+    return static
+
+
 def _wrap_time_plane(plane_chw: torch.Tensor) -> torch.Tensor:
     """[C, F, W] -> [C, F + 2, W]: sample F-1 before sample 0 and sample 0 after sample F-1.
 
@@ -64,13 +77,17 @@ def hexplane_features(
     *,
     wrap_time: bool = False,
     channels_last: bool = False,
+    static=None,
 ) -> torch.Tensor:
     """Multiscale hex-/tri-plane features, [N, D] points -> [N, C * S].
 
     For each scale: the product over its planes of the bilinearly interpolated plane
     features; scales are concatenated in order. Differentiable w.r.t. points and planes.
+    `static` (bool [N], D = 4 only): those points read every space-time plane as ones
+    (the field's static part: the product of the space planes alone).
     """
     dims = _check(points, planes, wrap_time)
+    static = _check_static(static, points)
     pairs = plane_pairs(dims)
     n = points.shape[0]
     coords = points
@@ -97,6 +114,8 @@ def hexplane_features(
                 chw.unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=True
             )  # [1, C, N, 1]
             value = sampled[0, :, :, 0].t()  # [N, C]
+            if static is not None and j == 3:
+                value = torch.where(static[:, None], torch.ones_like(value), value)
             product = value if product is None else product * value
         features.append(product)
     return torch.cat(features, dim=-1)

@@ -96,6 +96,57 @@ def test_plane_only_gradients_match_reference_float64(dims, scales, channels, ba
         assert rel_err(g, w) <= 1e-6, f"plane {k}"
 
 
+@pytest.mark.parametrize("channels_last,wrap_time,point_grads", [(True, False, True), (False, True, True), (True, False, False), (True, True, False)])
+def test_static_mask_matches_reference_and_the_space_planes_alone(channels_last, wrap_time, point_grads):
+    """`static`: masked points read every space-time plane as ones (the field's static
+    part) in the same launch as the others; values and gradients (planes, and points when
+    they need one) equal the twin's in float64 (both backward paths), masked rows equal
+    the tri-plane of the space planes, unmasked rows the plain hexplane, and no gradient
+    reaches a space-time plane from a masked point."""
+    n = 240
+    planes = make_planes(4, 2, 3, (4, 5, 3), 6, torch.float64, channels_last, seed=31)
+    points = random_points(n, 4, torch.float64, seed=32, spread=1.3)
+    with torch.no_grad():
+        points[: n // 4] = points[: n // 4].clamp(-1.0, 1.0).round()  # corners and faces
+    if not point_grads:
+        points = points.detach()
+    static = torch.rand(n, generator=torch.Generator().manual_seed(33)) < 0.6
+    flat = [p for scale in planes for p in scale]
+    out = hexplane_features(points, planes, wrap_time=wrap_time, channels_last=channels_last, static=static)
+    ref = reference.hexplane_features(points, planes, wrap_time=wrap_time, channels_last=channels_last, static=static)
+    assert rel_err(out, ref) <= 1e-6
+    space = [[scale[k] for k in (0, 1, 3)] for scale in planes]  # xy, xz, yz
+    tri = reference.hexplane_features(points[:, :3], space, channels_last=channels_last)
+    full = reference.hexplane_features(points, planes, wrap_time=wrap_time, channels_last=channels_last)
+    assert rel_err(out[static], tri[static]) <= 1e-12 and rel_err(out[~static], full[~static]) <= 1e-12
+    upstream = torch.randn(ref.shape, generator=torch.Generator().manual_seed(34), dtype=ref.dtype)
+    inputs = ([points] if point_grads else []) + flat
+    got = torch.autograd.grad(out, inputs, upstream)
+    want = torch.autograd.grad(ref, inputs, upstream)
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert rel_err(g, w) <= 1e-6, f"input {k}"
+    if point_grads:
+        assert float(got[0][static, 3].abs().max()) == 0.0  # a static point's time gets no gradient
+    only_static = torch.autograd.grad(
+        hexplane_features(points[static], planes, wrap_time=wrap_time, channels_last=channels_last,
+                          static=torch.ones(int(static.sum()), dtype=torch.bool)).sum(), flat, allow_unused=True)
+    for scale in range(2):
+        for k in (2, 4, 5):  # xt, yt, zt
+            g = only_static[scale * 6 + k]
+            assert g is None or float(g.abs().max()) == 0.0
+
+
+def test_static_mask_is_checked():
+    planes = make_planes(4, 1, 2, (3, 3, 3), 4, torch.float64, True, seed=1)
+    points = random_points(10, 4, torch.float64, seed=2)
+    for bad in (torch.zeros(9, dtype=torch.bool), torch.zeros(10, dtype=torch.uint8)):
+        with pytest.raises(ValueError, match="static"):
+            hexplane_features(points, planes, channels_last=True, static=bad)
+    tri = make_planes(3, 1, 2, (3, 3, 3), 0, torch.float64, True, seed=1)
+    with pytest.raises(ValueError, match="static"):
+        hexplane_features(points[:, :3], tri, channels_last=True, static=torch.zeros(10, dtype=torch.bool))
+
+
 def test_plane_only_backward_skips_frozen_planes():
     """Distillation's case: the space planes frozen, only the time planes need gradients."""
     planes = make_planes(4, 2, 3, (4, 5, 3), 6, torch.float64, True, seed=11)

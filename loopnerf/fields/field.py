@@ -48,19 +48,28 @@ def _x4(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, tt], dim=-1).reshape(r * s, 4)
 
 
+ONE_LAUNCH = True
+"""`grid_features` evaluates the points inside and outside the dynamic region in one
+kernel launch with a per-point mask. False: the two sets gathered and evaluated apart
+(`split_by_region`, as before; `benchmarks/train_step.py` times both)."""
+
+
 def grid_features(grid: KPlanesGrid, x: torch.Tensor, t: torch.Tensor, static: bool, region: DynamicRegion | None) -> torch.Tensor:
     """[R*S, C] features of a 4D grid at points x [R, S, 3] and times t [R]: the full
     space-time product inside `region` (everywhere when None), the static part (time
-    planes as ones) outside it or everywhere when `static`."""
+    planes as ones) outside it or everywhere when `static`. Inside and outside go through
+    one kernel launch with a per-point mask (no gather and scatter of the two sets, and
+    one gradient per plane instead of two to add)."""
     pts = x.reshape(-1, 3)
-
-    def static_part(idx):
-        return grid.static_features(pts if idx is None else pts[idx])
-
     if static:
-        return static_part(None)
+        return grid.static_features(pts)
     x4 = _x4(x, t)
-    return split_by_region(region, pts, lambda idx: grid(x4 if idx is None else x4[idx]), static_part)
+    if region is None or region.everywhere:
+        return grid(x4)
+    if not ONE_LAUNCH:
+        return split_by_region(region, pts, lambda idx: grid(x4 if idx is None else x4[idx]),
+                               lambda idx: grid.static_features(pts if idx is None else pts[idx]))
+    return grid(x4, static=~region.contains(pts))
 
 
 class KPlanesField(nn.Module):

@@ -25,15 +25,16 @@ def pair_list(dim: int) -> list[tuple[int, int]]:
     return list(itertools.combinations(range(dim), 2))
 
 
-def interpolate_features(points: torch.Tensor, planes, *, wrap_time: bool = False, backend: str = "taichi") -> torch.Tensor:
-    """`hexplane_features` through the chosen backend ('taichi' or 'torch' reference)."""
+def interpolate_features(points: torch.Tensor, planes, *, wrap_time: bool = False, backend: str = "taichi", static=None) -> torch.Tensor:
+    """`hexplane_features` through the chosen backend ('taichi' or 'torch' reference);
+    `static` (bool [N] or None): points that read the space-time planes as ones."""
     if backend == "taichi":
         from loopnerf.kernels import hexplane_features
     elif backend == "torch":
         from loopnerf.kernels.reference import hexplane_features
     else:
         raise ValueError(f"unknown kernel backend {backend!r} (use 'taichi' or 'torch')")
-    return hexplane_features(points, planes, wrap_time=wrap_time, channels_last=True)
+    return hexplane_features(points, planes, wrap_time=wrap_time, channels_last=True, static=static)
 
 
 class KPlanesGrid(nn.Module):
@@ -89,8 +90,10 @@ class KPlanesGrid(nn.Module):
         k = self.n_pairs
         return [[self.planes[s * k + p] for p in range(k)] for s in range(len(self.multiscale))]
 
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
-        return interpolate_features(points, self.planes_by_scale(), backend=self.backend)
+    def forward(self, points: torch.Tensor, static: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, C * S] features at points [N, D]; `static` (bool [N], 4D grids): those
+        points get the static part (`static_features`) in the same kernel launch."""
+        return interpolate_features(points, self.planes_by_scale(), backend=self.backend, static=static)
 
     def space_time_planes(self) -> list[torch.Tensor]:
         """Every space-time plane (empty for a 3D grid)."""
