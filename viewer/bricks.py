@@ -94,24 +94,35 @@ class BrickGrid:
         """
         import torch
 
-        B1 = self.brick + 1
+        B = self.brick
+        B1 = B + 1
         dims = self.slot.shape
-        n_corner = [d * self.brick + 1 for d in dims]
+        n_vox = [d * B for d in dims]
         where = np.argwhere(self.slot >= 0)
         slots = torch.as_tensor(self.slot[tuple(where.T)], dtype=torch.long)
-        moving = torch.as_tensor(self.dynamic[tuple(where.T)], dtype=torch.long)
+        moving = torch.as_tensor(self.dynamic[tuple(where.T)] != 0)
         logd = torch.as_tensor(self.log_density).float().reshape(-1, B1, B1, B1)
-        offs = torch.arange(B1)
+        # each voxel's largest corner, from its own brick's corners (what the renderer
+        # interpolates), once per slot: [slots, B, B, B]
+        vmax = torch.nn.functional.max_pool3d(logd[:, None], kernel_size=2, stride=1)[:, 0]
+        offs = torch.arange(B)
         b = torch.as_tensor(where, dtype=torch.long)
-        ii, jj, ll = (b[:, a, None] * self.brick + offs[None, :] for a in range(3))
+        ii, jj, ll = (b[:, a, None] * B + offs[None, :] for a in range(3))
         G = [int(g) for g in occupancy_shape]
-        out = np.zeros((self.frames, *G), dtype=np.float32)
+
+        def cells_of(sel: "torch.Tensor", slot_ids: "torch.Tensor") -> "torch.Tensor":
+            """Max log density per occupancy cell [G] over the voxels of the bricks `sel` (slots `slot_ids`)."""
+            lattice = torch.full(n_vox, -80.0)
+            lattice[ii[sel][:, :, None, None], jj[sel][:, None, :, None], ll[sel][:, None, None, :]] = vmax[slot_ids]
+            return _pool_to_cells(lattice, self.cells, G)
+
+        # Voxels partition the bricks, so a cell's max is the larger of the still bricks'
+        # (the same at every frame) and the moving bricks' at that frame.
+        still = cells_of(~moving, slots[~moving])
+        out = np.empty((self.frames, *G), dtype=np.float32)
         for fr in range(self.frames):
-            lattice = torch.full(n_corner, -80.0)
-            lattice[ii[:, :, None, None], jj[:, None, :, None], ll[:, None, None, :]] = logd[slots + moving * fr]
-            # max over each voxel's 8 corners, then over the voxels inside each cell
-            vox = torch.nn.functional.max_pool3d(lattice[None, None], kernel_size=2, stride=1)[0, 0]
-            out[fr] = _pool_to_cells(vox, self.cells, G).exp().numpy()
+            best = torch.maximum(still, cells_of(moving, slots[moving] + fr)) if bool(moving.any()) else still
+            out[fr] = best.exp().numpy()
         return out
 
 
