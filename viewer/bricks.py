@@ -362,8 +362,8 @@ def build_bricks(
 
     def encoded(tables, idx) -> "torch.Tensor":
         """(log density, code) [n, V', 1 + k] of bricks with corner indices idx."""
-        f = lattice.block(tables, *idx)
-        return f.reshape(f.shape[0], -1, K) @ project + offset
+        f = lattice.block(tables, *idx)  # [n, B+1, B+1, B+1, K]
+        return (f @ project + offset).reshape(f.shape[0], -1, project.shape[1])
 
     frame_tables = [lattice.frame_tables(fr) for fr in range(F)]
     chunks = list(range(0, n_bricks, CHUNK_BRICKS))
@@ -410,45 +410,42 @@ def build_bricks(
     # 3. The slots: a still brick its loop-mean state, a moving one its F frames.
     slot = np.full(dims, -1, dtype=np.int32)
     dynamic = np.zeros(dims, dtype=np.int32)
-    values: list[torch.Tensor] = []
+    # Written in place, float16 as built (no list of pieces to concatenate: the grid's
+    # peak memory is the grid itself); one slot of empty space when there is none.
+    log_density = torch.full((max(1, n_slots), V), -80.0, dtype=torch.float16)
+    colour = torch.zeros((max(1, n_slots), V, k), dtype=torch.float16)
     next_slot = 0
     for ci, c0 in enumerate(chunks):
         sel = where[c0 : c0 + CHUNK_BRICKS]
         idx = corner_index(sel)
         dyn = is_dyn[c0 : c0 + len(sel)]
+        sizes = np.where(dyn, F, 1)
+        starts = next_slot + np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        slot[tuple(sel.T)] = starts
+        dynamic[tuple(sel.T)] = dyn.astype(np.int32)
+        next_slot += int(sizes.sum())
         # Loop-mean lines for the bricks that stand still (their frames agree within the
         # tolerances), every frame for the moving ones.
-        mean_state = None
         if (~dyn).any():
-            still = tuple(i[torch.as_tensor(np.nonzero(~dyn)[0])] for i in idx)
-            mean_state = encoded(lattice.mean_tables(), still)
-        traj = None
+            keep = np.nonzero(~dyn)[0]
+            state = encoded(lattice.mean_tables(), tuple(i[torch.as_tensor(keep)] for i in idx))
+            at = torch.as_tensor(starts[keep], dtype=torch.long)
+            log_density[at] = state[..., 0].half()
+            colour[at] = state[..., 1:].half()
         if dyn.any():
-            mov = tuple(i[torch.as_tensor(np.nonzero(dyn)[0])] for i in idx)
-            traj = torch.stack([encoded(frame_tables[fr], mov) for fr in range(F)])  # [F, m, V, 1 + k]
-        i_still = i_mov = 0
-        for b in range(len(sel)):
-            bx, by, bz = (int(v) for v in sel[b])
-            slot[bx, by, bz] = next_slot
-            if dyn[b]:
-                dynamic[bx, by, bz] = 1
-                values.append(traj[:, i_mov].half())  # float16 as built: the grid's peak memory halves
-                i_mov += 1
-                next_slot += F
-            else:
-                values.append(mean_state[i_still][None].half())
-                i_still += 1
-                next_slot += 1
+            keep = np.nonzero(dyn)[0]
+            mov = tuple(i[torch.as_tensor(keep)] for i in idx)
+            at = torch.as_tensor(starts[keep], dtype=torch.long)
+            for fr in range(F):
+                state = encoded(frame_tables[fr], mov)
+                log_density[at + fr] = state[..., 0].half()
+                colour[at + fr] = state[..., 1:].half()
         if progress is not None:
             progress(len(chunks) + ci + 1, 2 * len(chunks))
-    if values:
-        data = torch.cat(values)  # [n_slots, V, 1 + k]
-    else:  # keep the arrays non-empty (Taichi ndarrays need a size)
-        data = torch.cat([torch.full((1, V, 1), -80.0), torch.zeros(1, V, k)], dim=-1).half()
     grid = BrickGrid(
         cells=cells, brick=int(brick), rank=int(k), frames=F, slot=slot, dynamic=dynamic,
-        log_density=np.ascontiguousarray(data[..., 0].reshape(-1).numpy(), dtype=np.float16),
-        colour=np.ascontiguousarray(data[..., 1:].reshape(-1).numpy(), dtype=np.float16),
+        log_density=log_density.reshape(-1).numpy(),
+        colour=colour.reshape(-1).numpy(),
         colour_table=np.ascontiguousarray(table.numpy(), dtype=np.float32),
     )
     grid.stats = {
