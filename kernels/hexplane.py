@@ -199,17 +199,15 @@ def _build_kernels(real_name: str, dims: int, wrap_time: bool, channels: int):
                     i, j = ti.static(pairs[k])
                     gp = ti.static(grads[k])
                     for n in range(n_points):  # serial inside the task
+                        is_still = still_at(still, masked, n)
                         skip = 0
                         if ti.static(is_time[k]):  # a static point reads this plane as ones
-                            skip = still_at(still, masked, n)
+                            skip = is_still
                         if skip == 0:
                             res = ti.Vector([rx, ry, rz, rt])
                             u0, u1, wu, _du = locate(points[n, i], res[i], ti.static(wrap_time and i == 3))
                             v0, v1, wv, _dv = locate(points[n, j], res[j], ti.static(wrap_time and j == 3))
                             others = grad_out[n, scale]
-                            is_still = 0
-                            if ti.static(not is_time[k]):
-                                is_still = still_at(still, masked, n)
                             for m in ti.static(range(n_planes)):
                                 if ti.static(m != k):
                                     if ti.static(is_time[m]):  # ones for a static point (not stored)
