@@ -10,7 +10,10 @@ three builds, measured interleaved in one process so a busy machine slows all al
   regularizers as one fused Taichi pass into the planes' `.grad`, torch's fused Adam;
 * `before`: the step as it was before this work: Taichi kernels with the hexplane
   backward on per-thread private buffers, the points inside and outside the dynamic
-  region in two launches (`field.ONE_LAUNCH` off), regularizers under autograd, the for-loop Adam;
+  region in two launches (`field.ONE_LAUNCH` off), scalar kernel builds, regularizers
+  under autograd, the for-loop Adam;
+* `scalar`: `fused` with every kernel built scalar (`kernels.runtime.SIMD` off: Taichi's
+  default codegen, one scalar operation per channel), to time the SIMD builds alone;
 * `two_launches`: `fused` with the dynamic region's inside and outside evaluated in
   two kernel launches (`field.ONE_LAUNCH` off), to time that change alone;
 * `twins`: the same step built from the plain-PyTorch twins (kernel backend `torch`,
@@ -25,7 +28,7 @@ a `Distiller` step (`loop` method, native crops of the preset) `fused` (the loop
 at all F phases in one kernel with the linear decoder, `render_phases`; the fused
 regularizers and Adam) vs `before` (every ray repeated per phase through
 `render_samples`, regularizers under autograd, the for-loop Adam, the hexplane's
-private-buffer backward).
+private-buffer backward, scalar kernel builds).
 """
 
 from __future__ import annotations
@@ -93,25 +96,30 @@ def _parts(tr) -> dict:
 
 
 def bench_stage1(cap, preset: str, steps: int) -> None:
-    builds = ["fused", "two_launches", "before", "twins"]
+    builds = ["fused", "scalar", "two_launches", "before", "twins"]
     trainers = {b: _stage1_trainer(cap, preset, b) for b in builds}
-    for tr in trainers.values():  # warm-up: compile kernels, touch Adam state
+    from loopnerf.fields import field
+    from loopnerf.kernels import hexplane, runtime
+
+    def use(b: str) -> None:
+        hexplane.PLANE_TASK_BACKWARD = b in ("fused", "scalar", "two_launches")
+        field.ONE_LAUNCH = b in ("fused", "scalar")
+        runtime.SIMD = b in ("fused", "two_launches")
+
+    for b, tr in trainers.items():  # warm-up: compile each build's kernels, touch Adam state
+        use(b)
         for _ in range(2):
             tr.train_step()
     times = {b: [] for b in builds}
     parts = {b: [] for b in builds}
-    from loopnerf.fields import field
-    from loopnerf.kernels import hexplane
-
     for _ in range(steps):
         for b, tr in trainers.items():
-            hexplane.PLANE_TASK_BACKWARD = b in ("fused", "two_launches")
-            field.ONE_LAUNCH = b == "fused"
+            use(b)
             t0 = time.perf_counter()
             tr.train_step()
             times[b].append(time.perf_counter() - t0)
             parts[b].append(_parts(tr))
-    hexplane.PLANE_TASK_BACKWARD = field.ONE_LAUNCH = True
+    hexplane.PLANE_TASK_BACKWARD = field.ONE_LAUNCH = runtime.SIMD = True
     rays = trainers["fused"].cfg.train.rays
     med = {b: statistics.median(v) for b, v in times.items()}
     for b in builds:
@@ -120,7 +128,8 @@ def bench_stage1(cap, preset: str, steps: int) -> None:
                           "rays_per_s": round(rays / med[b]), **split, "threads": torch.get_num_threads()}), flush=True)
     print(json.dumps({"benchmark": "stage1_step_ratio", "preset": preset, "fused_vs_before": round(med["before"] / med["fused"], 2),
                       "fused_vs_twins": round(med["twins"] / med["fused"], 2),
-                      "fused_vs_two_launches": round(med["two_launches"] / med["fused"], 2)}), flush=True)
+                      "fused_vs_two_launches": round(med["two_launches"] / med["fused"], 2),
+                      "fused_vs_scalar": round(med["scalar"] / med["fused"], 2)}), flush=True)
 
 
 def _render_repeated(self, o, d, smp, frames: int) -> torch.Tensor:
@@ -145,18 +154,19 @@ def bench_distill(run: Path, preset: str, steps: int) -> None:
             d.render_loop_crop = _render_repeated.__get__(d)
         d.step = cfg.halve_every * cfg.coarse_levels  # native crops: the steady state
         builds[b] = d
-    from loopnerf.kernels import hexplane
+    from loopnerf.kernels import hexplane, runtime
 
-    for d in builds.values():
+    for b, d in builds.items():
+        hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = b == "fused"
         d.train_step()
     times = {b: [] for b in builds}
     for _ in range(steps):
         for b, d in builds.items():
-            hexplane.PLANE_TASK_BACKWARD = b == "fused"
+            hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = b == "fused"
             t0 = time.perf_counter()
             d.train_step()
             times[b].append(time.perf_counter() - t0)
-    hexplane.PLANE_TASK_BACKWARD = True
+    hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = True
     med = {b: statistics.median(v) for b, v in times.items()}
     for b in builds:
         print(json.dumps({"benchmark": "distill_step", "preset": preset, "build": b, "ms_per_step": round(1e3 * med[b], 1)}), flush=True)

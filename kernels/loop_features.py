@@ -128,9 +128,9 @@ def _build(real_name: str, channels: int, private: bool):
                 for f in range(n_phases):
                     scatter(planes, grads, chunk, cells, phases[f], grad_out[f, n, scale] * s)
 
-    vec3 = ti.types.vector(3, real)
     logits_t = ti.types.ndarray(dtype=real, ndim=2)  # [N, F]
-    rgb_t = ti.types.ndarray(dtype=vec3, ndim=2)  # [N, F] of 3
+    # [N, F, 3] as scalars: a 3-vector ndarray would be an unaligned <3 x float> in the SIMD build
+    rgb_t = ti.types.ndarray(dtype=real, ndim=3)
     weight_t = ti.types.ndarray(dtype=vec, ndim=1)  # sigma weight [S] of C
     basis_t = ti.types.ndarray(dtype=vec, ndim=3)  # colour basis [rays, 3, S] of C
     ray_t = ti.types.ndarray(dtype=ti.i32, ndim=1)  # the ray of each point [N]
@@ -156,7 +156,9 @@ def _build(real_name: str, channels: int, private: bool):
                 for a in ti.static(range(3)):
                     value *= sample(planes[a], r0, r1, wr, cells[a][0], cells[a][1], cells[a][2])
                 sigma[n, f] += w.dot(value)
-                rgb[n, f] += ti.Vector([b0.dot(value), b1.dot(value), b2.dot(value)])
+                rgb[n, f, 0] += b0.dot(value)
+                rgb[n, f, 1] += b1.dot(value)
+                rgb[n, f, 2] += b2.dot(value)
 
     @ti.kernel
     def decoded_backward(
@@ -180,9 +182,8 @@ def _build(real_name: str, channels: int, private: bool):
                 w = w_sigma[scale]
                 b0, b1, b2 = basis[ray, 0, scale], basis[ray, 1, scale], basis[ray, 2, scale]
                 for f in range(phases.shape[0]):
-                    gr = g_rgb[n, f]
                     # d loss / d features of this scale, then through the product
-                    g = (g_sigma[n, f] * w + gr[0] * b0 + gr[1] * b1 + gr[2] * b2) * s
+                    g = (g_sigma[n, f] * w + g_rgb[n, f, 0] * b0 + g_rgb[n, f, 1] * b1 + g_rgb[n, f, 2] * b2) * s
                     scatter(planes, grads, chunk, cells, phases[f], g)
 
     return {"forward": forward, "backward": backward, "decoded_forward": decoded_forward, "decoded_backward": decoded_backward}
@@ -198,21 +199,26 @@ def _private() -> bool:
     return PRIVATE_BUFFERS and not runtime.is_cuda()
 
 
-def _kernels(dtype: torch.dtype, channels: int, private: bool = True):
-    key = (runtime.runtime_token(), str(dtype).split(".")[-1], channels, private)
+def _kernels(dtype: torch.dtype, channels: int, private: bool = True, simd: bool = False):
+    """`simd`: the objects compiled (and always launched) under `runtime.vector_codegen`."""
+    key = (runtime.runtime_token(), str(dtype).split(".")[-1], channels, private, simd)
     if key not in _KERNELS:
-        _KERNELS[key] = _build(*key[1:])
+        _KERNELS[key] = _build(*key[1:4])
     return _KERNELS[key]
 
 
-def _loop_plane_grads(points, loop_flat, n_scales: int, kernel: str, args) -> list:
+def _loop_plane_grads(points, loop_flat, n_scales: int, kernel: str, args, vectors) -> list:
     """The loop planes' gradients from backward kernel `kernel`, scale by scale:
     `args(s, scale_planes)` gives its leading arguments; the gradient buffers (one per
-    thread on the CPU, summed; one with atomics on CUDA) and the chunking follow."""
+    thread on the CPU, summed; one with atomics on CUDA) and the chunking follow.
+    `vectors`: the other channel-vector arguments (their alignment picks the build)."""
     n = points.shape[0]
     runtime.ensure_taichi(points.device)
     private = _private()
-    kern = _kernels(points.dtype, loop_flat[0].shape[2], private)
+    channels = loop_flat[0].shape[2]
+    # (atomic adds of whole vectors are not supported by the SIMD build)
+    simd = private and runtime.simd_vectors(channels, [*loop_flat, *vectors])
+    kern = _kernels(points.dtype, channels, private, simd)
     n_chunks = max(1, min(runtime.cpu_threads(), n)) if private else n
     n_buffers = n_chunks if private else 1
     chunk_size = -(-n // n_chunks)
@@ -220,7 +226,7 @@ def _loop_plane_grads(points, loop_flat, n_scales: int, kernel: str, args) -> li
     for s in range(n_scales):
         scale = loop_flat[3 * s : 3 * s + 3]
         buffers = [torch.zeros((n_buffers,) + tuple(p.shape), dtype=p.dtype, device=p.device) for p in scale]
-        with runtime.fixed_cpu_block_dim():
+        with runtime.fixed_cpu_block_dim(), runtime.vector_codegen(simd):
             kern[kernel](*args(s, scale), *buffers, n_chunks, chunk_size)
         grads.extend(b.sum(dim=0) if n_buffers > 1 else b[0] for b in buffers)
     return grads
@@ -237,10 +243,12 @@ class _LoopFeatures(torch.autograd.Function):
         out = torch.empty(phases.shape[0], points.shape[0], n_scales, channels, dtype=points.dtype, device=points.device)
         if points.shape[0] and phases.shape[0]:
             runtime.ensure_taichi(points.device)
-            kern = _kernels(points.dtype, channels)
             static_rows = static.view(points.shape[0], n_scales, channels)
-            for s in range(n_scales):
-                kern["forward"](points, phases, static_rows, *loop_flat[3 * s : 3 * s + 3], out, s)
+            simd = runtime.simd_vectors(channels, [*loop_flat, static_rows])  # (out: fresh, aligned)
+            kern = _kernels(points.dtype, channels, simd=simd)
+            with runtime.vector_codegen(simd):
+                for s in range(n_scales):
+                    kern["forward"](points, phases, static_rows, *loop_flat[3 * s : 3 * s + 3], out, s)
         return out.view(phases.shape[0], points.shape[0], n_scales * channels)
 
     @staticmethod
@@ -258,7 +266,7 @@ class _LoopFeatures(torch.autograd.Function):
         static_rows = static.view(n, n_scales, channels)
         grads = _loop_plane_grads(
             points, loop_flat, n_scales, "backward",
-            lambda s, scale: (points, phases, static_rows, *scale, grad_out, s),
+            lambda s, scale: (points, phases, static_rows, *scale, grad_out, s), [static_rows, grad_out],
         )
         return (None, None, None, None, *(g if need else None for g, need in zip(grads, needs)))
 
@@ -277,12 +285,14 @@ class _LoopDecoded(torch.autograd.Function):
         rgb = torch.zeros(n, f, 3, dtype=points.dtype, device=points.device)
         if n and f:
             runtime.ensure_taichi(points.device)
-            kern = _kernels(points.dtype, channels)
             static_rows = static.view(n, n_scales, channels)
             w_rows = w_sigma.view(n_scales, channels)
             basis_rows = basis.view(basis.shape[0], 3, n_scales, channels)
-            for s in range(n_scales):
-                kern["decoded_forward"](points, phases, static_rows, *loop_flat[3 * s : 3 * s + 3], w_rows, basis_rows, ray_of, sigma, rgb, s)
+            simd = runtime.simd_vectors(channels, [*loop_flat, static_rows, w_rows, basis_rows])
+            kern = _kernels(points.dtype, channels, simd=simd)
+            with runtime.vector_codegen(simd):
+                for s in range(n_scales):
+                    kern["decoded_forward"](points, phases, static_rows, *loop_flat[3 * s : 3 * s + 3], w_rows, basis_rows, ray_of, sigma, rgb, s)
         return sigma.t(), rgb.transpose(0, 1)
 
     @staticmethod
@@ -305,6 +315,7 @@ class _LoopDecoded(torch.autograd.Function):
         grads = _loop_plane_grads(
             points, loop_flat, n_scales, "decoded_backward",
             lambda s, scale: (points, phases, static_rows, *scale, w_rows, basis_rows, ray_of, g_sigma, g_rgb, s),
+            [static_rows, w_rows, basis_rows],
         )
         return (*none, *(g if need else None for g, need in zip(grads, needs)))
 

@@ -78,22 +78,26 @@ def _build(real_name: str, channels: int, circular: bool):
                 if w + 1 < W:
                     d = p[h, w + 1] - p0
                     acc += cw * d.dot(d)
-                    grad -= 2.0 * cw * d
+                    grad = grad - 2.0 * cw * d  # (not -=: an augmented subtraction of vectors crashes the unscalarized codegen)
                 if w > 0:
                     grad += 2.0 * cw * (p0 - p[h, w - 1])
                 if ch != 0.0:
                     if h + 1 < H:
                         d = p1 - p0
                         acc += ch * d.dot(d)
-                        grad -= 2.0 * ch * d
+                        grad = grad - 2.0 * ch * d
                     if h > 0:
                         grad += 2.0 * ch * (p0 - pm1)
                 if cs != 0.0:
                     acc += cs * s0.dot(s0)
                     grad += cs * (2.0 * sm1 - 4.0 * s0 + 2.0 * s1)
                 if cl != 0.0:
-                    acc += cl * ti.abs(p0 - a).sum()
-                    grad += cl * (ti.cast(p0 > a, real) - ti.cast(p0 < a, real))
+                    # component by component: ti.abs / ti.max / casts of comparisons on whole
+                    # vectors crash Taichi's unscalarized codegen (`runtime.vector_codegen`)
+                    d = p0 - a
+                    for c in ti.static(range(channels)):
+                        acc += cl * ti.abs(d[c])
+                        grad[c] += cl * (ti.cast(d[c] > 0.0, real) - ti.cast(d[c] < 0.0, real))
                 g[h, w] += grad
                 pm1, p0, p1 = p0, p1, p2
                 sm1, s0 = s0, s1
@@ -102,10 +106,11 @@ def _build(real_name: str, channels: int, circular: bool):
     return regularize
 
 
-def _kernel(dtype: torch.dtype, channels: int, circular: bool):
-    key = (runtime.runtime_token(), str(dtype).split(".")[-1], channels, circular)
+def _kernel(dtype: torch.dtype, channels: int, circular: bool, simd: bool):
+    """`simd`: the object compiled (and always launched) under `runtime.vector_codegen`."""
+    key = (runtime.runtime_token(), str(dtype).split(".")[-1], channels, circular, simd)
     if key not in _KERNELS:
-        _KERNELS[key] = _build(*key[1:])
+        _KERNELS[key] = _build(*key[1:4])
     return _KERNELS[key]
 
 
@@ -147,6 +152,9 @@ def plane_regularizer_grads(
         raise ValueError(f"anchor must be [W, C] = [{W}, {C}], got {tuple(anchor.shape)}")
     runtime.ensure_taichi(plane.device)
     cols = torch.empty(W, dtype=plane.dtype, device=plane.device)
-    # detached views: Taichi's launcher would otherwise touch the tensors' .grad (taichi#8101)
-    _kernel(plane.dtype, C, circular)(plane.detach(), grad.detach(), anchor.detach().contiguous(), cols, cw, ch, cs, cl)
+    anchor = anchor.detach().contiguous()
+    simd = runtime.simd_vectors(C, [plane, grad, anchor])
+    with runtime.vector_codegen(simd):  # a cell's C channels as one SIMD vector
+        # detached views: Taichi's launcher would otherwise touch the tensors' .grad (taichi#8101)
+        _kernel(plane.dtype, C, circular, simd)(plane.detach(), grad.detach(), anchor, cols, cw, ch, cs, cl)
     return cols.sum()

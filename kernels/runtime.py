@@ -146,3 +146,67 @@ class fixed_cpu_block_dim:
     def __exit__(self, *exc):
         self._config.cpu_block_dim_adaptive = self._old
         return False
+
+
+
+SIMD_ALIGN_BYTES = 64
+"""torch's CPU allocator aligns every allocation to 64 bytes; a vector of B bytes kept
+whole by `vector_codegen` must start on a multiple of min(B, 64) (an AVX-512 register)."""
+
+SIMD = True
+"""Compile the CPU kernels that allow it with their channel vectors kept whole
+(`vector_codegen`, `simd_vectors`). False: every kernel scalarized, as before
+(`benchmarks/` time both builds side by side)."""
+
+
+def simd_vectors(channels: int, tensors) -> bool:
+    """True when a kernel over ndarrays of `channels`-vectors may run its SIMD build here:
+    the CPU, a power-of-two channel count (other counts crash Taichi's unscalarized
+    codegen) and every tensor's data aligned to its vector (a misaligned one faults: a
+    plane that is a view at an odd offset into a bigger buffer takes the scalar build)."""
+    if not SIMD or is_cuda() or channels < 1 or channels & (channels - 1):
+        return False
+    for t in tensors:
+        need = min(channels * t.element_size(), SIMD_ALIGN_BYTES)
+        if t.data_ptr() % need:
+            return False
+    return True
+
+
+class vector_codegen:
+    """Context: compile the kernels first launched inside with Taichi's vectors kept whole.
+
+    Taichi 1.7.4 scalarizes every `ti.Vector` into its components before LLVM sees it
+    (`real_matrix_scalarize`, on by default), and LLVM's vectorizers do not put them
+    back together: a 16-channel plane cell becomes 16 scalar loads and 16 scalar
+    multiply-adds. With the flag off a vector stays an LLVM vector (`<16 x float>`),
+    i.e. SIMD registers: a chain of multiply-adds on 16-channel vectors runs 7.5x faster
+    on this machine's CPU (AVX-512). The flag is read when a kernel is compiled (its
+    first launch), and the unscalarized path is not safe for every kernel, so it is
+    switched off only around the launches of a kernel object kept apart for its SIMD
+    build (compiled and launched only there), and restored afterwards; Taichi's offline
+    cache keys kernels on the flag. What crashes it (Taichi 1.7.4, found the hard way;
+    a kernel that takes this build must avoid all of them, and its twin test runs it):
+    channel counts that are not powers of two and vectors not aligned to min(bytes,
+    64) (segfaults; `simd_vectors` checks both), 3-vector ndarrays (unaligned), `v -= w`
+    on vectors (write `v = v - w`), `ti.abs` / `ti.max` and casts of comparisons on
+    whole vectors (go component by component), atomic adds of whole vectors (keep the
+    private-buffer paths), and the volume-render kernels (left scalar).
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+
+    def __enter__(self):
+        if self.enabled:
+            from taichi.lang import impl
+
+            self._config = impl.get_runtime().prog.config()
+            self._old = self._config.real_matrix_scalarize
+            self._config.real_matrix_scalarize = False
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._config.real_matrix_scalarize = self._old
+        return False

@@ -279,3 +279,29 @@ def test_import_does_not_start_taichi():
         "assert callable(k.hexplane_features) and callable(k.volume_render) and k.reference"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("dtype,offset", [(torch.float32, 0), (torch.float32, 1), (torch.float32, 8), (torch.float64, 4)])
+def test_simd_build_and_misaligned_planes_match_reference(dtype, offset):
+    """16 channels (a power of two) take the SIMD build on the CPU when every plane is
+    aligned to its vector; planes that are views at an odd offset into a bigger buffer
+    would fault there and must take the scalar build. Both agree with the twin."""
+    from loopnerf.kernels import runtime
+
+    planes = make_planes(4, 2, 16, (4, 5, 3), 6, dtype, True, seed=offset + 3)
+    moved = []
+    for scale in planes:
+        row = []
+        for p in scale:
+            buf = torch.zeros(p.numel() + 64, dtype=dtype)
+            view = buf[offset : offset + p.numel()].view(p.shape)
+            with torch.no_grad():
+                view.copy_(p)
+            row.append(view.detach().requires_grad_(True))  # (a leaf that keeps the view's address)
+        moved.append(row)
+    flat = [p for scale in moved for p in scale]
+    runtime.ensure_taichi(torch.device("cpu"))
+    aligned = runtime.simd_vectors(16, flat)
+    assert aligned == (offset * torch.tensor([], dtype=dtype).element_size() % 64 == 0)
+    points = random_points(300, 4, dtype, seed=offset + 4)
+    compare(points, moved, channels_last=True, tol=1e-6 if dtype == torch.float64 else 1e-4, seed=offset)
