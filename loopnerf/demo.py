@@ -79,7 +79,7 @@ def demo(
     """Run the whole method on the built-in synthetic capture and write videos and a report.
 
     Args:
-        preset: 'tiny' (about a minute, for tests), 'cpu' (default; about 9 minutes on a
+        preset: 'tiny' (about a minute, for tests), 'cpu' (default; about 6-7 minutes on a
             2-core CPU), 'paper' (GPU).
         out: demo folder: capture/, run/ (stage outputs), loop.mp4, loop.gif, compare.mp4,
             scanlines.png, segments.png, report.md.

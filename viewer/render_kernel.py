@@ -144,7 +144,8 @@ def render_loop_kernel(
     region [D, D, D] uint8: the dynamic region (1 = the loop lines act; 0 = static,
         lines read as ones); [1, 1, 1] of 1 for a file without one.
     n_channels, n_scales: C and S, compile-time (one kernel per (C, S): the channel
-        loops unroll and vectorise).
+        loops unroll; Taichi's default build keeps them scalar, see
+        `kernels.runtime.vector_codegen`).
     """
     n_feat = n_channels * n_scales
     height = rgb_out.shape[0]
