@@ -13,6 +13,11 @@ broadcast over H (None: ones, the static state of a time plane). The plain-PyTor
 is `loopnerf.model.losses` (`plane_tv`, `time_smoothness`, `l1_time_planes`) under
 autograd; the tests compare the two in float64.
 
+`regularizer_grads_of_planes(planes, grads, ...)` does the same for a list of planes
+(one weight set, each term a mean over its own plane), three planes a launch: a Taichi
+launch costs about 0.2 ms on this CPU, as much as a small plane's whole pass (a
+`cpu`-preset step's 30 planes: 20.5 vs 30.0 ms one by one, same process, cold caches).
+
 Why a kernel: under autograd these means cost about 20 passes over every plane per
 step (differences, squares, means, and the slice backwards, which allocate and zero
 plane-sized tensors), 42 ms of a 142 ms `cpu`-preset step. Here each element reads its
@@ -22,7 +27,7 @@ with a window of rows and second differences in registers; each column keeps its
 partial loss (no float atomics, which are compare-and-swap loops on the CPU).
 """
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -32,6 +37,9 @@ _KERNELS: dict = {}
 
 COLUMNS_PER_TASK = 8
 """Plane columns per CPU task (a 48-column plane: 6 tasks for 2 threads)."""
+GROUP = 3
+"""Planes per launch (`regularizer_grads_of_planes`): a grid's three space or three
+space-time planes of one scale."""
 _ONES: dict = {}
 
 
@@ -53,64 +61,91 @@ def _build(real_name: str, channels: int, circular: bool):
             v = p[h, w]
         return v
 
-    @ti.kernel
-    def regularize(p: plane_t, g: plane_t, anchor: row_t, cols: sums_t, cw: real, ch: real, cs: real, cl: real):
+    @ti.func
+    def sweep(p: ti.template(), g: ti.template(), anchor: ti.template(), w, cw, ch, cs, cl):
+        """Column w of plane p: add its terms' gradient into g, return their value. The
+        column sweeps down H with a window in registers."""
         H, W = p.shape[0], p.shape[1]
+        acc = ti.cast(0.0, real)
+        a = anchor[w]
+        # window p[h - 2 .. h + 2] and the centred second differences s[h - 1 .. h + 1]
+        # (s_c = p[c + 1] - 2 p[c] + p[c - 1]; on a plane that does not wrap it exists
+        # for rows 1..H-2 only, and is 0 elsewhere, which drops exactly the absent terms)
+        pm1 = load(p, -1, w, H)
+        p0 = load(p, 0, w, H)
+        p1 = load(p, 1, w, H)
+        sm1 = ti.Vector.zero(real, channels)
+        if ti.static(circular):
+            sm1 = p0 - 2.0 * pm1 + load(p, -2, w, H)
+        s0 = p1 - 2.0 * p0 + pm1
+        if ti.static(not circular):
+            s0 = ti.Vector.zero(real, channels)  # row 0 has no centred second difference
+        for h in range(H):
+            p2 = load(p, h + 2, w, H)
+            s1 = p2 - 2.0 * p1 + p0
+            if ti.static(not circular):
+                if h + 1 > H - 2:
+                    s1 = ti.Vector.zero(real, channels)
+            grad = ti.Vector.zero(real, channels)
+            if w + 1 < W:
+                d = p[h, w + 1] - p0
+                acc += cw * d.dot(d)
+                grad = grad - 2.0 * cw * d  # (not -=: an augmented subtraction of vectors crashes the unscalarized codegen)
+            if w > 0:
+                grad += 2.0 * cw * (p0 - p[h, w - 1])
+            if ch != 0.0:
+                if h + 1 < H:
+                    d = p1 - p0
+                    acc += ch * d.dot(d)
+                    grad = grad - 2.0 * ch * d
+                if h > 0:
+                    grad += 2.0 * ch * (p0 - pm1)
+            if cs != 0.0:
+                acc += cs * s0.dot(s0)
+                grad += cs * (2.0 * sm1 - 4.0 * s0 + 2.0 * s1)
+            if cl != 0.0:
+                # component by component: ti.abs / ti.max / casts of comparisons on whole
+                # vectors crash Taichi's unscalarized codegen (`runtime.vector_codegen`)
+                d = p0 - a
+                for c in ti.static(range(channels)):
+                    acc += cl * ti.abs(d[c])
+                    grad[c] += cl * (ti.cast(d[c] > 0.0, real) - ti.cast(d[c] < 0.0, real))
+            g[h, w] += grad
+            pm1, p0, p1 = p0, p1, p2
+            sm1, s0 = s0, s1
+        return acc
+
+    coef_t = ti.types.ndarray(dtype=real, ndim=2)  # [GROUP, 4]: cw, ch, cs, cl of each plane
+
+    @ti.kernel
+    def regularize(
+        p0: plane_t, p1: plane_t, p2: plane_t, g0: plane_t, g1: plane_t, g2: plane_t,
+        a0: row_t, a1: row_t, a2: row_t, coef: coef_t, cols: sums_t, used: ti.i32,
+    ):
+        """Up to GROUP planes in one launch (`used` of them): a Taichi launch costs about
+        0.2 ms here, as much as a small plane's whole pass. cols: each column's value,
+        the planes' columns one after another."""
+        w0 = p0.shape[1]
+        w1 = 0
+        w2 = 0
+        if used > 1:
+            w1 = p1.shape[1]
+        if used > 2:
+            w2 = p2.shape[1]
         # parallel over columns, a few per task (Taichi's adaptive block size makes one
         # task of every plane narrower than 512 columns, i.e. one thread: the 30 planes of
-        # a `cpu`-preset step took 20.2 ms instead of 16.2; needs runtime.fixed_cpu_block_dim),
-        # each sweeping down H with a window in registers. (Row-parallel, every load
-        # streaming along memory: 15.6 vs 14.3 ms, no better.)
+        # a `cpu`-preset step took 20.2 ms instead of 16.2; needs runtime.fixed_cpu_block_dim).
+        # (Row-parallel, every load streaming along memory: 15.6 vs 14.3 ms, no better.)
+        # three top-level loops: three parallel tasks of one launch
         ti.loop_config(block_dim=COLUMNS_PER_TASK)
-        for w in range(W):
-            acc = ti.cast(0.0, real)
-            a = anchor[w]
-            # window p[h - 2 .. h + 2] and the centred second differences s[h - 1 .. h + 1]
-            # (s_c = p[c + 1] - 2 p[c] + p[c - 1]; on a plane that does not wrap it exists
-            # for rows 1..H-2 only, and is 0 elsewhere, which drops exactly the absent terms)
-            pm1 = load(p, -1, w, H)
-            p0 = load(p, 0, w, H)
-            p1 = load(p, 1, w, H)
-            sm1 = ti.Vector.zero(real, channels)
-            if ti.static(circular):
-                sm1 = p0 - 2.0 * pm1 + load(p, -2, w, H)
-            s0 = p1 - 2.0 * p0 + pm1
-            if ti.static(not circular):
-                s0 = ti.Vector.zero(real, channels)  # row 0 has no centred second difference
-            for h in range(H):
-                p2 = load(p, h + 2, w, H)
-                s1 = p2 - 2.0 * p1 + p0
-                if ti.static(not circular):
-                    if h + 1 > H - 2:
-                        s1 = ti.Vector.zero(real, channels)
-                grad = ti.Vector.zero(real, channels)
-                if w + 1 < W:
-                    d = p[h, w + 1] - p0
-                    acc += cw * d.dot(d)
-                    grad = grad - 2.0 * cw * d  # (not -=: an augmented subtraction of vectors crashes the unscalarized codegen)
-                if w > 0:
-                    grad += 2.0 * cw * (p0 - p[h, w - 1])
-                if ch != 0.0:
-                    if h + 1 < H:
-                        d = p1 - p0
-                        acc += ch * d.dot(d)
-                        grad = grad - 2.0 * ch * d
-                    if h > 0:
-                        grad += 2.0 * ch * (p0 - pm1)
-                if cs != 0.0:
-                    acc += cs * s0.dot(s0)
-                    grad += cs * (2.0 * sm1 - 4.0 * s0 + 2.0 * s1)
-                if cl != 0.0:
-                    # component by component: ti.abs / ti.max / casts of comparisons on whole
-                    # vectors crash Taichi's unscalarized codegen (`runtime.vector_codegen`)
-                    d = p0 - a
-                    for c in ti.static(range(channels)):
-                        acc += cl * ti.abs(d[c])
-                        grad[c] += cl * (ti.cast(d[c] > 0.0, real) - ti.cast(d[c] < 0.0, real))
-                g[h, w] += grad
-                pm1, p0, p1 = p0, p1, p2
-                sm1, s0 = s0, s1
-            cols[w] = acc
+        for w in range(w0):
+            cols[w] = sweep(p0, g0, a0, w, coef[0, 0], coef[0, 1], coef[0, 2], coef[0, 3])
+        ti.loop_config(block_dim=COLUMNS_PER_TASK)
+        for w in range(w1):
+            cols[w0 + w] = sweep(p1, g1, a1, w, coef[1, 0], coef[1, 1], coef[1, 2], coef[1, 3])
+        ti.loop_config(block_dim=COLUMNS_PER_TASK)
+        for w in range(w2):
+            cols[w0 + w1 + w] = sweep(p2, g2, a2, w, coef[2, 0], coef[2, 1], coef[2, 2], coef[2, 3])
 
     return regularize
 
@@ -130,6 +165,17 @@ def _ones_row(width: int, channels: int, dtype, device) -> torch.Tensor:
     return _ONES[key]
 
 
+def _coefficients(shape, tv_w: float, tv_h: float, smooth: float, l1: float, circular: bool) -> list[float]:
+    """Each term's weight over its count of terms: (cw, ch, cs, cl) of a plane [H, W, C]."""
+    H, W, C = shape
+    cw = tv_w / max((W - 1) * H * C, 1) if W > 1 else 0.0
+    ch = tv_h / max((H - 1) * W * C, 1) if H > 1 else 0.0
+    smooth_rows = H if circular else H - 2
+    cs = smooth / (smooth_rows * W * C) if smooth and smooth_rows > 0 else 0.0
+    cl = l1 / (H * W * C) if l1 else 0.0
+    return [cw, ch, cs, cl]
+
+
 def plane_regularizer_grads(
     plane: torch.Tensor,
     grad: torch.Tensor,
@@ -144,26 +190,59 @@ def plane_regularizer_grads(
     """Add the weighted regularizers' gradient w.r.t. `plane` [H, W, C] into `grad` (same
     shape, dtype, device; contiguous) and return their value, a 0-d tensor (see the
     module docstring for the terms; each weight multiplies a mean over its terms)."""
-    if plane.dim() != 3 or grad.shape != plane.shape or grad.dtype != plane.dtype:
-        raise ValueError(f"plane and grad must be [H, W, C] of one dtype, got {tuple(plane.shape)} / {tuple(grad.shape)}")
-    if not (plane.is_contiguous() and grad.is_contiguous()):
-        raise ValueError("plane and grad must be contiguous (channel-last [H, W, C])")
-    H, W, C = plane.shape
-    count = H * W * C
-    cw = tv_w / max((W - 1) * H * C, 1) if W > 1 else 0.0
-    ch = tv_h / max((H - 1) * W * C, 1) if H > 1 else 0.0
-    smooth_rows = H if circular else H - 2
-    cs = smooth / (smooth_rows * W * C) if smooth and smooth_rows > 0 else 0.0
-    cl = l1 / count if l1 else 0.0
-    if anchor is None:
-        anchor = _ones_row(W, C, plane.dtype, plane.device)
-    elif tuple(anchor.shape) != (W, C):
-        raise ValueError(f"anchor must be [W, C] = [{W}, {C}], got {tuple(anchor.shape)}")
-    runtime.ensure_taichi(plane.device)
-    cols = torch.empty(W, dtype=plane.dtype, device=plane.device)
-    anchor = anchor.detach().contiguous()
-    simd = runtime.simd_vectors(C, [plane, grad, anchor])
-    with runtime.vector_codegen(simd), runtime.fixed_cpu_block_dim():  # C channels as one SIMD vector
-        # detached views: Taichi's launcher would otherwise touch the tensors' .grad (taichi#8101)
-        _kernel(plane.dtype, C, circular, simd)(plane.detach(), grad.detach(), anchor, cols, cw, ch, cs, cl)
-    return cols.sum()
+    return regularizer_grads_of_planes([plane], [grad], tv_w=tv_w, tv_h=tv_h, smooth=smooth, l1=l1, circular=circular, anchors=[anchor])
+
+
+def regularizer_grads_of_planes(
+    planes: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor],
+    *,
+    tv_w: float = 0.0,
+    tv_h: float = 0.0,
+    smooth: float = 0.0,
+    l1: float = 0.0,
+    circular: bool = False,
+    anchors: Optional[Sequence[Optional[torch.Tensor]]] = None,
+) -> torch.Tensor:
+    """`plane_regularizer_grads` of every plane (the same weights, each a mean over that
+    plane's terms), summed: GROUP planes a launch. planes / grads: [H_k, W_k, C] each, one
+    C and dtype; anchors: None or one [W_k, C] row (or None: ones) per plane."""
+    planes, grads = list(planes), list(grads)
+    anchors = list(anchors) if anchors is not None else [None] * len(planes)
+    if len(grads) != len(planes) or len(anchors) != len(planes):
+        raise ValueError("planes, grads and anchors must have one entry per plane")
+    if not planes:
+        return torch.zeros((), dtype=torch.float64)
+    C, dtype = planes[0].shape[-1], planes[0].dtype
+    rows = []
+    for plane, grad, anchor in zip(planes, grads, anchors):
+        if plane.dim() != 3 or grad.shape != plane.shape or grad.dtype != plane.dtype:
+            raise ValueError(f"plane and grad must be [H, W, C] of one dtype, got {tuple(plane.shape)} / {tuple(grad.shape)}")
+        if not (plane.is_contiguous() and grad.is_contiguous()):
+            raise ValueError("plane and grad must be contiguous (channel-last [H, W, C])")
+        if plane.shape[2] != C or plane.dtype != dtype:
+            raise ValueError(f"every plane must have {C} channels and dtype {dtype}, got {tuple(plane.shape)} {plane.dtype}")
+        H, W, _ = plane.shape
+        if anchor is None:
+            anchor = _ones_row(W, C, plane.dtype, plane.device)
+        elif tuple(anchor.shape) != (W, C):
+            raise ValueError(f"anchor must be [W, C] = [{W}, {C}], got {tuple(anchor.shape)}")
+        rows.append(anchor.detach().contiguous())
+    runtime.ensure_taichi(planes[0].device)
+    total = torch.zeros((), dtype=torch.float64)
+    for at in range(0, len(planes), GROUP):
+        ps, gs, ans = planes[at:at + GROUP], grads[at:at + GROUP], rows[at:at + GROUP]
+        used = len(ps)
+        coef = torch.tensor([_coefficients(tuple(p.shape), tv_w, tv_h, smooth, l1, circular) for p in ps]
+                            + [[0.0] * 4] * (GROUP - used), dtype=dtype, device=ps[0].device)
+        cols = torch.empty(sum(p.shape[1] for p in ps), dtype=dtype, device=ps[0].device)
+        # detached views: Taichi's launcher would otherwise touch the tensors' .grad (taichi#8101);
+        # unused slots repeat the first plane (never read: `used`)
+        ps = [p.detach() for p in ps] + [ps[0].detach()] * (GROUP - used)
+        gs = [g.detach() for g in gs] + [gs[0].detach()] * (GROUP - used)
+        ans = ans + [ans[0]] * (GROUP - used)
+        simd = runtime.simd_vectors(C, [*ps, *gs, *ans])
+        with runtime.vector_codegen(simd), runtime.fixed_cpu_block_dim():  # C channels as one SIMD vector
+            _kernel(dtype, C, circular, simd)(*ps, *gs, *ans, coef, cols, used)
+        total = total + cols.sum().double()
+    return total.to(dtype)

@@ -9,7 +9,7 @@ import torch
 
 from fixtures.bounded import bounded
 
-from loopnerf.kernels.plane_regularizers import plane_regularizer_grads
+from loopnerf.kernels.plane_regularizers import plane_regularizer_grads, regularizer_grads_of_planes
 from loopnerf.model import losses as L
 
 
@@ -42,6 +42,27 @@ def test_values_and_gradients_match_the_twin_in_float64(shape, circular):
     value = plane_regularizer_grads(p.detach(), grad, circular=circular, anchor=anchor, **weights)
     assert float(value) == pytest.approx(float(ref), rel=1e-12, abs=1e-14)
     torch.testing.assert_close(grad, p.grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("circular,channels", [(False, 16), (True, 8), (False, 3)])
+def test_planes_of_different_shapes_in_groups_match_the_twin_in_float64(circular, channels):
+    """Seven planes of different widths and heights: three launches of up to three
+    planes (the last one partly used), each plane's terms a mean over its own size."""
+    gen = torch.Generator().manual_seed(channels + int(circular))
+    shapes = [(6, 5), (4, 9), (7, 3), (5, 5), (3, 12), (8, 2), (6, 7)]
+    planes = [(1.0 + 0.3 * torch.randn(h, w, channels, generator=gen, dtype=torch.float64)).requires_grad_() for h, w in shapes]
+    anchors = [torch.randn(w, channels, generator=gen, dtype=torch.float64) if circular else None for _, w in shapes]
+    weights = dict(tv_w=0.5, tv_h=0.0 if circular else 0.3, smooth=0.2, l1=0.1)
+    ref = sum(_twin(p, circular=circular, anchor=a, **weights) for p, a in zip(planes, anchors))
+    ref.backward()
+    grads = [torch.zeros_like(p) for p in planes]
+    value = regularizer_grads_of_planes([p.detach() for p in planes], grads, circular=circular, anchors=anchors, **weights)
+    assert float(value) == pytest.approx(float(ref), rel=1e-12)
+    for g, p in zip(grads, planes):
+        torch.testing.assert_close(g, p.grad, rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match="channels"):
+        regularizer_grads_of_planes([planes[0].detach(), torch.zeros(3, 3, channels + 1, dtype=torch.float64)],
+                                    [grads[0], torch.zeros(3, 3, channels + 1, dtype=torch.float64)])
 
 
 def test_gradient_is_added_to_what_is_there():

@@ -316,21 +316,18 @@ def add_loop_regularizer_grads(model: "LoopModel", w) -> dict:
     """The value of `model.loop_regularizers(w)` (one term, "plane_regularizers"), its
     gradient added straight into the loop planes' `.grad` by the fused Taichi pass; call
     it after `backward()` of the other terms. Frozen planes (no grad wanted) are skipped."""
-    from loopnerf.kernels.plane_regularizers import plane_regularizer_grads
+    from loopnerf.kernels.plane_regularizers import regularizer_grads_of_planes
 
     planes = list(model.field.loop_planes)
-    anchors = model.field.anchors()
     n = len(planes)
-    total = torch.zeros((), dtype=torch.float64)
-    for plane, anchor in zip(planes, anchors):
-        if not plane.requires_grad:
-            continue
+    pairs = [(p, a) for p, a in zip(planes, model.field.anchors()) if p.requires_grad]
+    for plane, _ in pairs:
         if plane.grad is None:
             plane.grad = torch.zeros_like(plane)
-        total = total + plane_regularizer_grads(
-            plane, plane.grad, tv_w=2.0 * w.plane_tv / n, smooth=w.time_smoothness / n, l1=w.l1_time / n,
-            circular=True, anchor=anchor,
-        ).double()
+    total = regularizer_grads_of_planes(
+        [p for p, _ in pairs], [p.grad for p, _ in pairs], tv_w=2.0 * w.plane_tv / n, smooth=w.time_smoothness / n,
+        l1=w.l1_time / n, circular=True, anchors=[a for _, a in pairs],
+    ).double()
     return {"plane_regularizers": total.float()}
 
 

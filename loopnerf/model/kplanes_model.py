@@ -262,18 +262,19 @@ class KPlanesModel(nn.Module):
     @staticmethod
     def _grid_regularizer_grads(grid, tv: float, smooth: float, l1: float) -> torch.Tensor:
         """One grid's `grid_tv`, `time_smoothness` and `l1_time_planes` (weighted), fused."""
-        from loopnerf.kernels.plane_regularizers import plane_regularizer_grads
+        from loopnerf.kernels.plane_regularizers import regularizer_grads_of_planes
 
         space, space_time = grid.space_planes(), grid.space_time_planes() if grid.dim == 4 else []
         n, n_t = len(space) + len(space_time), max(len(space_time), 1)
-        total = torch.zeros((), dtype=torch.float64)
-        for plane, is_time in [(q, False) for q in space] + [(q, True) for q in space_time]:
+        for plane in space + space_time:
             if plane.grad is None:
                 plane.grad = torch.zeros_like(plane)
-            tv_coef = 2.0 * tv / n  # plane_tv is 2 (mean dH^2 + mean dW^2); grid_tv its mean over planes
-            total = total + plane_regularizer_grads(
-                plane, plane.grad, tv_w=tv_coef, tv_h=0.0 if is_time else tv_coef,
-                smooth=smooth / n_t if is_time else 0.0, l1=l1 / n_t if is_time else 0.0,
+        tv_coef = 2.0 * tv / n  # plane_tv is 2 (mean dH^2 + mean dW^2); grid_tv its mean over planes
+        # (the planes of a kind come scale by scale: three of a scale per launch)
+        total = regularizer_grads_of_planes(space, [q.grad for q in space], tv_w=tv_coef, tv_h=tv_coef).double()
+        if space_time:
+            total = total + regularizer_grads_of_planes(
+                space_time, [q.grad for q in space_time], tv_w=tv_coef, smooth=smooth / n_t, l1=l1 / n_t,
             ).double()
         return total.float()
 
