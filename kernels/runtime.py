@@ -29,10 +29,18 @@ def _current_arch_name() -> str | None:
     ti = _taichi()
     from taichi.lang import impl
 
-    runtime = impl.get_runtime()
-    if runtime.prog is None:
+    prog = impl.get_runtime().prog
+    if prog is None:
         return None
-    return str(runtime.prog.config().arch).split(".")[-1]
+    global _ARCH
+    # asked a few dozen times a training step (every kernel call): the config's arch is
+    # read once per Taichi program (the cache holds the program, so its id is not reused)
+    if _ARCH is None or _ARCH[0] is not prog:
+        _ARCH = (prog, str(prog.config().arch).split(".")[-1])
+    return _ARCH[1]
+
+
+_ARCH = None
 
 
 def ensure_taichi(device) -> "object":
