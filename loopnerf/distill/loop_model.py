@@ -269,9 +269,12 @@ class LoopModel(KPlanesModel):
                 d_idx, s_idx = inside.nonzero().squeeze(1), (~inside).nonzero().squeeze(1)
                 ray_of = torch.arange(pts.shape[0], device=pts.device) // x.shape[1]
                 sd, ld = loop_features_decoded(pts[d_idx], phases, static[d_idx], loops, w, basis, ray_of[d_idx])
-                st = static[s_idx]
-                ss = st @ w.reshape(-1)
-                ls = torch.einsum("kc,kdc->kd", st, basis[ray_of[s_idx]])
+                # the static part's logits for every point, ray by ray (one batched matrix
+                # product), then the outside points picked: gathering each point's colour
+                # basis [K, 3, S * C] first cost 3-4 ms of a 80 ms step
+                with torch.no_grad():
+                    ss = (static @ w.reshape(-1))[s_idx]
+                    ls = torch.bmm(static.view(r, x.shape[1], -1), basis.transpose(1, 2)).reshape(-1, 3)[s_idx]
                 sigma = sd.new_empty(f_, pts.shape[0]).index_copy(1, d_idx, sd).index_copy(1, s_idx, ss[None].expand(f_, -1))
                 logits = ld.new_empty(f_, pts.shape[0], 3).index_copy(1, d_idx, ld).index_copy(1, s_idx, ls[None].expand(f_, -1, -1))
             density = trunc_exp(sigma + decoder.sigma.bias.detach() - 1.0)
