@@ -8,8 +8,10 @@ brick: the two loop frames around the phase) and, once the weight T * alpha of t
 samples since the last colour reaches P_MIN_ALPHA, a trilinear lookup of the k colour
 coordinates, decoded with the ray's G(d), g(d) (one bilinear lookup of the colour
 table per ray, kept in registers): colour = sigmoid(G(d) z + g(d)), given to that
-weight (faint haze shares one colour per P_MIN_ALPHA of light). The ray stops once its
-transmittance is under P_STOP_T.
+weight (faint haze shares one colour per P_MIN_ALPHA of light). Each step's budget of
+optical depth (P_TAU, P_SKIP) grows as the ray's light T runs out, by 1 / T
+(`march.light_scaled`, floored at P_LIGHT_FLOOR): a ray that is half behind a surface
+takes long steps there. The ray stops once its transmittance is under P_STOP_T.
 
 Pixels run in square tiles of `tile` (`TILE`): neighbouring rays meet the same
 bricks, which a row-major order scatters over a whole image row (8: 5-15 % faster on
@@ -33,6 +35,7 @@ from loopnerf.viewer.march import (
     march_setup,
     median_crossing,
     field_point,
+    light_scaled,
     march_range,
     march_segment,
     resume_level,
@@ -48,7 +51,7 @@ def render_bricks_kernel(
     slot: ti.types.ndarray(dtype=ti.i32, ndim=3),
     dynamic: ti.types.ndarray(dtype=ti.i32, ndim=3),
     log_density: ti.types.ndarray(dtype=ti.f16, ndim=1),
-    colour: ti.types.ndarray(dtype=ti.f16, ndim=1),
+    colour: ti.types.ndarray(dtype=ti.u8, ndim=1),
     colour_table: ti.types.ndarray(dtype=ti.f32, ndim=4),
     density_mip: ti.types.ndarray(dtype=ti.f32, ndim=1),
     mip_meta: ti.types.ndarray(dtype=ti.i32, ndim=2),
@@ -72,7 +75,7 @@ def render_bricks_kernel(
     """Render one image of the loop `blend` of the way from loop frame0 to frame1.
 
     slot, dynamic [Bx, By, Bz] int32; log_density [n_slots * (B+1)^3] float16; colour
-    [n_slots * (B+1)^3 * k] float16; colour_table [Hd, Wd, 3, k+1] (see `BrickGrid`).
+    [n_slots * (B+1)^3 * k] uint8; colour_table [Hd, Wd, 3, k+1] (see `BrickGrid`).
     density_mip / mip_meta: the max pyramid of density bounds (`density_pyramid`).
     params [N_PARAMS] (`march.P_*`): camera, box, near/far, step, thresholds and
     frame0, frame1, blend: a moving brick blends (1 - blend) frame0 + blend frame1.
@@ -120,7 +123,8 @@ def render_bricks_kernel(
             t = t_lo
             level = mip_meta.shape[0] - 1
             while t < t_hi:
-                seg_end, n_pieces, found = march_segment(density_mip, mip_meta, on, dn, inv_dn, t, t_hi, t_in_lo, t_in_hi, contracted, nudge, base_step, tau, skip, level)
+                tau_t, skip_t = light_scaled(params, tau, skip, transmittance)
+                seg_end, n_pieces, found = march_segment(density_mip, mip_meta, on, dn, inv_dn, t, t_hi, t_in_lo, t_in_hi, contracted, nudge, base_step, tau_t, skip_t, level)
                 level = resume_level(mip_meta, found)
                 delta = (seg_end - t) / ti.max(n_pieces, 1)
                 for i in range(n_pieces):

@@ -41,7 +41,8 @@ P_SKIP = 32  # a cell whose optical-depth bound along the ray is under this is s
 P_RECORD = 33  # > 0: record each sample's weight into the visibility grid (max per cell)
 P_DEPTH_MEDIAN = 34  # > 0: depth_out is the median distance (`median_crossing`), else the expected one
 P_CONTRACT = 35  # > 0: the scene is unbounded (contraction 'mipnerf360', see `field_point`)
-N_PARAMS = 36
+P_LIGHT_FLOOR = 36  # > 0: a step's optical-depth budget grows as the ray's light runs out (`light_scaled`)
+N_PARAMS = 37
 
 PI = 3.141592653589793
 
@@ -280,6 +281,21 @@ def march_setup(params: ti.template(), dn):
         inv_dn[a] = ti.select(ti.abs(dn[a]) > 1e-12, 1.0 / dn[a], 0.0)
     base_step = params[P_STEP]
     return inv_dn, base_step, params[P_TAU], params[P_SKIP], 1e-4 * base_step, params[P_RECORD] > 0.0
+
+
+@ti.func
+def light_scaled(params: ti.template(), tau: ti.f32, skip: ti.f32, transmittance: ti.f32):
+    """(tau, skip) for the next step of a ray that has `transmittance` of its light left.
+
+    What a sample adds to the pixel is T * alpha, so an error in its alpha costs the
+    pixel T times as much: a step may cover 1 / T more optical depth (and a cell be
+    skipped below 1 / T more) for the same error in the pixel. T is floored at
+    params[P_LIGHT_FLOOR] (0: unscaled, the exact renderers and visibility recording)."""
+    floor = params[P_LIGHT_FLOOR]
+    scale = 1.0
+    if floor > 0.0:
+        scale = 1.0 / ti.max(transmittance, floor)
+    return tau * scale, skip * scale
 
 
 @ti.func

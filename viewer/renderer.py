@@ -60,6 +60,15 @@ stops once under one 8-bit step of light gets through (SNeRG's 1/255). On the de
 integral at the still cameras min 37.53 -> 37.25 dB, mean 40.06 -> 39.19 dB (bar 35).
 0.5 takes 19.8 samples a ray at 36.94 dB worst, but an earlier session's loop fell to
 34.9 dB worst there, so 0.4 keeps a margin."""
+BRICK_LIGHT_FLOOR = 0.05
+"""The bricks' march budget follows the light left (`march.light_scaled`): with T of a
+ray's light left, a sample may cover 0.4 / T of optical depth and a cell under 1e-4 / T
+is skipped (T floored at this), since an error in a sample's alpha costs the pixel T
+times as much. Behind the first half of a surface the march takes long steps instead
+of one per cell. On the demo loop (24-view orbit, 320x240): 21.5 -> 14.7 samples a ray,
+1.33x the frame rate, fidelity against the exact integral 39.33 -> 38.32 dB worst,
+39.91 -> 38.71 dB mean (floor 0.2: 15.7 samples a ray, 38.38 dB worst). Off while
+recording visibility, so culling sees every cell a ray reaches."""
 SKIP_OPTICAL_DEPTH = 1e-4  # a cell whose optical-depth bound along the ray is below this is skipped
 DEPTH_KINDS = ("expected", "median")  # what `render_phase_with_opacity` reports as depth
 EXPORT_BACKEND = "planes"
@@ -232,7 +241,7 @@ class Renderer:
             b = self.bricks
             self._gpu.update(
                 slot=upload(b.slot, ti.i32), dynamic=upload(b.dynamic, ti.i32),
-                log_density=upload(b.log_density, ti.f16), colour=upload(b.colour, ti.f16),
+                log_density=upload(b.log_density, ti.f16), colour=upload(b.colour, ti.u8),
                 colour_table=upload(b.colour_table, ti.f32),
             )
         else:
@@ -422,6 +431,7 @@ class Renderer:
         params[m.P_RECORD] = 1.0 if visibility is not None else 0.0
         params[m.P_DEPTH_MEDIAN] = 1.0 if median_depth else 0.0
         params[m.P_CONTRACT] = 1.0 if loop.unbounded else 0.0
+        params[m.P_LIGHT_FLOOR] = BRICK_LIGHT_FLOOR if bricks and visibility is None else 0.0
         g = self._gpu
         vis = visibility if visibility is not None else g["no_visibility"]
         rgb, depth, opacity, samples, feat_scratch, basis_scratch = self._target(intr.width, intr.height)
