@@ -276,3 +276,29 @@ def test_render_video_matches_render_image_at_every_time():
     change = np.abs(single[1:] - single[:1]).max(axis=(0, 3))
     assert change[:, :8].max() > 1e-3  # the dynamic half moves (untrained planes: faintly)
     assert change[:, -4:].max() == 0.0  # rays that only cross the static half do not
+
+
+def test_lattice_blocks_are_the_field_inside_outside_and_across_the_border(region_loop):
+    """The brick build evaluates whole bricks from per-axis-pair tables, a brick wholly
+    inside the region, wholly outside it or across its border each its own way: every
+    kind must give the reference field's features at its corners."""
+    from loopnerf.export.reference_render import query_features
+    from loopnerf.viewer.bricks import BRICK_CELLS, _LatticeField
+
+    B = BRICK_CELLS
+    cells = tuple(int(r) * max(region_loop.scales) - 1 for r in region_loop.resolution)
+    dims = tuple(-(-n // B) for n in cells)
+    lattice = _LatticeField(region_loop, cells, tuple(d * B + 1 for d in dims))
+    where = np.argwhere(np.ones(dims, dtype=bool))
+    offs = torch.arange(B + 1)
+    idx = tuple(torch.as_tensor(where[:, a, None]) * B + offs[None, :] for a in range(3))
+    kinds = lattice.inside_block(*idx).flatten(1)
+    all_in, any_in = kinds.all(1), kinds.any(1)
+    picks = [int(torch.nonzero(m)[0]) for m in (all_in, ~any_in, any_in & ~all_in)]  # one brick of each kind
+    frame = 3
+    got = lattice.block(lattice.frame_tables(frame), *(i[picks] for i in idx))  # [3, B+1, B+1, B+1, K]
+    for n, brick in enumerate(picks):
+        ii, jj, ll = (i[brick] for i in idx)
+        grid = torch.stack(torch.meshgrid(*(lattice.coords[a][c] for a, c in enumerate((ii, jj, ll))), indexing="ij"), -1)
+        ref = query_features(region_loop, grid.reshape(-1, 3), frame / region_loop.frames)
+        torch.testing.assert_close(got[n].reshape(-1, ref.shape[-1]), ref.float(), rtol=1e-4, atol=1e-5)

@@ -232,19 +232,37 @@ class _LatticeField:
         (outside the loop's dynamic region: the static planes alone)."""
         import torch
 
+        if not self.has_region:
+            return self._product(tables, ii, jj, ll)
+        # Most bricks lie wholly inside the dynamic region or wholly outside it: each is
+        # built from its own tables, and only the bricks that straddle the border are
+        # built both ways (products of [n, V, K] are what the build spends its time on).
+        inside = self.inside_block(ii, jj, ll)
+        per_brick = inside.flatten(1)
+        all_in, any_in = per_brick.all(1), per_brick.any(1)
+        if bool(all_in.all()):
+            return self._product(tables, ii, jj, ll)
+        still_tables = (self.xy, self.xz)
+        if not bool(any_in.any()):
+            return self._product(still_tables, ii, jj, ll)
+        out = torch.empty((len(ii), ii.shape[1], jj.shape[1], ll.shape[1], self.yz.shape[-1]), dtype=self.yz.dtype)
+        for sel, tabs in ((all_in, tables), (~any_in, still_tables)):
+            if bool(sel.any()):
+                out[sel] = self._product(tabs, ii[sel], jj[sel], ll[sel])
+        mixed = any_in & ~all_in
+        if bool(mixed.any()):
+            m = (ii[mixed], jj[mixed], ll[mixed])
+            out[mixed] = torch.where(inside[mixed][..., None], self._product(tables, *m), self._product(still_tables, *m))
+        return out
+
+    def _product(self, tables, ii: "torch.Tensor", jj: "torch.Tensor", ll: "torch.Tensor") -> "torch.Tensor":
+        """t1[i, j] t2[i, l] YZ[j, l] [n, B+1, B+1, B+1, K] for tables (t1, t2)."""
         t1, t2 = tables
         a = t1[ii[:, :, None], jj[:, None, :]]  # [n, b, b, K] over (i, j)
         c = t2[ii[:, :, None], ll[:, None, :]]  # over (i, l)
         d = self.yz[jj[:, :, None], ll[:, None, :]]  # over (j, l)
-        f = a[:, :, :, None, :] * c[:, :, None, :, :] * d[:, None, :, :, :]
-        if not self.has_region:
-            return f
-        inside = self.inside_block(ii, jj, ll)
-        if bool(inside.all()):
-            return f
-        still = (self.xy[ii[:, :, None], jj[:, None, :]][:, :, :, None, :] * self.xz[ii[:, :, None], ll[:, None, :]][:, :, None, :, :]
-                 * d[:, None, :, :, :])
-        return torch.where(inside[..., None], f, still)
+        f = a[:, :, :, None, :] * c[:, :, None, :, :]
+        return f.mul_(d[:, None, :, :, :])
 
 
 def colour_code(dir_table: "torch.Tensor", features: "torch.Tensor", weights: "torch.Tensor", rank: int):
