@@ -103,7 +103,7 @@ class Renderer:
             "planes" (exact to the file's planes).
         bricks: a prebuilt `BrickGrid` of this loop (else built here for "bricks").
         progress: called as progress(done, total) while the brick grid builds (about
-            20 s for the demo loop on a 2-core CPU), e.g. `data.progress.progress_callback`.
+            10-14 s for the demo loop on a 2-core CPU), e.g. `data.progress.progress_callback`.
 
     Attributes: `build_seconds` (brick grid build at load time, 0 for "planes");
     after the first render `compile_seconds` (Taichi start + kernel compile, measured
