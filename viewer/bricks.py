@@ -468,6 +468,7 @@ def build_bricks(
     def stored_code(z: "torch.Tensor") -> "torch.Tensor":
         return ((z - z_lo) / z_step).round_().clamp_(0, 255).to(torch.uint8)
 
+    mean_tables = lattice.mean_tables()  # the loop-mean state of the bricks that stand still
     next_slot = 0
     for ci, c0 in enumerate(chunks):
         sel = where[c0 : c0 + CHUNK_BRICKS]
@@ -482,7 +483,7 @@ def build_bricks(
         # tolerances), every frame for the moving ones.
         if (~dyn).any():
             keep = np.nonzero(~dyn)[0]
-            state = encoded(lattice.mean_tables(), tuple(i[torch.as_tensor(keep)] for i in idx))
+            state = encoded(mean_tables, tuple(i[torch.as_tensor(keep)] for i in idx))
             at = torch.as_tensor(starts[keep], dtype=torch.long)
             log_density[at] = state[..., 0].half()
             colour[at] = stored_code(state[..., 1:])
