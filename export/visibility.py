@@ -89,13 +89,15 @@ def pose_shift(a: np.ndarray, b: np.ndarray, centre: np.ndarray, radius: float) 
 
 
 def visibility_grid(baked: "BakedLoop", views: Iterable[tuple[Any, float, "Intrinsics"]], *,
-                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                    progress: Callable[[int, int], None] | None = None, floor: float = 0.0) -> np.ndarray:
     """float32 [Gx, Gy, Gz]: the largest weight T * alpha of any sample of the views
-    in each occupancy cell (0 where no ray of theirs put any weight)."""
+    in each occupancy cell (0 where no ray of theirs put any weight). Weights up to
+    `floor` need not be exact (`Renderer.record_visibility`: rays stop once their
+    transmittance is under it)."""
     from loopnerf.viewer.renderer import Renderer
 
     renderer = Renderer(baked, 2, 2, backend="planes")
-    return renderer.record_visibility(views, progress=progress)
+    return renderer.record_visibility(views, progress=progress, floor=floor)
 
 
 def box_cells(shape: Sequence[int]) -> "torch.Tensor":
@@ -121,7 +123,9 @@ def cull_invisible(baked: "BakedLoop", views: Sequence[tuple[Any, float, "Intrin
     if not views:
         raise ValueError("visibility culling needs at least one camera view")
     t0 = time.perf_counter()
-    vis = visibility_grid(baked, views, progress=progress)
+    # A cell is kept when some sample weighs more than min_weight, which no sample past
+    # the point where a ray's transmittance falls under min_weight can: rays stop there.
+    vis = visibility_grid(baked, views, progress=progress, floor=float(min_weight))
     seen = torch.as_tensor(vis > float(min_weight), dtype=torch.float32)
     if dilate > 0:
         k = 2 * int(dilate) + 1

@@ -306,6 +306,28 @@ def test_culling_views_drop_a_still_camera_seen_again_at_a_known_phase(loop):
     assert not (seen_all & ~near_kept).any()  # what culling keeps (dilated by a cell) is unchanged
 
 
+def test_visibility_floor_stops_rays_and_keeps_every_weight_over_it(loop):
+    """Recording visibility for a culling threshold, rays stop once their transmittance
+    is under it: every cell that weighs more than the floor keeps exactly its weight
+    (the culling is unchanged), the others at most theirs, and the rays take fewer
+    samples (a denser loop, so rays run out of light)."""
+    dense = dataclasses.replace(loop, sigma_bias=loop.sigma_bias + 3.0)
+    home = np.asarray(loop.camera["c2w"])
+    k = Intrinsics(**{key: loop.camera[key] for key in ("fx", "fy", "cx", "cy", "width", "height")})
+    views = [(c2w, i / loop.frames, k) for i, c2w in enumerate(orbit_path(home, loop.box, loop.up, 3, degrees=20.0))]
+    floor = 0.005
+    r = Renderer(dense, 2, 2, backend="planes")
+    exact = r.record_visibility(views)
+    exact_samples = int(r.last_samples_per_ray().sum())
+    fast = r.record_visibility(views, floor=floor)
+    fast_samples = int(r.last_samples_per_ray().sum())
+    over = exact > floor
+    assert over.any() and (exact[~over] > 0).any()
+    np.testing.assert_array_equal(fast[over], exact[over])
+    assert (fast <= exact).all() and not (fast[~over] > floor).any()
+    assert fast_samples < exact_samples, (fast_samples, exact_samples)
+
+
 def test_visibility_grid_is_zero_where_no_ray_goes(loop):
     # A camera looking away from the box sees nothing: every cell invisible.
     c2w = np.asarray(loop.camera["c2w"], dtype=np.float32).copy()

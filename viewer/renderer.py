@@ -388,14 +388,17 @@ class Renderer:
             raise RuntimeError("nothing rendered yet")
         return self._last_samples.to_numpy()
 
-    def record_visibility(self, views, *, progress=None) -> np.ndarray:
+    def record_visibility(self, views, *, progress=None, floor: float = 0.0) -> np.ndarray:
         """Visibility of the grid cells: the largest weight T * alpha any sample of the
         given views puts in each level-0 cell of the density pyramid (SNeRG's culling
         criterion).
 
         views: iterable of (c2w [4, 4], phase in [0, 1), Intrinsics). progress: called
-        as progress(done, total). Returns float32 [Gx, Gy, Gz] (the occupancy grid's
-        shape). Colour is not computed (only densities matter).
+        as progress(done, total). floor: weights up to this need not be exact (a culling
+        threshold): a ray stops once its transmittance is under it, since no later
+        sample can weigh more; every cell whose largest weight is over `floor` gets
+        exactly that weight, the others at most it. Returns float32 [Gx, Gy, Gz] (the
+        occupancy grid's shape). Colour is not computed (only densities matter).
         """
         import taichi as ti
 
@@ -404,12 +407,13 @@ class Renderer:
         grid = ti.ndarray(ti.f32, shape=(int(np.prod(self._occupancy.shape)),))
         grid.fill(0.0)
         for i, (c2w, phase, intr) in enumerate(views):
-            self._render_into(c2w, phase, intr, visibility=grid)
+            self._render_into(c2w, phase, intr, visibility=grid, stop_below=floor)
             if progress is not None:
                 progress(i + 1, len(views))
         return grid.to_numpy().reshape(self._occupancy.shape)
 
-    def _render_into(self, c2w, phase: float, intr: Intrinsics, visibility=None, median_depth: bool = False):
+    def _render_into(self, c2w, phase: float, intr: Intrinsics, visibility=None, median_depth: bool = False,
+                     stop_below: float = 0.0):
         from loopnerf.viewer import march as m
 
         loop = self.loop
@@ -425,7 +429,7 @@ class Renderer:
         bricks = self.backend == "bricks"
         min_weight = MIN_SAMPLE_WEIGHT if bricks else PLANES_MIN_SAMPLE_WEIGHT
         params[m.P_MIN_ALPHA] = np.inf if visibility is not None else min_weight
-        params[m.P_STOP_T] = BRICK_STOP_TRANSMITTANCE if bricks else STOP_TRANSMITTANCE
+        params[m.P_STOP_T] = max(BRICK_STOP_TRANSMITTANCE if bricks else STOP_TRANSMITTANCE, stop_below)
         params[m.P_TAU] = (BRICK_SAMPLE_OPTICAL_DEPTH if bricks else SAMPLE_OPTICAL_DEPTH) * self.step_scale
         params[m.P_SKIP] = SKIP_OPTICAL_DEPTH
         params[m.P_RECORD] = 1.0 if visibility is not None else 0.0
