@@ -135,6 +135,46 @@ def test_distill_resume_is_exact(demo_dir, tmp_path):
     assert any(not torch.equal(p, q) for p, q in zip(second.model.loop_parameters(), start))
 
 
+def test_wrap_rows_are_the_frames_beside_the_wrap():
+    from loopnerf.distill.train import wrap_rows
+    from loopnerf.errors import ConfigError
+
+    assert wrap_rows(8, 2).tolist() == [True, True, False, False, False, False, True, True]
+    assert wrap_rows(8, 0).all() and wrap_rows(8, 4).all() and wrap_rows(5, 3).all()
+    with pytest.raises(ConfigError):
+        wrap_rows(8, -1)
+
+
+def test_only_the_frames_beside_the_wrap_train(demo_dir, tmp_path):
+    """init 'segment' with wrap_frames w: the loop-plane rows of frames w..F-w-1 keep the
+    stage-1 motion they started from bit for bit, the rows beside the wrap train; with
+    w = 0 every row trains (the report's distillation)."""
+    import shutil
+
+    import torch
+
+    from loopnerf.distill.train import Distiller, distill_preset
+
+    run = tmp_path / "run"
+    shutil.copytree(demo_dir / "run", run)
+    cfg = distill_preset("tiny")
+    cfg.frames, cfg.wrap_frames, cfg.init = 12, 2, "segment"
+    d = Distiller(run, cfg, "loop", quiet=True)
+    start = [p.detach().clone() for p in d.model.loop_parameters()]
+    for _ in range(8):
+        d.train_step()
+    after = d.model.loop_parameters()
+    for p, q in zip(after, start):
+        assert torch.equal(p[2:10], q[2:10])
+    moved = [bool((p[r] != q[r]).any()) for p, q in zip(after, start) for r in (0, 1, 10, 11)]
+    assert any(moved)
+    cfg.wrap_frames = 0
+    every = Distiller(run, cfg, "loop", quiet=True)
+    for _ in range(8):
+        every.train_step()
+    assert any(not torch.equal(p[2:10], q[2:10]) for p, q in zip(every.model.loop_parameters(), start))
+
+
 def test_render_baked_loop_matches_the_viewer(demo_dir, tmp_path):
     import imageio.v3 as iio
 
