@@ -71,9 +71,10 @@ class DistillConfig:
     """Playback rate of the loop, frames per second."""
     steps: int = 200
     """Steps of the loop (method 'loop'). From the 'segment' start the looping loss mostly
-    mends the wrap, and every further step trades motion for it: on the demo capture
-    (lr 1e-3) 200 steps kept a motion ratio of 0.76 with seam ratio 0.62, 400 steps at
-    lr 2e-3 0.62 / 0.60."""
+    mends the wrap, and with every frame trained (`wrap_frames` 0) every further step
+    traded motion for it: on the demo capture (lr 1e-3) 200 steps kept a motion ratio of
+    0.76 with seam ratio 0.62, 400 steps at lr 2e-3 0.62 / 0.60; with the default
+    `wrap_frames` 300 steps 0.815 / 0.55 (wrap_frames 4) against 200 steps 0.816 / 0.61."""
     size: int = 32
     """Training crop side in rays (each step renders F x size x size rays)."""
     halve_every: int = 75
@@ -93,8 +94,9 @@ class DistillConfig:
     """Temporal window of the segment video per step, frames (>= F); 0 = the whole segment."""
     lr: float = 1e-3
     """Learning rate of the loop planes (cosine-decayed to a tenth). From the 'segment'
-    start a small one keeps the stage-1 motion: on the demo capture at 200 steps, lr 5e-4 /
-    1e-3 / 2e-3 kept motion ratios 0.79 / 0.76 / 0.73 and seam ratios 0.97 / 0.62 / 0.52."""
+    start a small one keeps the stage-1 motion: on the demo capture at 200 steps with every
+    frame trained, lr 5e-4 / 1e-3 / 2e-3 kept motion ratios 0.79 / 0.76 / 0.73 and seam
+    ratios 0.97 / 0.62 / 0.52 (`wrap_frames` 4: lr 1e-3 0.816 / 0.61, 2e-3 0.813 / 0.41)."""
     naive_steps: int = 400
     """Steps of the naive baseline (method 'naive'; `steps` is the loop's)."""
     naive_lr: float = 1e-2
