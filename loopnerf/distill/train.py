@@ -207,10 +207,10 @@ def wrap_rows(frames: int, wrap_frames: int) -> torch.Tensor:
     i.e. k < wrap_frames or k >= frames - wrap_frames; every frame when wrap_frames is 0
     or covers the loop."""
     if wrap_frames < 0:
-        raise ConfigError(f"wrap_frames must be >= 0, got {wrap_frames}")
-    k = torch.arange(frames)
+        raise ConfigError(f"wrap_frames must be >= 0 (0: every loop frame trains), got {wrap_frames}")
     if wrap_frames == 0 or 2 * wrap_frames >= frames:
         return torch.ones(frames, dtype=torch.bool)
+    k = torch.arange(frames)
     return (k < wrap_frames) | (k >= frames - wrap_frames)
 
 
@@ -234,8 +234,7 @@ class Distiller:
         from loopnerf.distill.loop_model import LoopModel, init_from_stage1_time
 
         check_choices(cfg)
-        if cfg.wrap_frames < 0:
-            raise ConfigError(f"wrap_frames must be >= 0 (0: every loop frame trains), got {cfg.wrap_frames}")
+        trained_rows = wrap_rows(cfg.frames, cfg.wrap_frames)  # (checks wrap_frames before any work)
         self.folder = RunFolder(run)
         self.cfg = cfg
         self.method = method
@@ -282,10 +281,8 @@ class Distiller:
         # init 'segment': only the rows near the wrap train (`DistillConfig.wrap_frames`);
         # a row whose gradient is always zero keeps Adam's moments at zero, so it never moves
         self.held_rows = None
-        if method == "loop" and cfg.init == "segment":
-            trained = wrap_rows(cfg.frames, cfg.wrap_frames)
-            if not bool(trained.all()):
-                self.held_rows = ~trained
+        if method == "loop" and cfg.init == "segment" and not bool(trained_rows.all()):
+            self.held_rows = ~trained_rows
         # with the Taichi kernels the loop planes' regularizers run fused (value + gradient
         # in one pass into .grad, after backward); with the torch twins under autograd
         self.fused_regularizers = self.model.cfg.kernel_backend == "taichi"
