@@ -45,6 +45,14 @@ def test_motion_mask_holds_the_moving_parts_and_little_else(synth):
     covered = mask.grid[idx[:, 0], idx[:, 1], idx[:, 2]].mean()
     assert covered >= 0.9, covered  # 3 stills of 10-13 frames at 32 px
     assert mask.fraction <= 0.25, mask.fraction  # the flag's neighbourhood (and its shadow), not the box
+    # every frame of a still stretch has that stretch's moving pixels (what the ray focus draws from)
+    order = np.argsort(cap.times, kind="stable")
+    for (start, stop), share in zip(mask.stretches, mask.moving_pixels):
+        frames = [int(f) for f in order[start:stop]]
+        assert all(f in mask.still_pixels for f in frames)
+        m = mask.still_pixels[frames[0]]
+        assert m.shape == cap.images.shape[1:3] and m.mean() == pytest.approx(share)
+    assert len(mask.still_pixels) == sum(b - a for a, b in mask.stretches)
 
 
 def test_moving_pixels_ignore_noise_and_thin_flicker():

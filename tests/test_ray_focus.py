@@ -52,6 +52,29 @@ def test_the_mask_is_the_pixels_whose_ray_crosses_the_region():
     assert share == pytest.approx(mask.mean())
 
 
+def test_at_a_still_frame_the_focus_draws_the_region_pixels_seen_moving_more_often():
+    model = _model_with_cube_region()
+    k = Intrinsics(fx=32.0, fy=32.0, cx=16.0, cy=16.0, width=32, height=32)
+    region = frame_dynamic_pixels(model, _camera(), k.as_array(), 32, 32)
+    moving = np.zeros((32, 32), bool)
+    moving[14:16, 12:20] = True  # part of the region's pixels, and a few beside it
+    moving[0, 0] = True  # moving pixels outside the region stay out
+    kept = region & moving
+    assert 0 < kept.sum() < region.sum() and not kept[0, 0]
+    cams, intr = np.stack([_camera()] * 2), np.stack([k.as_array()] * 2)
+    flat, share = focus_indices(model, cams, intr, 32, 32, torch.Generator(), [None, moving], 3)
+    counts = np.bincount(flat.numpy(), minlength=2 * 32 * 32).reshape(2, 32, 32)
+    # frame 0 (no still stretch): every region pixel once; frame 1 (a still one): its
+    # moving region pixels 3 times, its other region pixels once, nothing else
+    np.testing.assert_array_equal(counts[0], region.astype(int))
+    np.testing.assert_array_equal(counts[1], region.astype(int) + 2 * kept)
+    assert share == pytest.approx(region.mean())  # the share counts each pixel once
+    same, _ = focus_indices(model, cams, intr, 32, 32, torch.Generator(), [None, moving], 1)
+    np.testing.assert_array_equal(same.numpy(), np.concatenate([np.flatnonzero(region), 32 * 32 + np.flatnonzero(region)]))
+    with pytest.raises(ValueError, match="moving_weight"):
+        focus_indices(model, cams, intr, 32, 32, torch.Generator(), [None, moving], 0)
+
+
 def test_a_bad_fraction_is_a_config_error(tmp_path):
     from loopnerf.errors import ConfigError
     from loopnerf.model.train import Stage1Trainer
@@ -63,6 +86,19 @@ def test_a_bad_fraction_is_a_config_error(tmp_path):
     cfg.train.dynamic_ray_fraction = 1.5
     with pytest.raises(ConfigError, match="dynamic_ray_fraction"):
         Stage1Trainer(cap, cfg, tmp_path, quiet=True)
+    cfg = preset("tiny")
+    cfg.train.moving_focus_weight = 0
+    with pytest.raises(ConfigError, match="moving_focus_weight"):
+        Stage1Trainer(cap, cfg, tmp_path, quiet=True)
+
+
+def test_a_config_saved_before_the_moving_focus_weight_reads_as_weight_1():
+    from loopnerf.model.config import config_from_dict, config_to_dict
+
+    data = config_to_dict(preset("cpu"))
+    assert data["train"]["moving_focus_weight"] == 4
+    del data["train"]["moving_focus_weight"]
+    assert config_from_dict(data).train.moving_focus_weight == 1
 
 
 def test_the_batcher_draws_the_focus_share_among_the_focus_pixels():

@@ -23,7 +23,7 @@ Poses are camera-to-world, OpenGL axes; pixel centres at +0.5 (`loopnerf.data.ra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -66,6 +66,10 @@ class MotionMask:
     """Fraction of each stretch's pixels found moving."""
     reason: str = ""
     """Why the region is everywhere (no still stretch), else empty."""
+    still_pixels: dict = field(default_factory=dict)
+    """Capture frame index -> bool [H, W]: for every frame of a still stretch, the pixels
+    found moving over that stretch (`moving_pixels`); what stage 1's ray focus draws
+    from at those frames (`ray_focus.focus_indices`)."""
 
     @property
     def fraction(self) -> float:
@@ -165,10 +169,12 @@ def estimate_motion_mask(capture, box: np.ndarray, resolution: int, contraction:
     votes = np.zeros(len(world), np.int32)
     views = np.zeros(len(world), np.int32)
     fractions = []
+    still_pixels = {}
     for seg in segments:
         frames = order[seg.start : seg.stop]
         moving = moving_pixels(capture.images[frames], opts)
         fractions.append(float(moving.mean()))
+        still_pixels.update({int(f): moving for f in frames})
         k = capture.intrinsics[int(frames[len(frames) // 2])]
         w2c = np.linalg.inv(seg.pose)
         cam = world @ w2c[:3, :3].T + w2c[:3, 3]
@@ -185,4 +191,4 @@ def estimate_motion_mask(capture, box: np.ndarray, resolution: int, contraction:
     dynamic = (votes > 0) & (votes >= need)
     grid = _dilate3(dynamic.reshape((resolution,) * 3), opts.dilate_voxels)
     stretches = [(int(s.start), int(s.stop)) for s in segments]
-    return MotionMask(grid, stretches, fractions)
+    return MotionMask(grid, stretches, fractions, still_pixels=still_pixels)

@@ -59,14 +59,28 @@ def frame_dynamic_pixels(model, c2w: np.ndarray, intrinsics: np.ndarray, height:
 
 
 def focus_indices(model, c2w: np.ndarray, intrinsics: np.ndarray, height: int, width: int,
-                  generator: torch.Generator) -> tuple[torch.Tensor, float]:
+                  generator: torch.Generator, still_moving: list | None = None,
+                  moving_weight: int = 1) -> tuple[torch.Tensor, float]:
     """(int32 flat indices frame * H * W + row * W + column of the N frames' pixels whose
     ray crosses the dynamic region, their share of all pixels). Built frame by frame, so
-    no [N, H, W] mask is held; at most `MAX_FOCUS_PIXELS` indices (a random subset beyond)."""
+    no [N, H, W] mask is held; at most `MAX_FOCUS_PIXELS` indices (a random subset beyond).
+
+    still_moving: None, or per frame None or bool [H, W]: at a frame of a still stretch,
+    the pixels seen moving there (`MotionMask.still_pixels`). Those of the frame's region
+    pixels are listed `moving_weight` times (>= 1), so a draw among the indices picks
+    each of them that many times as often as a region pixel that does not move: a still
+    camera shows the region's static pixels alike in every frame, but its moving pixels
+    differ from frame to frame, each a time sample the time planes must fit on its own.
+    The share counts every pixel once."""
+    if moving_weight < 1:
+        raise ValueError(f"moving_weight must be >= 1, got {moving_weight}")
     parts, count = [], 0
     for i in range(len(c2w)):
-        flat = np.flatnonzero(frame_dynamic_pixels(model, c2w[i], intrinsics[i], height, width))
-        count += len(flat)
+        mask = frame_dynamic_pixels(model, c2w[i], intrinsics[i], height, width)
+        count += int(mask.sum())
+        flat = np.flatnonzero(mask)
+        if still_moving is not None and still_moving[i] is not None and moving_weight > 1:
+            flat = np.concatenate([flat] + [np.flatnonzero(mask & still_moving[i])] * (moving_weight - 1))
         parts.append((flat + i * height * width).astype(np.int64))
     flat = torch.from_numpy(np.concatenate(parts) if parts else np.zeros(0, np.int64))
     if len(flat) > MAX_FOCUS_PIXELS:

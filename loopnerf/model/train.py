@@ -78,12 +78,14 @@ class Stage1Trainer:
             self.contraction_note = f"contraction: {cfg.model.contraction} (set by the config)"
         self.model = KPlanesModel(cfg.model, box, seed=cfg.train.seed)
         self.region_note = "dynamic region: everywhere (model.dynamic_region = 'everywhere')"
+        still_pixels: dict = {}
         if cfg.model.dynamic_region == "auto":
             from loopnerf.model.motion_mask import estimate_motion_mask
 
             mask = estimate_motion_mask(capture, box, cfg.model.dynamic_region_resolution, cfg.model.contraction)
             self.model.dynamic_region.set(torch.from_numpy(mask.grid))
             self.region_note = mask.describe()
+            still_pixels = mask.still_pixels
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
         self.optimizer = make_adam(self.model.parameters(), cfg.train.lr)
         # the Taichi backend also fuses the plane regularizers (value + gradient in one
@@ -94,14 +96,19 @@ class Stage1Trainer:
         fraction = cfg.train.dynamic_ray_fraction
         if not 0.0 <= fraction < 1.0:
             raise ConfigError(f"train.dynamic_ray_fraction must be in [0, 1), got {fraction}")
+        weight = cfg.train.moving_focus_weight
+        if not (isinstance(weight, int) and weight >= 1):
+            raise ConfigError(f"train.moving_focus_weight must be an integer >= 1, got {weight}")
         if fraction > 0 and not self.model.dynamic_region.everywhere:
             from loopnerf.model.ray_focus import focus_indices
 
             ids = np.asarray(capture.train_idx)
             pixels, share = focus_indices(self.model, capture.c2w[ids], capture.intrinsics_array()[ids], capture.height,
-                                          capture.width, torch.Generator().manual_seed(cfg.train.seed))
+                                          capture.width, torch.Generator().manual_seed(cfg.train.seed),
+                                          [still_pixels.get(int(i)) for i in ids] if still_pixels else None, weight)
             self.batcher.focus(pixels, fraction)
-            self.focus_note = f"rays: {fraction:.0%} of each batch among the {share:.1%} of training pixels that look into the dynamic region"
+            where = f"; at the still stretches those seen moving {weight}x as often" if still_pixels and weight > 1 else ""
+            self.focus_note = f"rays: {fraction:.0%} of each batch among the {share:.1%} of training pixels that look into the dynamic region{where}"
         self.step = 0
         self.skipped = 0
         self.skip_nonfinite = False
