@@ -103,9 +103,10 @@ class TrainConfig:
     pixel seen moving there (`MotionMask.still_pixels`) this many times as often as one
     that is not (1: alike, as at the other frames; `ray_focus.focus_indices`). Demo
     capture, `cpu` preset, one fit each, at the four still cameras against the true
-    states, 1 / 4 / moving pixels only: motion ratio 0.77-0.81 / 0.81-0.85 / 0.82-0.84,
-    moving-pixel PSNR 27.6-28.9 / 29.0-30.2 / 28.7-29.8 dB, static PSNR 34.2-35.8 /
-    34.3-35.8 / 34.5-35.3 dB, held-out 31.92 / 32.05 / 32.17 dB."""
+    states, 1 / 4 / 8 / moving pixels only: motion ratio 0.77-0.81 / 0.81-0.85 /
+    0.82-0.85 / 0.82-0.84, moving-pixel PSNR 27.6-28.9 / 29.0-30.2 / 29.3-30.5 /
+    28.7-29.8 dB, static PSNR 34.2-35.8 / 34.3-35.8 / 34.3-35.5 / 34.5-35.3 dB, held-out
+    31.92 / 32.05 / 31.98 / 32.17 dB."""
     eval_every: int = 1000
     checkpoint_every: int = 500
     eval_frames: int = 4
