@@ -177,3 +177,27 @@ def test_cycle_references_of_true_states():
     assert ref["standing_still"] < 20.0
     assert cycle_references(states, cycle, np.zeros((4, 4), bool), 6) == {}
     assert cycle_references(states[:4], cycle, moving, 6) == {}
+
+
+def test_cycle_references_score_stage1_windows_as_loops():
+    """Stage 1's own windows are scored as loops: a render that is the true states with a
+    known error scores that error's PSNR in every window; the worst and best window bound
+    the mean; a video of another shape is refused."""
+    from loopnerf.evaluation.command import cycle_references
+
+    rng = np.random.default_rng(6)
+    cycle = rng.random((6, 4, 4, 3))
+    states = cycle[np.arange(14) % 6]
+    moving = np.zeros((4, 4), bool)
+    moving[1:3] = True
+    stage1 = states + 0.1  # 20 dB off the states, so 20 dB off the cycle at the best phase
+    ref = cycle_references(states, cycle, moving, 6, stage1_video=stage1)
+    assert ref["stage1_windows_min"] == pytest.approx(20.0) and ref["stage1_windows_max"] == pytest.approx(20.0)
+    drift = stage1.copy()
+    drift[8:] = rng.random(drift[8:].shape)  # the later windows see frames unlike the cycle
+    ref = cycle_references(states, cycle, moving, 6, stage1_video=drift)
+    assert ref["stage1_windows_max"] == pytest.approx(20.0)
+    assert ref["stage1_windows_min"] < ref["stage1_windows_mean"] < ref["stage1_windows_max"]
+    assert "stage1_windows_mean" not in cycle_references(states, cycle, moving, 6)
+    with pytest.raises(ValueError, match="differ in shape"):
+        cycle_references(states, cycle, moving, 6, stage1_video=stage1[:10])

@@ -64,6 +64,11 @@ def test_demo_artefacts_are_valid(demo_dir):
         assert np.isfinite(ev["loops"][name]["motion_ratio"])
     for needle in ("motion ratio", "true states", "Summary at the supervised still camera"):
         assert needle in report
+    # stage 1 scored the way a loop is: its own windows against the true cycle
+    ref = gt["cameras"]["supervised"]["references"]
+    assert ref["stage1_windows_min"] <= ref["stage1_windows_mean"] <= ref["stage1_windows_max"]
+    assert np.isfinite(ref["stage1_windows_min"])
+    assert "every F-frame window of stage 1 as a loop" in report
 
 
 def test_demo_skips_finished_stages(demo_dir, capsys):

@@ -15,7 +15,11 @@ transforms.json):
   times), the loop and the naive baseline: the motion ratio against the true states,
   coherence and completeness against them (the loops played circularly, stage 1 as the
   video it is), the static-region PSNR against the truth and against the stage-1 render,
-  and for stage 1 the PSNR of its moving pixels frame by frame.
+  and for stage 1 the PSNR of its moving pixels frame by frame;
+- at the supervised camera, `references` for the best-phase PSNR of the moving pixels:
+  loops made from the true states (standing still at their mean, every window of P
+  consecutive states) and every window of P consecutive stage-1 frames scored as a loop
+  (the figure the loop distilled from stage 1 compares with in the loop's own metric).
 Every loop in the run (`loop`, `naive`) is scored the same way. Writes RUN/eval.json and
 RUN/scanlines.png (report Fig. 4.1: one image row over time for the true states where
 known, the stage-1 render, the loops played three times, and the loop's depth).
@@ -212,11 +216,11 @@ def ground_truth_scores(gt_meta: Path, loops: dict, stage1, stills: bool = True,
         still_rows.append(row)
         if sup_c2w is not None and np.abs(sup_c2w - c2w).max() < 1e-9:
             supervised = i
-            out["supervised"]["references"] = cycle_references(truth, *cycles["supervised"], period)
+            out["supervised"]["references"] = cycle_references(truth, *cycles["supervised"], period, stage1_video=s1)
     return {"period_frames": period, "motion": motion, "cameras": out, "stills": still_rows, "supervised_still": supervised}
 
 
-def cycle_references(states: np.ndarray, cycle: np.ndarray, moving: np.ndarray, frames: int) -> dict:
+def cycle_references(states: np.ndarray, cycle: np.ndarray, moving: np.ndarray, frames: int, stage1_video: Optional[np.ndarray] = None) -> dict:
     """What the best-phase PSNR of the moving pixels against the true cycle means: the
     scores of two loops made from the true states a still camera saw (states [T, H, W, 3]),
     against the true cycle (cycle [P, H, W, 3]) on the moving pixels (moving [H, W]).
@@ -224,18 +228,29 @@ def cycle_references(states: np.ndarray, cycle: np.ndarray, moving: np.ndarray, 
     "standing_still": the mean state repeated (a loop with no motion at all);
     "true_windows_mean" / "_min" / "_max": every window of `frames` consecutive true
     states as a loop (a loop copied from the capture itself; the drifting tempo keeps
-    it under the cycle's own score). {} when the stretch is too short or nothing moves."""
+    it under the cycle's own score);
+    "stage1_windows_mean" / "_min" / "_max" (with `stage1_video` [T, H, W, 3], stage 1
+    rendered at the same frames): every window of `frames` consecutive stage-1 frames as
+    a loop, stage 1 scored the way a loop is (the figure a loop distilled from it is
+    compared with; stage 1's PSNR frame by frame against the states is another metric).
+    {} when the stretch is too short or nothing moves."""
     from loopnerf.evaluation import metrics as M
 
     if not moving.any() or len(states) < frames or frames < 1:
         return {}
     still = np.repeat(states.mean(0, keepdims=True), frames, axis=0)
     windows = [M.best_cyclic_phase_psnr(states[a : a + frames], cycle, mask=moving) for a in range(len(states) - frames + 1)]
-    return {
+    out = {
         "standing_still": M.best_cyclic_phase_psnr(still, cycle, mask=moving),
         "true_windows_mean": float(np.mean(windows)), "true_windows_min": float(min(windows)),
         "true_windows_max": float(max(windows)),
     }
+    if stage1_video is not None:
+        if stage1_video.shape != states.shape:
+            raise ValueError(f"stage-1 video {stage1_video.shape} and true states {states.shape} differ in shape")
+        s1 = [M.best_cyclic_phase_psnr(stage1_video[a : a + frames], cycle, mask=moving) for a in range(len(states) - frames + 1)]
+        out.update(stage1_windows_mean=float(np.mean(s1)), stage1_windows_min=float(min(s1)), stage1_windows_max=float(max(s1)))
+    return out
 
 
 def gt_still_for_segment(gt_meta: Path, start: int, stop: int) -> Optional[np.ndarray]:
@@ -441,4 +456,13 @@ def eval_command(
                     cells.append(f"{r.get('motion_ratio', float('nan')):.2f} / {r['coherence']:.4f} / {r['completeness']:.4f} / {r['static_psnr']:.2f}")
                 t3.add_row(*cells)
             Console().print(t3)
+        ref = res["ground_truth"]["cameras"].get("supervised", {}).get("references") or {}
+        if ref:
+            line = (f"for scale, moving pixels at the supervised camera against the true cycle (best phase): "
+                    f"the mean true state standing still {ref['standing_still']:.2f} dB, true {res['ground_truth']['period_frames']}-frame "
+                    f"windows {ref['true_windows_min']:.2f}-{ref['true_windows_max']:.2f} dB")
+            if "stage1_windows_mean" in ref:
+                line += (f", stage 1's own windows {ref['stage1_windows_min']:.2f}-{ref['stage1_windows_max']:.2f} dB "
+                         f"(mean {ref['stage1_windows_mean']:.2f})")
+            Console().print(line)
     return 0
