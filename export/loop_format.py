@@ -227,6 +227,21 @@ class BakedLoop:
             out["sky"] = self.sky
         return {k: v.detach().cpu().contiguous() for k, v in out.items()}
 
+    def content_hash(self) -> str:
+        """SHA-256 (hex) of what the file holds: the header (sorted JSON) and every tensor
+        (name, dtype, shape, bytes, by name). Two loops that would be written alike hash
+        alike, whatever their path; the key of derived data such as the viewer's brick
+        grid cache."""
+        import hashlib
+
+        import torch
+
+        h = hashlib.sha256(json.dumps(self.header(), sort_keys=True).encode())
+        for name, t in sorted(self.tensors().items()):
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
     def in_dynamic_region(self, x: "torch.Tensor") -> "torch.Tensor":
         """bool [N]: normalised points x [N, 3] where the loop planes act (all True without
         a `dynamic_region`; points outside the cube take the border voxel)."""

@@ -14,6 +14,10 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# Tests never write the user's brick cache (~/.cache/loopnerf): it is off, and the tests
+# of the cache itself point it at a temporary folder.
+os.environ["LOOPNERF_CACHE_DIR"] = "off"
+
 
 def require_or_skip(reason: str):
     """Skip the running test, or fail it when `CI` is set."""

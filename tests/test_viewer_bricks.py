@@ -236,7 +236,7 @@ def test_auto_backend_falls_back_to_planes_over_budget(loop, monkeypatch):
     from loopnerf.viewer import bricks as bricks_module
 
     assert Renderer(loop, 8, 8).backend == "bricks"  # fits the default budget
-    monkeypatch.setattr(bricks_module.build_bricks, "__kwdefaults__", {**bricks_module.build_bricks.__kwdefaults__, "max_megabytes": 0.01})
+    monkeypatch.setattr(bricks_module, "MAX_MEGABYTES", 0.01)
     r = Renderer(loop, 8, 8)
     assert r.backend == "planes" and "budget" in r.backend_reason
     rgb, _ = r.render_phase(r.default_c2w(), 0.2)  # and it renders

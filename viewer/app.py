@@ -320,7 +320,7 @@ class ViewerApp:
 
 def run_window(baked, width: int, height: int, *, scale: float = 1.0, frames: int | None = None,
                screenshot: str | Path | None = None, arch: str | None = None, title: str = "LoopNeRF",
-               step_scale: float = 1.0, backend: str = "auto") -> int:
+               step_scale: float = 1.0, backend: str = "auto", cache: bool = True) -> int:
     """Open the window and play until it is closed (or after `frames` frames).
 
     Returns 0. Raises ConfigError when no display can be opened."""
@@ -331,7 +331,7 @@ def run_window(baked, width: int, height: int, *, scale: float = 1.0, frames: in
 
     with progress_callback("building the brick grid", 1) as step:  # seconds for a fitted loop
         renderer = Renderer(baked, max(1, int(width * scale)), max(1, int(height * scale)), arch=arch,
-                            step_scale=step_scale, backend=backend, progress=step)
+                            step_scale=step_scale, backend=backend, progress=step, cache=cache)
     print(renderer.describe())
     try:
         app = ViewerApp(renderer, width, height, scale=scale, title=f"LoopNeRF - {title}")

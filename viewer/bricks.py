@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 
@@ -51,6 +51,20 @@ DYNAMIC_COLOUR_LOGIT = 0.02
 ALPHA_FLOOR = 1e-3
 CHUNK_BRICKS = 128  # bricks evaluated at once (bounds the memory of a build)
 MAX_MEGABYTES = 1536.0  # the largest grid the renderer builds by default (the demo loop's: 0.59 GB)
+BUILDER_VERSION = 1
+"""Bump when `build_bricks` makes another grid from the same loop and settings: the
+brick cache (`brick_cache`) keys its files by it."""
+
+
+def build_settings() -> dict[str, Any]:
+    """The settings that shape a grid `build_bricks` makes with its defaults (the cache key)."""
+    return {"builder": BUILDER_VERSION, "brick": BRICK_CELLS, "rank": COLOUR_RANK, "alpha_floor": ALPHA_FLOOR,
+            "dynamic_log_density": DYNAMIC_LOG_DENSITY, "dynamic_colour_logit": DYNAMIC_COLOUR_LOGIT}
+
+
+def grid_megabytes(grid: "BrickGrid") -> float:
+    """What a grid's voxel arrays (log density + colour code) hold, MB (what the budget counts)."""
+    return (grid.log_density.nbytes + grid.colour.nbytes) / 1e6
 
 
 @dataclass
@@ -337,7 +351,7 @@ def build_bricks(
     rank: int = COLOUR_RANK,
     dynamic_log_density: float = DYNAMIC_LOG_DENSITY,
     dynamic_colour_logit: float = DYNAMIC_COLOUR_LOGIT,
-    max_megabytes: float | None = MAX_MEGABYTES,
+    max_megabytes: float | None | Literal["default"] = "default",
     progress: Callable[[int, int], None] | None = None,
 ) -> BrickGrid:
     """Resample a baked loop into a `BrickGrid` (see the module docstring).
@@ -350,12 +364,14 @@ def build_bricks(
             more than these over the loop (then it is stored per frame); else it stores
             the loop-mean state once.
         max_megabytes: raise `BrickBudgetError` (before the expensive part) when the grid
-            would need more; None for no limit.
+            would need more; None for no limit; "default": `MAX_MEGABYTES` (read at the call).
         progress: called as progress(done, total) over the brick chunks (two passes).
     """
     import torch
 
     t0 = time.perf_counter()
+    if max_megabytes == "default":
+        max_megabytes = MAX_MEGABYTES
     F = int(baked.frames)
     finest = [int(r) * max(baked.scales) for r in baked.resolution]
     cells = tuple(max(1, r - 1) for r in finest)
@@ -510,6 +526,6 @@ def build_bricks(
         "brick_grid": list(dims),
         "slots": int(next_slot),
         "colour_energy_kept": round(kept, 5),
-        "megabytes": round((grid.log_density.nbytes + grid.colour.nbytes) / 1e6, 1),
+        "megabytes": round(grid_megabytes(grid), 1),
     }
     return grid

@@ -47,6 +47,7 @@ def view(
     arch: Optional[Literal["cuda", "cpu"]] = None,
     step_scale: float = 1.0,
     backend: Literal["auto", "bricks", "planes"] = "auto",
+    cache: bool = True,
 ) -> int:
     """Play a baked loop forever in an interactive window, or render it to a video.
 
@@ -76,6 +77,10 @@ def view(
             trilinear lookup a sample; 4-5x faster), "planes" evaluates the file's planes
             at every sample (exact, slow), "auto" (default) takes the bricks when their
             grid fits in 1.5 GB, else the planes (it says which and why).
+        cache: keep the brick grid in the brick cache and read it back next time
+            (about 1.5 s instead of 10-16 s for the demo loop): $LOOPNERF_CACHE_DIR,
+            default ~/.cache/loopnerf, at most $LOOPNERF_CACHE_MB MB (default 4096);
+            --no-cache builds it and stores nothing.
     """
     from loopnerf.export.loop_format import load_loop
 
@@ -98,7 +103,7 @@ def view(
     if headless:
         w = width or max(2, int(round(cam["width"] * scale)))
         h = height or max(2, int(round(cam["height"] * scale)))
-        return _run_headless(baked, w, h, path, seconds, Path(out), arch, step_scale, backend)
+        return _run_headless(baked, w, h, path, seconds, Path(out), arch, step_scale, backend, cache)
     # Window: the .loop camera's size, enlarged to at least 640 px wide (same aspect).
     k = max(1.0, 640.0 / cam["width"])
     w = width or int(round(cam["width"] * k))
@@ -106,11 +111,11 @@ def view(
     from loopnerf.viewer.app import run_window
 
     return run_window(baked, w, h, scale=scale, frames=frames, screenshot=screenshot, arch=arch, title=str(loop),
-                      step_scale=step_scale, backend=backend)
+                      step_scale=step_scale, backend=backend, cache=cache)
 
 
 def _run_headless(baked, width: int, height: int, path: str, seconds: Optional[float], out: Path, arch,
-                  step_scale: float = 1.0, backend: str = "auto") -> int:
+                  step_scale: float = 1.0, backend: str = "auto", cache: bool = True) -> int:
     import numpy as np
 
     from loopnerf.viewer.orbit_camera import load_camera_path, orbit_path
@@ -134,7 +139,7 @@ def _run_headless(baked, width: int, height: int, path: str, seconds: Optional[f
     from loopnerf.data.progress import progress_callback
 
     with progress_callback("building the brick grid", 1) as step:
-        renderer = Renderer(baked, width, height, arch=arch, step_scale=step_scale, backend=backend, progress=step)
+        renderer = Renderer(baked, width, height, arch=arch, step_scale=step_scale, backend=backend, progress=step, cache=cache)
     print(renderer.describe(), file=sys.stderr)
     t0 = _time.perf_counter()
     frames = render_headless(renderer, poses, times, progress=sys.stderr.isatty())
