@@ -78,7 +78,7 @@ def view(
             at every sample (exact, slow), "auto" (default) takes the bricks when their
             grid fits in 1.5 GB, else the planes (it says which and why).
         cache: keep the brick grid in the brick cache and read it back next time
-            (about 1.5 s instead of 10-16 s for the demo loop): $LOOPNERF_CACHE_DIR,
+            (about 2 s instead of 10-16 s for the demo loop): $LOOPNERF_CACHE_DIR,
             default ~/.cache/loopnerf, at most $LOOPNERF_CACHE_MB MB (default 4096);
             --no-cache builds it and stores nothing.
     """
