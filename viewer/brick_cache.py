@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,12 +68,22 @@ def limit_megabytes() -> float:
         return DEFAULT_LIMIT_MB
 
 
-def grid_key(loop: "BakedLoop", params: dict[str, Any]) -> tuple[str, str]:
-    """(key, loop hash): the cache key of `loop`'s grid built with `params` (the
-    `build_bricks` settings that shape the grid)."""
+@dataclass(frozen=True)
+class GridKey:
+    """Which cached grid a loop and build settings have: `key` names the file,
+    `loop_hash` (`BakedLoop.content_hash`) and `frames` are checked against it."""
+
+    key: str
+    loop_hash: str
+    frames: int
+
+
+def grid_key(loop: "BakedLoop", params: dict[str, Any]) -> GridKey:
+    """The cache key of `loop`'s grid built with `params` (the `build_bricks` settings
+    that shape the grid). Hashes the loop once; pass it to `load_grid` and `store_grid`."""
     loop_hash = loop.content_hash()
     blob = json.dumps({"format": FORMAT, "version": VERSION, "loop": loop_hash, "params": params}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:40], loop_hash
+    return GridKey(hashlib.sha256(blob.encode()).hexdigest()[:40], loop_hash, int(loop.frames))
 
 
 def _crc(arrays: dict[str, np.ndarray]) -> str:
@@ -82,18 +93,17 @@ def _crc(arrays: dict[str, np.ndarray]) -> str:
     return f"{c:08x}"
 
 
-def load_grid(loop: "BakedLoop", params: dict[str, Any]) -> tuple["BrickGrid | None", str]:
-    """(grid, note): the cached grid of `loop` built with `params`, or (None, why not).
+def load_grid(key: GridKey) -> tuple["BrickGrid | None", str]:
+    """(grid, note): the cached grid under `key` (`grid_key`), or (None, why not).
     A file that does not read back exactly is deleted (see the module docstring)."""
     folder = cache_folder()
     if folder is None:
         return None, "cache off (LOOPNERF_CACHE_DIR)"
-    key, loop_hash = grid_key(loop, params)
-    path = folder / f"{key}{SUFFIX}"
+    path = folder / f"{key.key}{SUFFIX}"
     if not path.is_file():
         return None, "not cached"
     try:
-        grid = _read(path, key, loop_hash, loop)
+        grid = _read(path, key)
     except Exception as err:  # noqa: BLE001 - any unreadable cache file is rebuilt, never fatal
         path.unlink(missing_ok=True)
         return None, f"cached grid unreadable, rebuilt ({type(err).__name__}: {err})"
@@ -104,7 +114,7 @@ def load_grid(loop: "BakedLoop", params: dict[str, Any]) -> tuple["BrickGrid | N
     return grid, f"from the cache ({path})"
 
 
-def _read(path: Path, key: str, loop_hash: str, loop: "BakedLoop") -> "BrickGrid":
+def _read(path: Path, key: GridKey) -> "BrickGrid":
     from safetensors import safe_open
 
     from loopnerf.viewer.bricks import BrickGrid
@@ -113,7 +123,7 @@ def _read(path: Path, key: str, loop_hash: str, loop: "BakedLoop") -> "BrickGrid
         meta = f.metadata() or {}
         if meta.get("format") != FORMAT or meta.get("version") != str(VERSION):
             raise ValueError(f"format {meta.get('format')!r} version {meta.get('version')!r}, expected {FORMAT!r} {VERSION}")
-        if meta.get("key") != key or meta.get("loop_hash") != loop_hash:
+        if meta.get("key") != key.key or meta.get("loop_hash") != key.loop_hash:
             raise ValueError("made from another loop or with other settings")
         arrays = {name: f.get_tensor(name) for name in _ARRAYS}
     for name, dtype in _ARRAYS.items():
@@ -127,7 +137,7 @@ def _read(path: Path, key: str, loop_hash: str, loop: "BakedLoop") -> "BrickGrid
     dims = tuple(-(-c // brick) for c in cells)
     V = (brick + 1) ** 3
     n_slots = arrays["log_density"].size // V
-    if (slot.shape != dims or dynamic.shape != dims or frames != int(loop.frames) or arrays["log_density"].size != n_slots * V
+    if (slot.shape != dims or dynamic.shape != dims or frames != key.frames or arrays["log_density"].size != n_slots * V
             or arrays["colour"].size != n_slots * V * rank or arrays["colour_table"].shape[-1] != rank + 1):
         raise ValueError("array sizes do not match the grid's header")
     used = slot[slot >= 0]
@@ -140,25 +150,25 @@ def _read(path: Path, key: str, loop_hash: str, loop: "BakedLoop") -> "BrickGrid
     return grid
 
 
-def store_grid(loop: "BakedLoop", params: dict[str, Any], grid: "BrickGrid") -> Path | None:
-    """Write `grid` (built from `loop` with `params`) into the cache and evict the least
-    recently used grids over the size limit. Returns the file, or None when the cache is
-    off or cannot be written (a full or read-only disk does not fail a load)."""
+def store_grid(key: GridKey, grid: "BrickGrid") -> Path | None:
+    """Write `grid` into the cache under `key` (`grid_key` of the loop and settings it was
+    built from) and evict the least recently used grids over the size limit. Returns the
+    file, or None when the cache is off or cannot be written (a full or read-only disk
+    does not fail a load)."""
     from safetensors.numpy import save_file
 
     folder = cache_folder()
     if folder is None:
         return None
-    key, loop_hash = grid_key(loop, params)
     arrays = {name: np.ascontiguousarray(getattr(grid, name), dtype=dtype) for name, dtype in _ARRAYS.items()}
     size_mb = sum(a.nbytes for a in arrays.values()) / 1e6
     if size_mb > limit_megabytes():
         return None
-    meta = {"format": FORMAT, "version": str(VERSION), "key": key, "loop_hash": loop_hash,
+    meta = {"format": FORMAT, "version": str(VERSION), "key": key.key, "loop_hash": key.loop_hash,
             "cells": json.dumps(list(grid.cells)), "brick": str(grid.brick), "rank": str(grid.rank),
             "frames": str(grid.frames), "stats": json.dumps(grid.stats), "crc32": _crc(arrays)}
-    path = folder / f"{key}{SUFFIX}"
-    tmp = folder / f".{key}.{os.getpid()}.tmp"
+    path = folder / f"{key.key}{SUFFIX}"
+    tmp = folder / f".{key.key}.{os.getpid()}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         save_file(arrays, str(tmp), metadata=meta)

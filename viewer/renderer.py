@@ -189,30 +189,27 @@ class Renderer:
         from loopnerf.viewer import brick_cache
 
         auto = self.backend == "auto"
-        settings = B.build_settings()
-        if self._cache:
-            grid, self.cache_note = brick_cache.load_grid(loop, settings)
+        key = brick_cache.grid_key(loop, B.build_settings()) if self._cache else None
+        grid = None
+        if key is not None:
+            grid, self.cache_note = brick_cache.load_grid(key)
+        try:
             if grid is not None:
                 if auto and B.grid_megabytes(grid) > B.MAX_MEGABYTES:
-                    self.backend, self.backend_reason = "planes", (
-                        f"brick grid over budget: {B.grid_megabytes(grid):.0f} MB (budget {B.MAX_MEGABYTES:.0f} MB)")
-                    return
-                self.bricks, self.bricks_source, self.backend = grid, "cache", "bricks"
-                self.backend_reason = "auto: the brick grid fits its memory budget" if auto else "requested"
-                return
-        try:
-            if auto:
-                self.bricks = B.build_bricks(loop, progress=self._progress)
-                self.backend_reason = "auto: the brick grid fits its memory budget"
+                    raise B.BrickBudgetError(f"{B.grid_megabytes(grid):.0f} MB (budget {B.MAX_MEGABYTES:.0f} MB)")
+                self.bricks, self.bricks_source = grid, "cache"
             else:
-                self.bricks = B.build_bricks(loop, max_megabytes=None, progress=self._progress)
-            self.backend, self.bricks_source = "bricks", "built"
+                self.bricks = B.build_bricks(loop, max_megabytes="default" if auto else None, progress=self._progress)
+                self.bricks_source = "built"
         except B.BrickBudgetError as err:
             self.backend, self.backend_reason = "planes", f"brick grid over budget: {err}"
             return
-        if self._cache:
+        if auto:
+            self.backend_reason = "auto: the brick grid fits its memory budget"
+        self.backend = "bricks"
+        if key is not None and self.bricks_source == "built":
             t0 = _time.perf_counter()
-            path = brick_cache.store_grid(loop, settings, self.bricks)
+            path = brick_cache.store_grid(key, self.bricks)
             if path is not None:
                 self.cache_note = f"stored in the cache ({path}, {_time.perf_counter() - t0:.1f} s)"
 

@@ -238,18 +238,17 @@ def cycle_references(states: np.ndarray, cycle: np.ndarray, moving: np.ndarray, 
 
     if not moving.any() or len(states) < frames or frames < 1:
         return {}
+    if stage1_video is not None and stage1_video.shape != states.shape:
+        raise ValueError(f"stage-1 video {stage1_video.shape} and true states {states.shape} differ in shape")
+
+    def windows(video: np.ndarray, name: str) -> dict:
+        scores = [M.best_cyclic_phase_psnr(video[a : a + frames], cycle, mask=moving) for a in range(len(video) - frames + 1)]
+        return {f"{name}_mean": float(np.mean(scores)), f"{name}_min": float(min(scores)), f"{name}_max": float(max(scores))}
+
     still = np.repeat(states.mean(0, keepdims=True), frames, axis=0)
-    windows = [M.best_cyclic_phase_psnr(states[a : a + frames], cycle, mask=moving) for a in range(len(states) - frames + 1)]
-    out = {
-        "standing_still": M.best_cyclic_phase_psnr(still, cycle, mask=moving),
-        "true_windows_mean": float(np.mean(windows)), "true_windows_min": float(min(windows)),
-        "true_windows_max": float(max(windows)),
-    }
+    out = {"standing_still": M.best_cyclic_phase_psnr(still, cycle, mask=moving), **windows(states, "true_windows")}
     if stage1_video is not None:
-        if stage1_video.shape != states.shape:
-            raise ValueError(f"stage-1 video {stage1_video.shape} and true states {states.shape} differ in shape")
-        s1 = [M.best_cyclic_phase_psnr(stage1_video[a : a + frames], cycle, mask=moving) for a in range(len(states) - frames + 1)]
-        out.update(stage1_windows_mean=float(np.mean(s1)), stage1_windows_min=float(min(s1)), stage1_windows_max=float(max(s1)))
+        out.update(windows(stage1_video, "stage1_windows"))
     return out
 
 
