@@ -10,12 +10,15 @@ three builds, measured interleaved in one process so a busy machine slows all al
   regularizers as one fused Taichi pass into the planes' `.grad`, torch's fused Adam;
 * `before`: the step as it was before this work: Taichi kernels with the hexplane
   backward on per-thread private buffers, the points inside and outside the dynamic
-  region in two launches (`field.ONE_LAUNCH` off), scalar kernel builds, regularizers
-  under autograd, the for-loop Adam;
+  region in two launches (`field.ONE_LAUNCH` off), scalar kernel builds, Taichi's general
+  launch path, regularizers under autograd, the for-loop Adam;
 * `scalar`: `fused` with every kernel built scalar (`kernels.runtime.SIMD` off: Taichi's
   default codegen, one scalar operation per channel), to time the SIMD builds alone;
 * `two_launches`: `fused` with the dynamic region's inside and outside evaluated in
   two kernel launches (`field.ONE_LAUNCH` off), to time that change alone;
+* `general_launch`: `fused` with every Taichi kernel launched through Taichi's general
+  Python path instead of its cached launch plan (`kernels.runtime.FAST_LAUNCH` off:
+  ~75 us a launch and 30-45 us an argument, 22 launches a step), to time that alone;
 * `twins`: the same step built from the plain-PyTorch twins (kernel backend `torch`,
   regularizers under autograd, the for-loop Adam).
 
@@ -28,7 +31,7 @@ a `Distiller` step (`loop` method, native crops of the preset) `fused` (the loop
 at all F phases in one kernel with the linear decoder, `render_phases`; the fused
 regularizers and Adam) vs `before` (every ray repeated per phase through
 `render_samples`, regularizers under autograd, the for-loop Adam, the hexplane's
-private-buffer backward, scalar kernel builds).
+private-buffer backward, scalar kernel builds, Taichi's general launch path).
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ def _parts(tr) -> dict:
     return {"render_ms": 1e3 * (t1 - t0), "regularizers_ms": 1e3 * (t2 - t1), "optimizer_ms": 1e3 * (t3 - t2)}
 
 
-STAGE1_BUILDS = ("fused", "scalar", "two_launches", "before", "twins")
+STAGE1_BUILDS = ("fused", "scalar", "two_launches", "general_launch", "before", "twins")
 
 
 def bench_stage1(cap, preset: str, steps: int, builds=STAGE1_BUILDS) -> None:
@@ -107,9 +110,10 @@ def bench_stage1(cap, preset: str, steps: int, builds=STAGE1_BUILDS) -> None:
     from loopnerf.kernels import hexplane, runtime
 
     def use(b: str) -> None:
-        hexplane.PLANE_TASK_BACKWARD = b in ("fused", "scalar", "two_launches")
-        field.ONE_LAUNCH = b in ("fused", "scalar")
-        runtime.SIMD = b in ("fused", "two_launches")
+        hexplane.PLANE_TASK_BACKWARD = b in ("fused", "scalar", "two_launches", "general_launch")
+        field.ONE_LAUNCH = b in ("fused", "scalar", "general_launch")
+        runtime.SIMD = b in ("fused", "two_launches", "general_launch")
+        runtime.FAST_LAUNCH = b not in ("general_launch", "before")
 
     for b, tr in trainers.items():  # warm-up: compile each build's kernels, touch Adam state
         use(b)
@@ -124,7 +128,7 @@ def bench_stage1(cap, preset: str, steps: int, builds=STAGE1_BUILDS) -> None:
             tr.train_step()
             times[b].append(time.perf_counter() - t0)
             parts[b].append(_parts(tr))
-    hexplane.PLANE_TASK_BACKWARD = field.ONE_LAUNCH = runtime.SIMD = True
+    hexplane.PLANE_TASK_BACKWARD = field.ONE_LAUNCH = runtime.SIMD = runtime.FAST_LAUNCH = True
     rays = trainers["fused"].cfg.train.rays
     med = {b: statistics.median(v) for b, v in times.items()}
     for b in builds:
@@ -160,16 +164,16 @@ def bench_distill(run: Path, preset: str, steps: int) -> None:
     from loopnerf.kernels import hexplane, runtime
 
     for b, d in builds.items():
-        hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = b == "fused"
+        hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = runtime.FAST_LAUNCH = b == "fused"
         d.train_step()
     times = {b: [] for b in builds}
     for _ in range(steps):
         for b, d in builds.items():
-            hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = b == "fused"
+            hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = runtime.FAST_LAUNCH = b == "fused"
             t0 = time.perf_counter()
             d.train_step()
             times[b].append(time.perf_counter() - t0)
-    hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = True
+    hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = runtime.FAST_LAUNCH = True
     med = {b: statistics.median(v) for b, v in times.items()}
     for b in builds:
         print(json.dumps({"benchmark": "distill_step", "preset": preset, "build": b, "ms_per_step": round(1e3 * med[b], 1)}), flush=True)

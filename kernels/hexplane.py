@@ -306,7 +306,7 @@ def _kernels(dtype: torch.dtype, dims: int, wrap_time: bool, channels: int, simd
     under `runtime.vector_codegen`, kept apart from the scalar build."""
     key = (runtime.runtime_token(), str(dtype).split(".")[-1], dims, wrap_time, channels, simd)
     if key not in _KERNELS:
-        _KERNELS[key] = _build_kernels(*key[1:5])
+        _KERNELS[key] = {name: runtime.fast_kernel(k) for name, k in _build_kernels(*key[1:5]).items()}
     return _KERNELS[key]
 
 

@@ -203,7 +203,7 @@ def _kernels(dtype: torch.dtype, channels: int, private: bool = True, simd: bool
     """`simd`: the objects compiled (and always launched) under `runtime.vector_codegen`."""
     key = (runtime.runtime_token(), str(dtype).split(".")[-1], channels, private, simd)
     if key not in _KERNELS:
-        _KERNELS[key] = _build(*key[1:4])
+        _KERNELS[key] = {name: runtime.fast_kernel(k) for name, k in _build(*key[1:4]).items()}
     return _KERNELS[key]
 
 

@@ -154,7 +154,7 @@ def _kernel(dtype: torch.dtype, channels: int, circular: bool, simd: bool):
     """`simd`: the object compiled (and always launched) under `runtime.vector_codegen`."""
     key = (runtime.runtime_token(), str(dtype).split(".")[-1], channels, circular, simd)
     if key not in _KERNELS:
-        _KERNELS[key] = _build(*key[1:4])
+        _KERNELS[key] = runtime.fast_kernel(_build(*key[1:4]))
     return _KERNELS[key]
 
 

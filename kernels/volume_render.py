@@ -78,7 +78,7 @@ def _build_kernels(real_name: str, channels: int):
 def _kernels(dtype: torch.dtype, channels: int):
     key = (runtime.runtime_token(), str(dtype).split(".")[-1], channels)
     if key not in _KERNELS:
-        _KERNELS[key] = _build_kernels(key[1], channels)
+        _KERNELS[key] = tuple(runtime.fast_kernel(k) for k in _build_kernels(key[1], channels))
     return _KERNELS[key]
 
 

@@ -232,8 +232,10 @@ class Distiller:
 
     def __init__(self, run: Path, cfg: DistillConfig, method: LoopMethod = "loop", quiet: bool = False) -> None:
         from loopnerf.distill.loop_model import LoopModel, init_from_stage1_time
+        from loopnerf.kernels.host_memory import keep_freed_memory
 
         check_choices(cfg)
+        keep_freed_memory()  # buffers of the same sizes every step: reuse them, no page faults
         trained_rows = wrap_rows(cfg.frames, cfg.wrap_frames)  # (checks wrap_frames before any work)
         self.folder = RunFolder(run)
         self.cfg = cfg

@@ -56,6 +56,9 @@ class Stage1Trainer:
     """Owns the model, optimizer, RNG and run directory of one stage-1 fit."""
 
     def __init__(self, capture, cfg: Stage1Config, run_dir: Path, capture_ref: dict | None = None, quiet: bool = False) -> None:
+        from loopnerf.kernels.host_memory import keep_freed_memory
+
+        keep_freed_memory()  # plane-sized buffers every step: reuse them, no page faults
         self.capture = capture
         self.cfg = cfg
         self.folder = RunFolder(run_dir)
