@@ -202,6 +202,13 @@ def _build_kernels(real_name: str, dims: int, wrap_time: bool, channels: int):
                 if task == k and (wanted >> k) & 1:  # bit k: plane k needs its gradient
                     i, j = ti.static(pairs[k])
                     gp = ti.static(grads[k])
+                    # the gradient arrives uninitialised (torch.empty): the task zeroes
+                    # its own plane first, inside the launch (a torch fill between two
+                    # launches ran at a third of its speed, its threads meeting
+                    # Taichi's on two cores)
+                    for v in range(gp.shape[0]):
+                        for u in range(gp.shape[1]):
+                            gp[v, u] = ti.Vector.zero(real, channels)
                     for n in range(n_points):  # serial inside the task
                         is_still = still_at(still, masked, n)
                         skip = 0
@@ -402,7 +409,7 @@ class _HexplaneFunction(torch.autograd.Function):
             for s in range(n_scales):
                 scale = planes_flat[s * per_scale:(s + 1) * per_scale]
                 needs = ctx.needs_input_grad[PLANES_AT + s * per_scale : PLANES_AT + (s + 1) * per_scale]
-                grads = [torch.zeros_like(p) if need else p for p, need in zip(scale, needs)]  # (a plane that needs none is never written)
+                grads = [torch.empty_like(p) if need else p for p, need in zip(scale, needs)]  # (zeroed by the kernel; a plane that needs none is never written)
                 wanted = sum(1 << k for k, need in enumerate(needs) if need)
                 with runtime.fixed_cpu_block_dim():  # one task per plane, so planes run in parallel
                     kern["backward_by_plane"](points, samples[s], grad_out, s, *_axis_resolutions(dims, scale), *_padded(grads), wanted,
