@@ -22,9 +22,12 @@ Why a kernel: under autograd these means cost about 20 passes over every plane p
 step (differences, squares, means, and the slice backwards, which allocate and zero
 plane-sized tensors), 42 ms of a 142 ms `cpu`-preset step. Here each element reads its
 neighbours once and writes its gradient once, straight into the plane's `.grad`: no
-plane-sized temporary at all. Columns run in parallel, each sweeping down the H axis
-with a window of rows and second differences in registers; each column keeps its own
-partial loss (no float atomics, which are compare-and-swap loops on the CPU).
+plane-sized temporary at all. Rows run in parallel, a few consecutive rows a task, each
+streaming along its row and reading rows h-2..h+2 that the task has just read (the
+earlier column sweeps crossed a 4 KB page at every row, where the hardware prefetcher
+stops: 23.4 vs 16.9 ms for a `cpu` step's 30 planes, interleaved in one process); each
+row keeps its own partial loss (no float atomics, which are compare-and-swap loops on
+the CPU), its squared terms summed per channel and reduced once a row.
 """
 
 from typing import Optional, Sequence
@@ -35,8 +38,9 @@ from . import runtime
 
 _KERNELS: dict = {}
 
-COLUMNS_PER_TASK = 8
-"""Plane columns per CPU task (a 48-column plane: 6 tasks for 2 threads)."""
+ROWS_PER_TASK = 8
+"""Plane rows per CPU task (a 48-row plane: 6 tasks for 2 threads; needs
+`runtime.fixed_cpu_block_dim`, else Taichi makes one task of a plane under 512 rows)."""
 GROUP = 3
 """Planes per launch (`regularizer_grads_of_planes`): a grid's three space or three
 space-time planes of one scale."""
@@ -51,101 +55,79 @@ def _build(real_name: str, channels: int, circular: bool):
     row_t = ti.types.ndarray(dtype=vec, ndim=1)
     sums_t = ti.types.ndarray(dtype=real, ndim=1)
 
-    @ti.func
-    def load(p: ti.template(), h, w, H):
-        """p[h, w] along the H axis: wrapped when circular, zero outside the plane otherwise."""
-        v = ti.Vector.zero(real, channels)
-        if ti.static(circular):
-            v = p[(h + H) % H, w]
-        elif h >= 0 and h < H:
-            v = p[h, w]
-        return v
+    coef_t = ti.types.ndarray(dtype=real, ndim=2)  # [GROUP, 4]: cw, ch, cs, cl of each plane
 
     @ti.func
-    def sweep(p: ti.template(), g: ti.template(), anchor: ti.template(), w, cw, ch, cs, cl):
-        """Column w of plane p: add its terms' gradient into g, return their value. The
-        column sweeps down H with a window in registers."""
+    def row_pass(p: ti.template(), g: ti.template(), anchor: ti.template(), h, cw, ch, cs, cl):
+        """Row h of plane p: add its terms' gradient into g, return their value. Every
+        load streams along the row (rows h-2..h+2, all recently read by this task), the
+        plane's borders are clamped indices and 0/1 masks, not branches, and the squared
+        terms are summed per channel and reduced once a row."""
         H, W = p.shape[0], p.shape[1]
-        acc = ti.cast(0.0, real)
-        a = anchor[w]
-        # window p[h - 2 .. h + 2] and the centred second differences s[h - 1 .. h + 1]
-        # (s_c = p[c + 1] - 2 p[c] + p[c - 1]; on a plane that does not wrap it exists
-        # for rows 1..H-2 only, and is 0 elsewhere, which drops exactly the absent terms)
-        pm1 = load(p, -1, w, H)
-        p0 = load(p, 0, w, H)
-        p1 = load(p, 1, w, H)
-        sm1 = ti.Vector.zero(real, channels)
+        hm1, hp1, hm2, hp2 = 0, 0, 0, 0
+        m0, mm, mp = ti.cast(1.0, real), ti.cast(1.0, real), ti.cast(1.0, real)
         if ti.static(circular):
-            sm1 = p0 - 2.0 * pm1 + load(p, -2, w, H)
-        s0 = p1 - 2.0 * p0 + pm1
-        if ti.static(not circular):
-            s0 = ti.Vector.zero(real, channels)  # row 0 has no centred second difference
-        for h in range(H):
-            p2 = load(p, h + 2, w, H)
-            s1 = p2 - 2.0 * p1 + p0
-            if ti.static(not circular):
-                if h + 1 > H - 2:
-                    s1 = ti.Vector.zero(real, channels)
-            grad = ti.Vector.zero(real, channels)
-            if w + 1 < W:
-                d = p[h, w + 1] - p0
-                acc += cw * d.dot(d)
-                grad = grad - 2.0 * cw * d  # (not -=: an augmented subtraction of vectors crashes the unscalarized codegen)
-            if w > 0:
-                grad += 2.0 * cw * (p0 - p[h, w - 1])
-            if ch != 0.0:
-                if h + 1 < H:
-                    d = p1 - p0
-                    acc += ch * d.dot(d)
-                    grad = grad - 2.0 * ch * d
-                if h > 0:
-                    grad += 2.0 * ch * (p0 - pm1)
+            hm1, hp1, hm2, hp2 = (h + H - 1) % H, (h + 1) % H, (h + 2 * H - 2) % H, (h + 2) % H
+        else:
+            hm1, hp1, hm2, hp2 = ti.max(h - 1, 0), ti.min(h + 1, H - 1), ti.max(h - 2, 0), ti.min(h + 2, H - 1)
+            # the centred second difference s_c exists for rows 1..H-2 only
+            m0 = ti.cast(h >= 1 and h <= H - 2, real)
+            mm = ti.cast(h >= 2 and h <= H - 1, real)
+            mp = ti.cast(h >= 0 and h <= H - 3, real)
+        m_down = ti.cast(h + 1 < H, real)  # first differences along H never wrap
+        m_up = ti.cast(h > 0, real)
+        acc = ti.cast(0.0, real)
+        acc_c = ti.Vector.zero(real, channels)
+        for w in range(W):
+            p0 = p[h, w]
+            d_r = p[h, ti.min(w + 1, W - 1)] - p0  # 0 at the last column
+            d_l = p0 - p[h, ti.max(w - 1, 0)]  # 0 at the first
+            below = p[hp1, w]
+            above = p[hm1, w]
+            d_d = (below - p0) * m_down
+            d_u = (p0 - above) * m_up
+            acc_c = acc_c + cw * d_r * d_r + ch * d_d * d_d
+            grad = 2.0 * cw * (d_l - d_r) + 2.0 * ch * (d_u - d_d)
             if cs != 0.0:
-                acc += cs * s0.dot(s0)
-                grad += cs * (2.0 * sm1 - 4.0 * s0 + 2.0 * s1)
+                s0 = (below - 2.0 * p0 + above) * m0
+                sm = (p0 - 2.0 * above + p[hm2, w]) * mm
+                sp = (p[hp2, w] - 2.0 * below + p0) * mp
+                acc_c = acc_c + cs * s0 * s0
+                grad = grad + cs * (2.0 * sm - 4.0 * s0 + 2.0 * sp)
             if cl != 0.0:
-                # component by component: ti.abs / ti.max / casts of comparisons on whole
-                # vectors crash Taichi's unscalarized codegen (`runtime.vector_codegen`)
-                d = p0 - a
+                # component by component: ti.abs / casts of comparisons on whole vectors
+                # crash Taichi's unscalarized codegen (`runtime.vector_codegen`)
+                d = p0 - anchor[w]
                 for c in ti.static(range(channels)):
                     acc += cl * ti.abs(d[c])
                     grad[c] += cl * (ti.cast(d[c] > 0.0, real) - ti.cast(d[c] < 0.0, real))
-            g[h, w] += grad
-            pm1, p0, p1 = p0, p1, p2
-            sm1, s0 = s0, s1
-        return acc
-
-    coef_t = ti.types.ndarray(dtype=real, ndim=2)  # [GROUP, 4]: cw, ch, cs, cl of each plane
+            g[h, w] = g[h, w] + grad
+        return acc + acc_c.sum()
 
     @ti.kernel
     def regularize(
         p0: plane_t, p1: plane_t, p2: plane_t, g0: plane_t, g1: plane_t, g2: plane_t,
-        a0: row_t, a1: row_t, a2: row_t, coef: coef_t, cols: sums_t, used: ti.i32,
+        a0: row_t, a1: row_t, a2: row_t, coef: coef_t, rows: sums_t, used: ti.i32,
     ):
-        """Up to GROUP planes in one launch (`used` of them): a Taichi launch costs about
-        0.2 ms here, as much as a small plane's whole pass. cols: each column's value,
-        the planes' columns one after another."""
-        w0 = p0.shape[1]
-        w1 = 0
-        w2 = 0
+        """Up to GROUP planes in one launch (`used` of them), parallel over rows
+        (`row_pass`), a few rows a task: three top-level loops, three parallel tasks of
+        one launch. rows: each row's value, the planes' rows one after another."""
+        h0 = p0.shape[0]
+        h1 = 0
+        h2 = 0
         if used > 1:
-            w1 = p1.shape[1]
+            h1 = p1.shape[0]
         if used > 2:
-            w2 = p2.shape[1]
-        # parallel over columns, a few per task (Taichi's adaptive block size makes one
-        # task of every plane narrower than 512 columns, i.e. one thread: the 30 planes of
-        # a `cpu`-preset step took 20.2 ms instead of 16.2; needs runtime.fixed_cpu_block_dim).
-        # (Row-parallel, every load streaming along memory: 15.6 vs 14.3 ms, no better.)
-        # three top-level loops: three parallel tasks of one launch
-        ti.loop_config(block_dim=COLUMNS_PER_TASK)
-        for w in range(w0):
-            cols[w] = sweep(p0, g0, a0, w, coef[0, 0], coef[0, 1], coef[0, 2], coef[0, 3])
-        ti.loop_config(block_dim=COLUMNS_PER_TASK)
-        for w in range(w1):
-            cols[w0 + w] = sweep(p1, g1, a1, w, coef[1, 0], coef[1, 1], coef[1, 2], coef[1, 3])
-        ti.loop_config(block_dim=COLUMNS_PER_TASK)
-        for w in range(w2):
-            cols[w0 + w1 + w] = sweep(p2, g2, a2, w, coef[2, 0], coef[2, 1], coef[2, 2], coef[2, 3])
+            h2 = p2.shape[0]
+        ti.loop_config(block_dim=ROWS_PER_TASK)
+        for h in range(h0):
+            rows[h] = row_pass(p0, g0, a0, h, coef[0, 0], coef[0, 1], coef[0, 2], coef[0, 3])
+        ti.loop_config(block_dim=ROWS_PER_TASK)
+        for h in range(h1):
+            rows[h0 + h] = row_pass(p1, g1, a1, h, coef[1, 0], coef[1, 1], coef[1, 2], coef[1, 3])
+        ti.loop_config(block_dim=ROWS_PER_TASK)
+        for h in range(h2):
+            rows[h0 + h1 + h] = row_pass(p2, g2, a2, h, coef[2, 0], coef[2, 1], coef[2, 2], coef[2, 3])
 
     return regularize
 
@@ -235,7 +217,7 @@ def regularizer_grads_of_planes(
         used = len(ps)
         coef = torch.tensor([_coefficients(tuple(p.shape), tv_w, tv_h, smooth, l1, circular) for p in ps]
                             + [[0.0] * 4] * (GROUP - used), dtype=dtype, device=ps[0].device)
-        cols = torch.empty(sum(p.shape[1] for p in ps), dtype=dtype, device=ps[0].device)
+        row_sums = torch.empty(sum(p.shape[0] for p in ps), dtype=dtype, device=ps[0].device)
         # detached views: Taichi's launcher would otherwise touch the tensors' .grad (taichi#8101);
         # unused slots repeat the first plane (never read: `used`)
         ps = [p.detach() for p in ps] + [ps[0].detach()] * (GROUP - used)
@@ -243,6 +225,6 @@ def regularizer_grads_of_planes(
         ans = ans + [ans[0]] * (GROUP - used)
         simd = runtime.simd_vectors(C, [*ps, *gs, *ans])
         with runtime.vector_codegen(simd), runtime.fixed_cpu_block_dim():  # C channels as one SIMD vector
-            _kernel(dtype, C, circular, simd)(*ps, *gs, *ans, coef, cols, used)
-        total = total + cols.sum().double()
+            _kernel(dtype, C, circular, simd)(*ps, *gs, *ans, coef, row_sums, used)
+        total = total + row_sums.sum().double()
     return total.to(dtype)
