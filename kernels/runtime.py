@@ -228,19 +228,22 @@ launch through Taichi's general path (`benchmarks/train_step.py` times both)."""
 class FastKernel:
     """A `@ti.kernel` launched with a few Python steps instead of Taichi's general path.
 
-    Taichi 1.7.4 spends about 75 us of Python per launch and 30-45 us per ndarray
-    argument (type extraction for its template lookup, `np.iinfo`, environment reads,
-    device strings) before the kernel runs: 10-13 ms of a `cpu`-preset training step's
-    22 launches and ~300 arguments. Here the first call with a new argument signature
-    goes through Taichi as usual (compiling, checking every argument); it leaves a plan,
-    the compiled kernel and one setter per argument, and later calls with the same
-    signature (per tensor: dtype, ndim, element shape, device kind; per template argument
-    its value; per scalar its Python type) only set the arguments and launch.
+    Taichi 1.7.4 spends 15-75 us of Python per launch and 11-45 us per ndarray argument
+    (type extraction for its template lookup, `np.iinfo`, environment reads, device
+    strings; the range is this VM's speed from hour to hour) before the kernel runs: up
+    to 10-13 ms of a `cpu`-preset training step's 22 launches and ~300 arguments (an
+    empty 9-argument kernel: 240 us a launch that way, 56 us with the plan). Here the
+    first call with a new argument signature goes through Taichi as usual (compiling,
+    checking every argument) and leaves a plan, the compiled kernel; later calls with
+    the same signature (per tensor: dtype, ndim, element shape; per template argument
+    its value; per scalar its Python type) only set the arguments, each as its
+    annotation says (`_arg_kinds`), and launch.
 
     Anything the plan does not cover goes the general way: keyword arguments, tensors
     that require grad (Taichi allocates their `.grad`), non-contiguous tensors (Taichi
-    raises its own error), numpy arrays, Taichi fields, kernels with a return value or a
-    print, autodiff tapes, a Taichi runtime that was replaced since the plan was made.
+    raises its own error), tensors on another device than the kernel's (Taichi copies
+    them), numpy arrays, Taichi fields, kernels with a return value or a print,
+    autodiff tapes. A replaced Taichi runtime drops the plans.
     """
 
     def __init__(self, fn):
@@ -276,17 +279,18 @@ class FastKernel:
             self._templates = kinds
         return self._templates
 
-    def _signature(self, args):
+    def _signature(self, args, on_cuda: bool):
         import torch
 
         sig = []
         for a, kind in zip(args, self._arg_kinds()):
             k = kind[0]
             if k == "array":
-                if type(a) is not torch.Tensor or a.requires_grad or not a.is_contiguous():
+                # (a tensor on another device than the kernel's: Taichi copies it there and back)
+                if type(a) is not torch.Tensor or a.requires_grad or a.is_cuda != on_cuda or not a.is_contiguous():
                     return None
                 shape = a.shape
-                sig.append((a.dtype, len(shape), tuple(shape[len(shape) - kind[1]:]), a.is_cuda))
+                sig.append((a.dtype, len(shape), tuple(shape[len(shape) - kind[1]:])))
             elif k == "template":
                 sig.append(a)
             elif k in ("float", "int"):
@@ -306,7 +310,7 @@ class FastKernel:
             self.plans.clear()
             self.token = token
         try:
-            sig = self._signature(args)
+            sig = self._signature(args, is_cuda())
             hash(sig)
         except TypeError:  # an unhashable template argument
             sig = None
