@@ -227,6 +227,27 @@ def test_bricks_march_with_exact_per_frame_bounds(loop, grid, renderers):
     assert psnr(a, b_img) >= 40.0
 
 
+def test_frame_pair_bounds_on_the_device_or_uploaded_per_frame(loop, grid, renderers, monkeypatch):
+    """The pyramids of every frame pair kept on the device (the default) draw what the
+    per-frame upload of the pair's bounds draws (the path of loops whose pyramids are
+    over `FRAME_PAIR_BOUNDS_MAX_BYTES`), at phases across the wrap."""
+    from loopnerf.viewer import renderer as renderer_module
+
+    bricks, _ = renderers
+    c2w = bricks.default_c2w()
+    bricks.render_phase(c2w, 0.0)
+    assert "pair_mips" in bricks._gpu
+    monkeypatch.setattr(renderer_module, "FRAME_PAIR_BOUNDS_MAX_BYTES", 0)
+    uploaded = Renderer(loop, 40, 30, bricks=grid)
+    for phase in (0.1, 0.43, 0.97):
+        a, da = bricks.render_phase(c2w, phase)
+        b, db = uploaded.render_phase(c2w, phase)
+        assert "pair_mips" not in uploaded._gpu
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(da, db)
+        assert bricks.last_samples_per_ray().mean() == uploaded.last_samples_per_ray().mean()
+
+
 def test_unknown_backend_is_an_error(loop):
     with pytest.raises(ValueError, match="backend"):
         Renderer(loop, 8, 8, backend="voxels")

@@ -72,6 +72,10 @@ recording visibility, so culling sees every cell a ray reaches."""
 SKIP_OPTICAL_DEPTH = 1e-4  # a cell whose optical-depth bound along the ray is below this is skipped
 DEPTH_KINDS = ("expected", "median")  # what `render_phase_with_opacity` reports as depth
 EXPORT_BACKEND = "planes"
+FRAME_PAIR_BOUNDS_MAX_BYTES = 256 << 20
+"""The bricks' density pyramids of every frame pair (f, f + 1) are kept on the device when
+they fit in this, so a frame uploads none (the demo loop: 29 MB; uploading its pair's
+1.2 MB each frame cost ~3 ms of a frame); larger ones are uploaded per frame pair."""
 """The backend the exporters render with: they draw a few small images (the layers 24 at
 the default camera's size, the glb's fusion 11 cameras x F), where building the brick
 grid (20 s for the demo loop) costs more than it saves; the planes are also the exact one."""
@@ -273,6 +277,15 @@ class Renderer:
                 log_density=upload(b.log_density, ti.f16), colour=upload(b.colour, ti.u8),
                 colour_table=upload(b.colour_table, ti.f32),
             )
+            n_cells, frames = self._frame_mips[0].size, len(self._frame_mips)
+            if frames * n_cells * 4 <= FRAME_PAIR_BOUNDS_MAX_BYTES:
+                # every pair (f, f + 1)'s bounds once, one after another; a frame passes
+                # the pyramid offsets of its pair (the demo loop: 24 x 1.2 MB)
+                pairs = np.concatenate([np.maximum(self._frame_mips[f], self._frame_mips[(f + 1) % frames])
+                                        for f in range(frames)])
+                self._gpu["pair_mips"] = upload(pairs, ti.f32)
+                self._gpu["pair_metas"] = [upload(self._mip_meta + np.array([f * n_cells, 0, 0, 0], np.int32), ti.i32)
+                                           for f in range(frames)]
         else:
             self._gpu.update(
                 static_planes=upload(self._static_planes, ti.f32), static_meta=upload(self._static_meta, ti.i32),
@@ -476,12 +489,16 @@ class Renderer:
             b = self.bricks
             g["params"].from_numpy(params)
             f0, f1, blend = frame_blend(phase, self.frames)
-            if self._mip_frames != (f0, f1):
-                g["density_mip"].from_numpy(np.maximum(self._frame_mips[f0], self._frame_mips[f1]))
-                self._mip_frames = (f0, f1)
+            if "pair_mips" in g:  # (f1 is f0 + 1: `frame_blend`)
+                mips, meta = g["pair_mips"], g["pair_metas"][f0]
+            else:
+                if self._mip_frames != (f0, f1):
+                    g["density_mip"].from_numpy(np.maximum(self._frame_mips[f0], self._frame_mips[f1]))
+                    self._mip_frames = (f0, f1)
+                mips, meta = g["density_mip"], g["mip_meta"]
             brick_kernel.render_bricks_kernel(
-                g["slot"], g["dynamic"], g["log_density"], g["colour"], g["colour_table"], g["density_mip"],
-                g["mip_meta"], g["params"], rgb, depth, opacity, samples, vis, g["sky"], f0, f1, blend,
+                g["slot"], g["dynamic"], g["log_density"], g["colour"], g["colour_table"], mips,
+                meta, g["params"], rgb, depth, opacity, samples, vis, g["sky"], f0, f1, blend,
                 b.cells[0], b.cells[1], b.cells[2], b.brick, b.rank, brick_kernel.TILE,
             )
         else:
