@@ -252,11 +252,11 @@ class FastKernel:
         self.plans: dict = {}
         self.token = None
         self.general = self.primal.return_type is not None
-        self._templates = None
+        self._kinds = None
 
     def _arg_kinds(self):
         """Per argument: 'template', ('array', element_dim), ('float',) / ('int', signed)."""
-        if self._templates is None:
+        if self._kinds is None:
             from taichi.lang.util import cook_dtype
             from taichi.types import ndarray_type, primitive_types, template
             from taichi.types.utils import is_signed
@@ -276,8 +276,8 @@ class FastKernel:
                     kinds.append(("int", is_signed(cook_dtype(anno))))
                 else:
                     kinds.append(("other",))
-            self._templates = kinds
-        return self._templates
+            self._kinds = kinds
+        return self._kinds
 
     def _signature(self, args, on_cuda: bool):
         import torch
@@ -330,7 +330,7 @@ class FastKernel:
         t_kernel, compiled = plan
         ctx = t_kernel.make_launch_context()
         slot = 0
-        for a, kind in zip(args, self._templates):
+        for a, kind in zip(args, self._kinds):
             k = kind[0]
             if k == "template":
                 continue
