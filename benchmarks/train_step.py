@@ -11,7 +11,8 @@ three builds, measured interleaved in one process so a busy machine slows all al
 * `before`: the step as it was before this work: Taichi kernels with the hexplane
   backward on per-thread private buffers, the points inside and outside the dynamic
   region in two launches (`field.ONE_LAUNCH` off), scalar kernel builds, Taichi's general
-  launch path, regularizers under autograd, the for-loop Adam;
+  launch path, the linear decoder's logits under plain autograd, regularizers under
+  autograd, the for-loop Adam;
 * `scalar`: `fused` with every kernel built scalar (`kernels.runtime.SIMD` off: Taichi's
   default codegen, one scalar operation per channel), to time the SIMD builds alone;
 * `two_launches`: `fused` with the dynamic region's inside and outside evaluated in
@@ -20,7 +21,7 @@ three builds, measured interleaved in one process so a busy machine slows all al
   Python path instead of its cached launch plan (`kernels.runtime.FAST_LAUNCH` off:
   ~75 us a launch and 30-45 us an argument, 22 launches a step), to time that alone;
 * `twins`: the same step built from the plain-PyTorch twins (kernel backend `torch`,
-  regularizers under autograd, the for-loop Adam).
+  the decoder's logits, regularizers under autograd, the for-loop Adam).
 
 Each figure is the median over `--steps` steps after a warm-up; `parts` splits a step
 into the render forward + backward (proposals, field, decoder, volume rendering,
@@ -106,7 +107,7 @@ def bench_stage1(cap, preset: str, steps: int, builds=STAGE1_BUILDS) -> None:
     if "fused" not in builds:
         builds.insert(0, "fused")  # every ratio is against it
     trainers = {b: _stage1_trainer(cap, preset, b) for b in builds}
-    from loopnerf.fields import field
+    from loopnerf.fields import decoders, field
     from loopnerf.kernels import hexplane, runtime
 
     def use(b: str) -> None:
@@ -114,6 +115,7 @@ def bench_stage1(cap, preset: str, steps: int, builds=STAGE1_BUILDS) -> None:
         field.ONE_LAUNCH = b in ("fused", "scalar", "general_launch")
         runtime.SIMD = b in ("fused", "two_launches", "general_launch")
         runtime.FAST_LAUNCH = b not in ("general_launch", "before")
+        decoders.FUSED_LOGITS = b not in ("before", "twins")
 
     for b, tr in trainers.items():  # warm-up: compile each build's kernels, touch Adam state
         use(b)
@@ -128,7 +130,7 @@ def bench_stage1(cap, preset: str, steps: int, builds=STAGE1_BUILDS) -> None:
             tr.train_step()
             times[b].append(time.perf_counter() - t0)
             parts[b].append(_parts(tr))
-    hexplane.PLANE_TASK_BACKWARD = field.ONE_LAUNCH = runtime.SIMD = runtime.FAST_LAUNCH = True
+    hexplane.PLANE_TASK_BACKWARD = field.ONE_LAUNCH = runtime.SIMD = runtime.FAST_LAUNCH = decoders.FUSED_LOGITS = True
     rays = trainers["fused"].cfg.train.rays
     med = {b: statistics.median(v) for b, v in times.items()}
     for b in builds:

@@ -30,6 +30,11 @@ def _mlp(n_in: int, n_hidden: int, n_layers: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+FUSED_LOGITS = True
+"""`LinearDecoder` computes its logits through `_LinearLogits`; False: plain autograd
+(`benchmarks/train_step.py`'s `before` and `twins` builds)."""
+
+
 class _LinearLogits(torch.autograd.Function):
     """The linear decoder's logits with a hand-written backward: colour logits
     [R, S, 3] = features [R, S, F] . basis [R, 3, F] per ray, density logit [R, S] =
@@ -82,11 +87,11 @@ class LinearDecoder(nn.Module):
         """Unit directions [M, 3] -> colour basis [M, 3, F]."""
         return self.basis(sh_encode(dirs, SH_DEGREE)).view(-1, 3, self.feature_dim)
 
-    def forward(self, features: torch.Tensor, dirs: torch.Tensor, fused: bool = True):
+    def forward(self, features: torch.Tensor, dirs: torch.Tensor, fused: bool | None = None):
         """fused: the logits through `_LinearLogits` (its backward written out); False:
-        plain autograd (the twin)."""
+        plain autograd (the twin); None: `FUSED_LOGITS`."""
         basis = self.direction_basis(dirs)  # once per ray
-        if fused and features.dim() == 3:
+        if (FUSED_LOGITS if fused is None else fused) and features.dim() == 3:
             colour, density = _LinearLogits.apply(features, basis, self.sigma.weight.view(-1), self.sigma.bias)
             return trunc_exp(density - 1.0), torch.sigmoid(colour)
         rgb = torch.sigmoid(torch.einsum("rsf,rcf->rsc", features, basis))
