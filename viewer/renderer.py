@@ -72,13 +72,13 @@ recording visibility, so culling sees every cell a ray reaches."""
 SKIP_OPTICAL_DEPTH = 1e-4  # a cell whose optical-depth bound along the ray is below this is skipped
 DEPTH_KINDS = ("expected", "median")  # what `render_phase_with_opacity` reports as depth
 EXPORT_BACKEND = "planes"
+"""The backend the exporters render with: they draw a few small images (the layers 24 at
+the default camera's size, the glb's fusion 11 cameras x F), where building the brick
+grid (20 s for the demo loop) costs more than it saves; the planes are also the exact one."""
 FRAME_PAIR_BOUNDS_MAX_BYTES = 256 << 20
 """The bricks' density pyramids of every frame pair (f, f + 1) are kept on the device when
 they fit in this, so a frame uploads none (the demo loop: 29 MB; uploading its pair's
 1.2 MB each frame cost ~3 ms of a frame); larger ones are uploaded per frame pair."""
-"""The backend the exporters render with: they draw a few small images (the layers 24 at
-the default camera's size, the glb's fusion 11 cameras x F), where building the brick
-grid (20 s for the demo loop) costs more than it saves; the planes are also the exact one."""
 UNBOUNDED = 1e30  # the density bound of an occupied cell in a .loop without `density_max`
 
 
