@@ -32,7 +32,8 @@ a `Distiller` step (`loop` method, native crops of the preset) `fused` (the loop
 at all F phases in one kernel with the linear decoder, `render_phases`; the fused
 regularizers and Adam) vs `before` (every ray repeated per phase through
 `render_samples`, regularizers under autograd, the for-loop Adam, the hexplane's
-private-buffer backward, scalar kernel builds, Taichi's general launch path).
+private-buffer backward, scalar kernel builds, Taichi's general launch path, the
+decoder's logits under plain autograd).
 """
 
 from __future__ import annotations
@@ -163,19 +164,20 @@ def bench_distill(run: Path, preset: str, steps: int) -> None:
             d.render_loop_crop = _render_repeated.__get__(d)
         d.step = cfg.halve_every * cfg.coarse_levels  # native crops: the steady state
         builds[b] = d
+    from loopnerf.fields import decoders
     from loopnerf.kernels import hexplane, runtime
 
     for b, d in builds.items():
-        hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = runtime.FAST_LAUNCH = b == "fused"
+        hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = runtime.FAST_LAUNCH = decoders.FUSED_LOGITS = b == "fused"
         d.train_step()
     times = {b: [] for b in builds}
     for _ in range(steps):
         for b, d in builds.items():
-            hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = runtime.FAST_LAUNCH = b == "fused"
+            hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = runtime.FAST_LAUNCH = decoders.FUSED_LOGITS = b == "fused"
             t0 = time.perf_counter()
             d.train_step()
             times[b].append(time.perf_counter() - t0)
-    hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = runtime.FAST_LAUNCH = True
+    hexplane.PLANE_TASK_BACKWARD = runtime.SIMD = runtime.FAST_LAUNCH = decoders.FUSED_LOGITS = True
     med = {b: statistics.median(v) for b, v in times.items()}
     for b in builds:
         print(json.dumps({"benchmark": "distill_step", "preset": preset, "build": b, "ms_per_step": round(1e3 * med[b], 1)}), flush=True)
